@@ -1,0 +1,84 @@
+"""Dependable realtime push for Django: ``realtime.publish("order.42", "status", {...})``.
+
+Public names are imported lazily, so ``import realtime`` never touches the app registry."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "publish": "realtime.publishing",
+    "apublish": "realtime.publishing",
+    "make_token": "realtime.auth",
+    "RealtimeConsumer": "realtime.consumers",
+    "register_topic": "realtime.topics",
+    "topic": "realtime.topics",
+    "allow_any": "realtime.topics",
+    "allow_authenticated": "realtime.topics",
+    "allow_staff": "realtime.topics",
+    "RealtimeError": "realtime.exceptions",
+    "InvalidTopic": "realtime.exceptions",
+    "InvalidFrame": "realtime.exceptions",
+    "MessageTooLarge": "realtime.exceptions",
+    "TokenInvalid": "realtime.exceptions",
+    "TokenExpired": "realtime.exceptions",
+    "Forbidden": "realtime.exceptions",
+    "Rejected": "realtime.exceptions",
+    "UnknownEvent": "realtime.exceptions",
+    "PublishError": "realtime.exceptions",
+    "PublishTimeout": "realtime.exceptions",
+}
+
+__all__ = [
+    "Forbidden",
+    "InvalidFrame",
+    "InvalidTopic",
+    "MessageTooLarge",
+    "PublishError",
+    "PublishTimeout",
+    "RealtimeConsumer",
+    "RealtimeError",
+    "Rejected",
+    "TokenExpired",
+    "TokenInvalid",
+    "UnknownEvent",
+    "allow_any",
+    "allow_authenticated",
+    "allow_staff",
+    "apublish",
+    "make_token",
+    "publish",
+    "register_topic",
+    "topic",
+]
+
+if TYPE_CHECKING:
+    from realtime.auth import make_token
+    from realtime.consumers import RealtimeConsumer
+    from realtime.exceptions import (
+        Forbidden,
+        InvalidFrame,
+        InvalidTopic,
+        MessageTooLarge,
+        PublishError,
+        PublishTimeout,
+        RealtimeError,
+        Rejected,
+        TokenExpired,
+        TokenInvalid,
+        UnknownEvent,
+    )
+    from realtime.publishing import apublish, publish
+    from realtime.topics import allow_any, allow_authenticated, allow_staff, register_topic, topic
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'realtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,39 @@
+"""Redis clients: one connection pool per process and event loop, created on first use.
+
+redis-py's asyncio pools are bound to the loop that created them, so a client is cached per
+running loop (daphne's loop, the publisher thread's loop, a test's loop). Timeouts are set on
+purpose: a short connect timeout so a dead Redis fails fast, and a socket timeout well above any
+blocking command we issue, so idle connections are not killed by their own read timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import redis.asyncio as aioredis
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_client(url: str) -> aioredis.Redis:
+    """The shared client for ``url`` on the running event loop."""
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    client = per_loop.get(url)
+    if client is None:
+        client = per_loop[url] = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=5,
+            socket_timeout=15,
+            health_check_interval=30,
+            max_connections=256,
+            retry_on_timeout=True,
+        )
+    return client
+
+
+def forget_clients() -> None:
+    """Drop cached clients (settings changed in tests). Open sockets close with their loop."""
+    _clients.clear()

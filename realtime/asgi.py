@@ -1,0 +1,48 @@
+"""The ASGI application: HTTP to Django, WebSocket to the realtime consumer.
+
+In your project's ``asgi.py``::
+
+    import os
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    from realtime.asgi import get_asgi_application
+    application = get_asgi_application()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.asgi import get_asgi_application as get_django_asgi_application
+from django.utils.module_loading import import_string
+
+WEBSOCKET_PATH = "realtime/ws/"
+
+
+def get_asgi_application(
+    consumer: type[Any] | str | None = None,
+    *,
+    path: str = WEBSOCKET_PATH,
+    http: Any = None,
+    websocket_routes: list[Any] | None = None,
+) -> Any:
+    """Build the project's ASGI application.
+
+    ``consumer`` is a :class:`realtime.RealtimeConsumer` subclass (or its dotted path) served
+    at ``path``; ``http`` replaces Django's ASGI handler; ``websocket_routes`` adds your own
+    Channels routes. WebSocket connections get the session and user as with Channels'
+    ``AuthMiddlewareStack``; Origin checks are done by the consumer (docs/security.md)."""
+    django_app = get_django_asgi_application()  # sets Django up before models are imported
+
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.urls import path as route
+
+    from realtime.consumers import RealtimeConsumer
+
+    if isinstance(consumer, str):
+        consumer = import_string(consumer)
+    consumer_class = consumer or RealtimeConsumer
+    routes = [route(path, consumer_class.as_asgi()), *(websocket_routes or [])]
+    return ProtocolTypeRouter(
+        {"http": http or django_app, "websocket": AuthMiddlewareStack(URLRouter(routes))}
+    )

@@ -1,0 +1,111 @@
+"""Tokens and Origin checks.
+
+Tokens are signed with ``django.core.signing`` under their own salt and carry the user's pk,
+an expiry time and a fragment of the user's session auth hash, so changing the password
+invalidates every token issued before. They use only characters allowed in a
+``Sec-WebSocket-Protocol`` value, so a client may send one as the ``realtime.token.<token>``
+subprotocol instead of in an ``auth`` frame; they never belong in a URL."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.http.request import validate_host
+
+from realtime.conf import get_config
+from realtime.exceptions import TokenExpired, TokenInvalid
+
+SALT = "realtime.token"
+
+
+def _signer() -> signing.Signer:
+    return signing.Signer(salt=SALT, sep=".")
+
+
+def _auth_hash(user: Any) -> str:
+    return user.get_session_auth_hash()[:16] if hasattr(user, "get_session_auth_hash") else ""
+
+
+def make_token(user: Any, *, expires_in: float | None = None) -> str:
+    """A signed token that authenticates ``user`` for ``expires_in`` seconds (default
+    ``TOKEN_MAX_AGE``). Give it to non-browser clients, or to browsers that connect from
+    another site; browsers on the same site are authenticated by their session cookie."""
+    if user is None or not user.is_authenticated:
+        raise ValueError("make_token() needs an authenticated user.")
+    lifetime = get_config().token_max_age if expires_in is None else expires_in
+    payload = {"u": str(user.pk), "x": round(time.time() + lifetime, 3), "h": _auth_hash(user)}
+    return _signer().sign_object(payload, compress=False)
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_pk: str
+    expires_at: float
+    auth_hash: str
+
+
+def read_token(token: str) -> TokenClaims:
+    """Check a token's signature and lifetime. Raises :class:`TokenInvalid` or
+    :class:`TokenExpired`."""
+    if not isinstance(token, str) or len(token) > 1024:
+        raise TokenInvalid("The token is malformed.")
+    try:
+        payload = _signer().unsign_object(token)
+        claims = TokenClaims(str(payload["u"]), float(payload["x"]), str(payload["h"]))
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise TokenInvalid("The token is malformed or its signature is wrong.") from None
+    if claims.expires_at <= time.time():
+        raise TokenExpired("The token has expired; fetch a new one.")
+    return claims
+
+
+def _load_user(claims: TokenClaims) -> Any:
+    model = get_user_model()
+    try:
+        user = model._default_manager.get(pk=claims.user_pk)
+    except (model.DoesNotExist, ValueError):
+        raise TokenInvalid("The token's user does not exist.") from None
+    if not getattr(user, "is_active", True):
+        raise TokenInvalid("The token's user is inactive.")
+    if _auth_hash(user) != claims.auth_hash:
+        raise TokenInvalid("The token was issued before a password change.")
+    return user
+
+
+async def aauthenticate_token(token: str) -> tuple[Any, float]:
+    """The user a token authenticates and its expiry time. Raises :class:`TokenInvalid`."""
+    claims = read_token(token)
+    user = await database_sync_to_async(_load_user)(claims)
+    return user, claims.expires_at
+
+
+def allowed_origins() -> tuple[str, ...] | None:
+    """The explicit allow-list, or None when origins are derived from ``ALLOWED_HOSTS``."""
+    return get_config().allowed_origins
+
+
+def origin_allowed(origin: str) -> bool:
+    """Whether a browser ``Origin`` may connect. With ``REALTIME["ALLOWED_ORIGINS"]`` set,
+    origins must match an entry (``scheme://host[:port]``, or ``*``); otherwise the origin's
+    host must match ``ALLOWED_HOSTS`` the way Django matches the ``Host`` header."""
+    explicit = allowed_origins()
+    if explicit is not None:
+        return "*" in explicit or origin.rstrip("/") in explicit
+    try:
+        parts = urlsplit(origin)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return validate_host(host if ":" not in host else f"[{host}]", allowed)

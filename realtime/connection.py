@@ -1,0 +1,532 @@
+"""The transport-independent state of one client: user, subscriptions with cursors, pending
+ACKs, the inbound rate limit, heartbeat and token timers, and counters.
+
+A transport (the WebSocket consumer now; SSE and long-poll later) owns one
+:class:`Connection`, feeds it inbound frames with :meth:`Connection.handle_text`, and gives it a
+:class:`Transport` to write frames and close. The hub hands it published messages through
+:meth:`Connection.deliver`, synchronously, on the event loop.
+
+Ordering: each subscription tracks ``(epoch, offset)``. A live message whose offset is not the
+next one (a message lost between nodes, or an epoch change) switches the subscription to
+*recovering*: live messages are buffered while the gap is read from the topic log, then the
+buffer is drained with duplicates dropped. The same path serves a resume with a cursor, so
+replay-then-live never loses or repeats a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from realtime import protocol
+from realtime.backends import get_dedup, get_log
+from realtime.conf import Config, get_config
+from realtime.exceptions import (
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_TOKEN_EXPIRED,
+    AuthRequired,
+    InvalidFrame,
+    NotSubscribed,
+    RateLimited,
+    RealtimeError,
+    TokenInvalid,
+    TooManyTopics,
+    UnknownEvent,
+)
+from realtime.hub import get_hub
+from realtime.log.base import Entry, Replay
+from realtime.signals import connection_closed, connection_opened, message_undelivered
+from realtime.topics import validate_topic
+
+logger = logging.getLogger("realtime.connection")
+
+# How many log reads one gap may take before the subscription gives up with a reset.
+MAX_RECOVERY_ROUNDS = 5
+
+
+class State(enum.Enum):
+    AWAITING_AUTH = "awaiting_auth"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Transport(Protocol):
+    """What a transport gives its connection."""
+
+    def send_text(self, text: str) -> None:
+        """Queue one frame for the client; never blocks."""
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close the connection with ``code``; the transport then calls
+        :meth:`Connection.closed`."""
+
+
+class Hooks(Protocol):
+    """The consumer hooks a connection calls (see :class:`realtime.RealtimeConsumer`)."""
+
+    async def authenticate(self, user: Any) -> Any: ...
+    async def can_subscribe(self, topic: str) -> None: ...
+    async def on_message(self, event: str, data: Any) -> Any: ...
+    async def on_ack(self, message_id: str) -> None: ...
+    async def on_connect(self) -> None: ...
+    async def on_disconnect(self, code: int) -> None: ...
+
+
+@dataclass
+class Subscription:
+    epoch: str = ""
+    offset: int = 0
+    recovering: bool = True
+    # live messages held while recovering: (epoch, offset, message_id, ack, frame)
+    buffer: list[tuple[str, int, str, bool, str]] = field(default_factory=list)
+
+
+@dataclass
+class PendingAck:
+    topic: str
+    frame: str
+    attempts: int
+    due: float
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; one token per inbound frame."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Connection:
+    """One client on any transport. Created by the transport, which then calls
+    :meth:`authenticated` (or lets the client send ``auth``) and :meth:`handle_text`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        hooks: Hooks,
+        *,
+        user: Any,
+        transport_name: str,
+        requires_token: bool,
+        dedup_scope: str,
+    ) -> None:
+        self.config: Config = get_config()
+        self.id = uuid.uuid4().hex
+        self.transport = transport
+        self.hooks = hooks
+        self.user = user
+        self.transport_name = transport_name
+        self.dedup_scope = dedup_scope
+        self.state = State.AWAITING_AUTH
+        self.requires_token = requires_token
+        self.subscriptions: dict[str, Subscription] = {}
+        self.pending: dict[str, PendingAck] = {}
+        self.connected_at = time.time()
+        self.last_seen = time.monotonic()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.token_expires_at: float | None = None
+        self._bucket = TokenBucket(self.config.rate, self.config.burst)
+        self._loop = asyncio.get_running_loop()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def _timer(self, name: str, delay: float, callback: Any, *args: Any) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._timers[name] = self._loop.call_later(max(0.0, delay), callback, *args)
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def wait_for_token(self) -> None:
+        """Give the client ``AUTH_TIMEOUT`` seconds to send an ``auth`` frame."""
+        self._timer("auth", self.config.auth_timeout, self._auth_timed_out)
+
+    def _auth_timed_out(self) -> None:
+        if self.state is State.AWAITING_AUTH:
+            self.close(AuthRequired("No token arrived in time."))
+
+    async def authenticated(self, user: Any, token_expires_at: float | None = None) -> None:
+        """Open the connection for ``user``: run the ``authenticate`` hook, send ``welcome``,
+        start the heartbeat and the token expiry timers. Raises what the hook raises."""
+        self.user = await self.hooks.authenticate(user)
+        self.state = State.OPEN
+        self._timers.pop("auth", _NullTimer).cancel()
+        self._set_token_expiry(token_expires_at)
+        self.send(
+            protocol.encode(
+                {
+                    "type": "welcome",
+                    "v": protocol.VERSION,
+                    "connection_id": self.id,
+                    "user": _user_id(self.user),
+                    "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
+                    "heartbeat_timeout_ms": int(self.config.heartbeat_timeout * 1000),
+                    "limits": {
+                        "max_frame_bytes": self.config.max_frame_bytes,
+                        "max_topics": self.config.max_topics,
+                        "rate": self.config.rate,
+                        "burst": self.config.burst,
+                    },
+                }
+            )
+        )
+        self._schedule_ping()
+        connection_opened.send(sender=type(self), connection=self)
+        await self.hooks.on_connect()
+
+    def _set_token_expiry(self, expires_at: float | None) -> None:
+        self.token_expires_at = expires_at
+        for name in ("token-warning", "token-expiry"):
+            self._timers.pop(name, _NullTimer).cancel()
+        if expires_at is None:
+            return
+        remaining = expires_at - time.time()
+        self._timer(
+            "token-warning", remaining - self.config.token_expiry_warning, self._token_warning
+        )
+        self._timer("token-expiry", remaining, self._token_expired)
+
+    def _token_warning(self) -> None:
+        if self.token_expires_at is not None:
+            remaining = max(0, int((self.token_expires_at - time.time()) * 1000))
+            self.send(protocol.encode({"type": "token-expiring", "expires_in_ms": remaining}))
+
+    def _token_expired(self) -> None:
+        self.transport.close(CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def close(self, error: RealtimeError) -> None:
+        """Close the connection for ``error`` with its documented close code."""
+        from realtime.exceptions import close_code_for
+
+        self.transport.close(close_code_for(error), error.reason)
+
+    async def closed(self, code: int) -> None:
+        """Called by the transport once the connection is gone: release everything."""
+        if self.state is State.CLOSED:
+            return
+        was_open = self.state is State.OPEN
+        self.state = State.CLOSED
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        hub = get_hub()
+        for topic in self.subscriptions:
+            hub.unsubscribe(topic, self)
+        self.subscriptions.clear()
+        self.pending.clear()
+        if was_open:
+            connection_closed.send(sender=type(self), connection=self, code=code)
+            await self.hooks.on_disconnect(code)
+
+    # ---- heartbeat -------------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        self._timer("ping", self.config.heartbeat_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_sent = time.monotonic()
+        self.send('{"type":"ping"}')
+        self._timer("pong", self.config.heartbeat_timeout, self._check_pong)
+
+    def _check_pong(self) -> None:
+        if self.last_seen < self._ping_sent:
+            self.transport.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+        else:
+            self._timer(
+                "ping",
+                self._ping_sent + self.config.heartbeat_interval - time.monotonic(),
+                self._ping,
+            )
+
+    # ---- outbound --------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        if self.state is not State.CLOSED:
+            self.transport.send_text(text)
+
+    def deliver(
+        self, topic: str, epoch: str, offset: int, message_id: str, ack: bool, frame: str
+    ) -> None:
+        """Called by the hub with each live message of a subscribed topic."""
+        sub = self.subscriptions.get(topic)
+        if sub is None or self.state is State.CLOSED:
+            return
+        if sub.recovering:
+            sub.buffer.append((epoch, offset, message_id, ack, frame))
+        elif epoch == sub.epoch and offset <= sub.offset:
+            return  # already delivered (replayed, or a duplicate from the layer)
+        elif epoch == sub.epoch and offset == sub.offset + 1:
+            self._send_message(topic, sub, offset, message_id, ack, frame)
+        else:  # a gap, or the log's epoch changed under us: recover from the log
+            sub.recovering = True
+            sub.buffer.append((epoch, offset, message_id, ack, frame))
+            self._spawn(self._recover(topic, sub))
+
+    def _send_message(
+        self, topic: str, sub: Subscription, offset: int, message_id: str, ack: bool, frame: str
+    ) -> None:
+        sub.offset = offset
+        self.messages_out += 1
+        self.send(frame)
+        if ack:
+            self._track_ack(topic, message_id, frame)
+
+    def _send_entry(self, topic: str, sub: Subscription, entry: Entry) -> None:
+        frame = protocol.message_frame(
+            topic, entry.event, entry.data, entry.message_id, sub.epoch, entry.offset, entry.ack
+        )
+        self._send_message(topic, sub, entry.offset, entry.message_id, entry.ack, frame)
+
+    def _send_reset(self, topic: str, replay: Replay) -> None:
+        self.send(
+            protocol.encode(
+                {
+                    "type": "reset",
+                    "topic": topic,
+                    "reason": replay.reset,
+                    "epoch": replay.epoch,
+                    "offset": replay.offset,
+                }
+            )
+        )
+
+    async def _recover(self, topic: str, sub: Subscription) -> None:
+        """Fill the gap after ``sub``'s position from the log, then go live."""
+        log = get_log()
+        for _ in range(MAX_RECOVERY_ROUNDS):
+            replay = await log.read_after(topic, sub.epoch, sub.offset)
+            if self.subscriptions.get(topic) is not sub:
+                return
+            if replay.reset:
+                self._send_reset(topic, replay)
+                sub.epoch, sub.offset = replay.epoch, replay.offset
+            for entry in replay.entries:
+                self._send_entry(topic, sub, entry)
+            if self._drain(topic, sub):
+                return
+        logger.warning("Topic %r: gap not filled after %d reads", topic, MAX_RECOVERY_ROUNDS)
+        replay = await log.read_after(topic, None, 0)
+        self._send_reset(topic, Replay(replay.epoch, replay.offset, [], "too_old"))
+        sub.epoch, sub.offset, sub.buffer, sub.recovering = replay.epoch, replay.offset, [], False
+
+    def _drain(self, topic: str, sub: Subscription) -> bool:
+        """Send buffered live messages that follow on; False if a gap remains."""
+        buffered, sub.buffer = sorted(sub.buffer, key=lambda m: m[1]), []
+        for index, (epoch, offset, message_id, ack, frame) in enumerate(buffered):
+            if epoch != sub.epoch:
+                continue  # from before a reset; the log read decided the current epoch
+            if offset <= sub.offset:
+                continue
+            if offset != sub.offset + 1:
+                sub.buffer = buffered[index:]
+                return False
+            self._send_message(topic, sub, offset, message_id, ack, frame)
+        sub.recovering = False
+        return True
+
+    # ---- ACKs (server -> client) -------------------------------------------------------------
+
+    def _track_ack(self, topic: str, message_id: str, frame: str) -> None:
+        if message_id in self.pending:
+            return
+        due = time.monotonic() + self.config.ack_timeout
+        self.pending[message_id] = PendingAck(topic, frame, 0, due)
+        if "ack" not in self._timers:
+            self._timer("ack", self.config.ack_timeout, self._retry_acks)
+
+    def _retry_acks(self) -> None:
+        self._timers.pop("ack", None)
+        now = time.monotonic()
+        for message_id, pending in list(self.pending.items()):
+            if pending.due > now:
+                continue
+            if pending.attempts >= self.config.ack_max_retries:
+                del self.pending[message_id]
+                message_undelivered.send(
+                    sender=type(self), connection=self, topic=pending.topic, message_id=message_id
+                )
+                continue
+            pending.attempts += 1
+            pending.due = now + self.config.ack_timeout * 2**pending.attempts
+            self.send(pending.frame)
+        if self.pending:
+            next_due = min(p.due for p in self.pending.values())
+            self._timer("ack", next_due - now, self._retry_acks)
+
+    # ---- inbound ---------------------------------------------------------------------------
+
+    async def handle_text(self, text: str) -> None:
+        """Handle one client frame. Errors that end the connection close it; the others are
+        answered with an ``error`` frame."""
+        self.last_seen = time.monotonic()
+        self.messages_in += 1
+        try:
+            if not self._bucket.take():
+                raise RateLimited("Too many frames; slow down and reconnect.")
+            frame = protocol.parse_client_frame(text)
+            await self._dispatch(frame)
+        except (RateLimited, AuthRequired) as error:
+            self.close(error)
+        except TokenInvalid as error:
+            if self.state is State.OPEN:
+                self.send(protocol.error_frame(error.code, error.reason, error.ref))
+            else:
+                self.close(error)
+        except RealtimeError as error:
+            self.send(protocol.error_frame(error.code, error.reason, error.ref))
+
+    async def _dispatch(self, frame: protocol.ClientFrame) -> None:
+        kind = frame["type"]
+        if kind == "pong":
+            return
+        if kind == "auth":
+            await self._on_auth(frame["token"])  # type: ignore[typeddict-item]
+            return
+        if self.state is not State.OPEN:
+            raise AuthRequired("Authenticate with an 'auth' frame first.")
+        if kind == "subscribe":
+            await self.subscribe(frame["topic"], frame.get("cursor"))  # type: ignore[typeddict-item]
+        elif kind == "unsubscribe":
+            self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
+        elif kind == "ack":
+            for message_id in frame["ids"]:  # type: ignore[typeddict-item]
+                if self.pending.pop(message_id, None) is not None:
+                    await self.hooks.on_ack(message_id)
+        elif kind == "send":
+            await self._on_send(frame)  # type: ignore[arg-type]
+
+    async def _on_auth(self, token: str) -> None:
+        from realtime.auth import aauthenticate_token
+
+        user, expires_at = await aauthenticate_token(token)
+        if self.state is State.AWAITING_AUTH:
+            await self.authenticated(user, expires_at)
+        elif _user_id(user) != _user_id(self.user):
+            raise TokenInvalid("A refreshed token must be for the same user.")
+        else:
+            self._set_token_expiry(expires_at)
+
+    async def subscribe(self, topic: str, cursor: protocol.Cursor | None = None) -> None:
+        """Subscribe, replaying after ``cursor`` when given. Raises :class:`InvalidTopic`,
+        :class:`Forbidden` or :class:`TooManyTopics`; the permission is checked on every
+        subscribe, resumes included."""
+        validate_topic(topic)
+        if topic not in self.subscriptions and len(self.subscriptions) >= self.config.max_topics:
+            raise TooManyTopics(f"At most {self.config.max_topics} topics.", ref=topic)
+        await self.hooks.can_subscribe(topic)
+        if self.state is State.CLOSED:
+            return
+        old = self.subscriptions.get(topic)
+        sub = self.subscriptions[topic] = Subscription()
+        if old is None:
+            await get_hub().subscribe(topic, self)
+        replay = await get_log().read_after(
+            topic, cursor["epoch"] if cursor else None, cursor["offset"] if cursor else 0
+        )
+        if self.subscriptions.get(topic) is not sub:
+            return
+        recovered = cursor is not None and replay.reset is None
+        if replay.reset:
+            self._send_reset(topic, replay)
+        sub.epoch = replay.epoch
+        sub.offset = cursor["offset"] if recovered and cursor else replay.offset
+        self.send(
+            protocol.encode(
+                {
+                    "type": "subscribed",
+                    "topic": topic,
+                    "epoch": sub.epoch,
+                    "offset": sub.offset,
+                    "recovered": recovered,
+                }
+            )
+        )
+        for entry in replay.entries:
+            self._send_entry(topic, sub, entry)
+        if not self._drain(topic, sub):
+            sub.recovering = True
+            await self._recover(topic, sub)
+
+    def unsubscribe(self, topic: str) -> None:
+        """Stop delivering ``topic``. Raises :class:`NotSubscribed`."""
+        if self.subscriptions.pop(topic, None) is None:
+            raise NotSubscribed(f"Not subscribed to {topic[:200]!r}.", ref=topic[:200])
+        get_hub().unsubscribe(topic, self)
+        for message_id in [m for m, p in self.pending.items() if p.topic == topic]:
+            del self.pending[message_id]
+        self.send(protocol.encode({"type": "unsubscribed", "topic": topic}))
+
+    async def _on_send(self, frame: protocol.SendFrame) -> None:
+        message_id = frame["id"]
+        key = f"{self.dedup_scope}:{message_id}"
+        dedup = get_dedup()
+        state, answer = await dedup.begin(key)
+        if state == "done" and answer is not None:
+            self.send(answer)
+            return
+        if state == "pending":
+            return  # the first attempt is still running; it answers when done
+        reply: dict[str, Any] = {"type": "ack", "id": message_id}
+        try:
+            reply["result"] = await self.hooks.on_message(frame["event"], frame.get("data"))
+        except (UnknownEvent, InvalidFrame, RealtimeError) as error:
+            reply["error"] = {"code": error.code, "reason": error.reason}
+        except Exception:
+            logger.exception("Handler for event %r failed", frame["event"])
+            reply["error"] = {"code": "handler_error", "reason": "The handler failed."}
+        try:
+            answer = protocol.encode(reply)
+        except (TypeError, ValueError):
+            logger.exception("Handler for event %r returned a non-JSON result", frame["event"])
+            answer = protocol.encode(
+                {
+                    "type": "ack",
+                    "id": message_id,
+                    "error": {
+                        "code": "handler_error",
+                        "reason": "The handler's result is not JSON serializable.",
+                    },
+                }
+            )
+        await dedup.finish(key, answer)
+        self.send(answer)
+
+
+class _NullTimerType:
+    def cancel(self) -> None:
+        return None
+
+
+_NullTimer: Any = _NullTimerType()
+
+
+def _user_id(user: Any) -> Any:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk

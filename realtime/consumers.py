@@ -1,0 +1,233 @@
+"""``RealtimeConsumer``: the WebSocket transport and the base class users subclass.
+
+Subclass it to change who may connect, what they may subscribe to, and what client messages
+do; route it with :func:`realtime.asgi.get_asgi_application` or your own ``URLRouter``::
+
+    class ShopConsumer(realtime.RealtimeConsumer):
+        async def handle_cart_add(self, data):          # a client `send` with event "cart.add"
+            ...
+            return {"ok": True}                         # becomes the `ack` frame's result
+
+Unlike a plain Channels consumer it does not get a channel-layer channel per socket: the
+per-process hub receives each topic's messages once and hands them to the connection on the
+event loop, so fan-out never goes through per-consumer layer dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import uuid
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from django.contrib.auth.models import AnonymousUser
+
+from realtime import _eager, protocol
+from realtime.auth import aauthenticate_token, origin_allowed
+from realtime.connection import Connection
+from realtime.exceptions import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_LARGE,
+    TokenInvalid,
+    UnknownEvent,
+)
+from realtime.topics import registry
+
+logger = logging.getLogger("realtime.consumers")
+
+
+class RealtimeConsumer(AsyncConsumer):
+    """A realtime WebSocket connection. Override the hooks below; each says when it runs."""
+
+    #: Name of this transport in the registry and the admin.
+    transport_name = "websocket"
+
+    connection: Connection
+
+    # ---- hooks -----------------------------------------------------------------------------
+
+    async def authenticate(self, user: Any) -> Any:
+        """Runs once per connection, when its user is known (from the session cookie, or the
+        token in the subprotocol or the first ``auth`` frame). Return the user this connection
+        acts as; raise :class:`realtime.TokenInvalid` to refuse it (closed with 4401).
+        ``user`` may be ``AnonymousUser``."""
+        return user
+
+    async def can_subscribe(self, topic: str) -> None:
+        """Runs on every ``subscribe``, resumes included. Raise :class:`realtime.Forbidden` to
+        refuse. The default asks the topic registry (``realtime.register_topic``)."""
+        await registry.acheck(self.user, topic)
+
+    async def on_message(self, event: str, data: Any) -> Any:
+        """Runs for each client ``send`` (once per message id, however often it is retried).
+        The default calls ``handle_<event>`` (dots and dashes become underscores) with
+        ``data``; sync handlers run in a thread. The return value is the ``ack`` result; raise
+        :class:`realtime.Rejected` to answer with an error instead."""
+        handler = getattr(self, "handle_" + event.replace(".", "_").replace("-", "_"), None)
+        if handler is None:
+            raise UnknownEvent(f"No handler for event {event!r}.", ref=event)
+        if inspect.iscoroutinefunction(handler):
+            return await handler(data)
+        return await database_sync_to_async(handler)(data)
+
+    async def on_ack(self, message_id: str) -> None:
+        """Runs when the client acknowledges a message published with ``ack=True``."""
+
+    async def on_connect(self) -> None:
+        """Runs after ``welcome`` was sent: the connection is open and authenticated."""
+
+    async def on_disconnect(self, code: int) -> None:
+        """Runs once when an open connection ends, with the close code."""
+
+    @property
+    def user(self) -> Any:
+        """The connection's user (``AnonymousUser`` when not logged in)."""
+        return self.connection.user
+
+    # ---- ASGI plumbing ---------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = None
+        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Unlike AsyncConsumer.dispatch, no aclose_old_connections() hop per frame: ORM work
+        # goes through database_sync_to_async, which closes stale connections itself.
+        kind = message["type"]
+        if kind == "websocket.receive":
+            await self.websocket_receive(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        elif kind == "websocket.disconnect":
+            await self.websocket_disconnect(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        headers = dict(self.scope.get("headers", ()))
+        origin = headers.get(b"origin", b"").decode("latin-1") or None
+        offered = list(self.scope.get("subprotocols", ()))
+        versions = [p for p in offered if p.startswith(protocol.SUBPROTOCOL_PREFIX)]
+        if (origin is not None and not origin_allowed(origin)) or (
+            versions and protocol.SUBPROTOCOL not in versions
+        ):
+            await self.base_send({"type": "websocket.close"})  # refused: HTTP 403
+            raise StopConsumer
+        tokens = [p for p in offered if p.startswith(protocol.TOKEN_SUBPROTOCOL_PREFIX)]
+        session = self.scope.get("session")
+        user = self.scope.get("user") or AnonymousUser()
+        self.connection = Connection(
+            self,
+            self,
+            user=user,
+            transport_name=self.transport_name,
+            requires_token=origin is None,
+            dedup_scope=_dedup_scope(user, session),
+        )
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        if protocol.SUBPROTOCOL in offered:
+            accept["subprotocol"] = protocol.SUBPROTOCOL
+        await self.base_send(accept)
+        try:
+            if tokens:
+                token_user, expires_at = await aauthenticate_token(
+                    tokens[0][len(protocol.TOKEN_SUBPROTOCOL_PREFIX) :]
+                )
+                self.connection.dedup_scope = _dedup_scope(token_user, None)
+                await self.connection.authenticated(token_user, expires_at)
+            elif origin is None:
+                self.connection.wait_for_token()
+            else:
+                await self.connection.authenticated(user)
+        except TokenInvalid as error:
+            self.connection.close(error)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if text is None:
+            self.close(CLOSE_PROTOCOL_ERROR, "binary frames are not supported")
+            return
+        limit = self.connection.config.max_frame_bytes
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+            self.close(CLOSE_TOO_LARGE, f"frame larger than {limit} bytes")
+            return
+        await self.connection.handle_text(text)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._closing = True
+        if self._writer is not None:
+            self._writer.cancel()
+        connection = getattr(self, "connection", None)
+        if connection is not None:
+            await connection.closed(message.get("code", 1006))
+        raise StopConsumer
+
+    # ---- Transport: what the Connection writes through -------------------------------------
+
+    def send_text(self, text: str) -> None:
+        """Queue a frame. Sent at once unless an earlier send is blocked on a congested
+        socket; past ``OUTBOUND_QUEUE_SIZE`` waiting frames the client is too slow and is
+        closed with 4503 (it resumes from its cursors, so nothing is lost)."""
+        if self._closing:
+            return
+        if len(self._queue) >= self.connection.config.outbound_queue_size:
+            # The socket is not draining: drop the backlog and close past it. The client
+            # recovers everything from the log when it resumes with its cursors.
+            self._queue.clear()
+            self._closing = True
+            if self._writer is not None:
+                self._writer.cancel()
+            close = {"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER, "reason": "slow"}
+            self._queue.append(close)
+            self._pump()
+            return
+        self._queue.append({"type": "websocket.send", "text": text})
+        if self._writer is None:
+            self._pump()
+
+    def _pump(self, finished: asyncio.Task[None] | None = None) -> None:
+        if finished is not None and finished is not self._writer:
+            return  # a writer cancelled by the slow-consumer close
+        self._writer = None
+        while self._queue:
+            try:
+                task = _eager.start(self.base_send(self._queue.popleft()))
+            except Exception:
+                logger.exception("Sending a frame failed")
+                self._queue.clear()
+                return
+            if task is not None:
+                self._writer = task
+                task.add_done_callback(self._pump)
+                return
+
+    def close(self, code: int, reason: str = "") -> None:  # type: ignore[override]
+        """Close with ``code``. Frames queued before still go out first."""
+        if self._closing:
+            return
+        self._queue.append({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        self._closing = True
+        if self._writer is None:
+            self._pump()
+
+
+def _dedup_scope(user: Any, session: Any) -> str:
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"u:{user.pk}"
+    key = getattr(session, "session_key", None)
+    if key:
+        return f"s:{key}"
+    return f"c:{uuid.uuid4().hex}"

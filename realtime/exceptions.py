@@ -1,0 +1,173 @@
+"""The exception tree. Each error carries the protocol ``code`` it is reported with, and is
+mapped in one place (:data:`CLOSE_CODES`, :data:`HTTP_STATUSES`) to WebSocket close codes and
+HTTP statuses; docs/protocol.md lists them all."""
+
+from __future__ import annotations
+
+
+class RealtimeError(Exception):
+    """Base of every error this app raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, reason: str = "", *, ref: str | None = None) -> None:
+        super().__init__(reason or self.__class__.__doc__ or self.code)
+        self.reason = reason or (self.__class__.__doc__ or self.code).strip()
+        self.ref = ref
+
+
+class InvalidFrame(RealtimeError):
+    """A required field is missing or of the wrong type."""
+
+    code = "invalid_frame"
+
+
+class InvalidJSON(InvalidFrame):
+    """The frame is not a JSON object."""
+
+    code = "invalid_json"
+
+
+class UnknownType(InvalidFrame):
+    """The frame's type is not one the server knows."""
+
+    code = "unknown_type"
+
+
+class ProtocolError(RealtimeError):
+    """The client broke the protocol in a way the connection cannot survive."""
+
+    code = "protocol_error"
+
+
+class MessageTooLarge(RealtimeError):
+    """The frame or payload is larger than the configured limit."""
+
+    code = "too_large"
+
+
+class AuthRequired(RealtimeError):
+    """Authenticate with a token first."""
+
+    code = "auth_required"
+
+
+class TokenInvalid(RealtimeError):
+    """The token is malformed or its signature is wrong."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(TokenInvalid):
+    """The token's lifetime is over."""
+
+    code = "token_expired"
+
+
+class InvalidTopic(RealtimeError, ValueError):
+    """The topic name is not valid."""
+
+    code = "invalid_topic"
+
+
+class Forbidden(RealtimeError):
+    """The user may not subscribe to this topic."""
+
+    code = "forbidden"
+
+
+class TooManyTopics(RealtimeError):
+    """The connection holds the maximum number of topics."""
+
+    code = "too_many_topics"
+
+
+class NotSubscribed(RealtimeError):
+    """The connection is not subscribed to this topic."""
+
+    code = "not_subscribed"
+
+
+class UnknownEvent(RealtimeError):
+    """No handler for this event."""
+
+    code = "unknown_event"
+
+
+class Rejected(RealtimeError):
+    """Raise from a message handler to refuse a client message with your own reason."""
+
+    code = "rejected"
+
+
+class RateLimited(RealtimeError):
+    """More frames than the rate limit allows."""
+
+    code = "rate_limited"
+
+
+class PublishError(RealtimeError):
+    """Publishing failed: the message was not appended to the topic log."""
+
+    code = "publish_failed"
+
+
+class PublishTimeout(PublishError):
+    """The topic log did not confirm the append in time."""
+
+    code = "publish_timeout"
+
+
+# WebSocket close codes for errors that end a connection.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_LARGE = 1009
+CLOSE_SERVER_ERROR = 1011
+CLOSE_PROTOCOL_ERROR = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_DISCONNECTED = 4403
+CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_TOKEN_EXPIRED = 4419
+CLOSE_RATE_LIMITED = 4429
+CLOSE_SLOW_CONSUMER = 4503
+
+CLOSE_CODES: dict[type[RealtimeError], int] = {
+    ProtocolError: CLOSE_PROTOCOL_ERROR,
+    MessageTooLarge: CLOSE_TOO_LARGE,
+    AuthRequired: CLOSE_UNAUTHORIZED,
+    TokenExpired: CLOSE_TOKEN_EXPIRED,
+    TokenInvalid: CLOSE_UNAUTHORIZED,
+    RateLimited: CLOSE_RATE_LIMITED,
+}
+
+HTTP_STATUSES: dict[type[RealtimeError], int] = {
+    InvalidFrame: 400,
+    ProtocolError: 400,
+    InvalidTopic: 400,
+    UnknownEvent: 400,
+    Rejected: 422,
+    MessageTooLarge: 413,
+    AuthRequired: 401,
+    TokenInvalid: 401,
+    Forbidden: 403,
+    TooManyTopics: 409,
+    NotSubscribed: 409,
+    RateLimited: 429,
+}
+
+
+def _lookup(table: dict[type[RealtimeError], int], error: RealtimeError, default: int) -> int:
+    for cls in type(error).__mro__:
+        if cls in table:
+            return table[cls]  # type: ignore[index]
+    return default
+
+
+def close_code_for(error: RealtimeError) -> int:
+    """The WebSocket close code for an error that ends a connection."""
+    return _lookup(CLOSE_CODES, error, CLOSE_PROTOCOL_ERROR)
+
+
+def http_status_for(error: RealtimeError) -> int:
+    """The HTTP status the SSE and long-poll transports answer an error with."""
+    return _lookup(HTTP_STATUSES, error, 400)

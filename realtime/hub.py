@@ -1,0 +1,209 @@
+"""The per-process, per-event-loop hub: topic -> local connections.
+
+The hub joins a topic's channel-layer group while it has at least one local subscriber and
+leaves when the last one goes, so a publish costs one layer message per node, not one per
+connection. Each incoming message is encoded into its ``message`` frame once and handed to every
+local subscriber on the event loop directly, never through per-consumer layer dispatch.
+
+Two brokers carry messages between hubs: :class:`LayerBroker` (the configured channel layer,
+e.g. channels_redis' pub/sub layer, for several processes and hosts) and :class:`LocalBroker`
+(in-process only, used when the channel layer is Channels' in-memory layer or missing)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from realtime import protocol
+from realtime.conf import get_config
+from realtime.topics import group_name
+
+if TYPE_CHECKING:
+    from realtime.connection import Connection
+
+logger = logging.getLogger("realtime.hub")
+
+MESSAGE_TYPE = "realtime.message"
+
+
+class Broker(Protocol):
+    async def join(self, hub: Hub, topic: str) -> None: ...
+    async def leave(self, hub: Hub, topic: str) -> None: ...
+    async def broadcast(self, topic: str, message: dict[str, Any]) -> None: ...
+
+
+class LocalBroker:
+    """Delivers to every hub of this process, thread-safely (publish() may run in any thread)."""
+
+    def __init__(self) -> None:
+        self._hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    async def join(self, hub: Hub, topic: str) -> None:
+        with self._lock:
+            self._hubs.add(hub)
+
+    async def leave(self, hub: Hub, topic: str) -> None:
+        return None
+
+    async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            hubs = list(self._hubs)
+        for hub in hubs:
+            if topic in hub.subscribers:
+                with contextlib.suppress(RuntimeError):  # that hub's loop is closed
+                    hub.loop.call_soon_threadsafe(hub.dispatch, message)
+
+
+class LayerBroker:
+    """Carries messages through a channel layer: one group per topic, one channel per hub."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def layer(self) -> Any:
+        return get_channel_layer(self.alias)
+
+    async def join(self, hub: Hub, topic: str) -> None:
+        await self.layer.group_add(group_name(topic), await hub.channel())
+
+    async def leave(self, hub: Hub, topic: str) -> None:
+        await self.layer.group_discard(group_name(topic), await hub.channel())
+
+    async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
+        await self.layer.group_send(group_name(topic), message)
+
+
+_local_broker = LocalBroker()
+
+
+def get_broker() -> Broker:
+    """The broker for the configured channel layer."""
+    alias = get_config().channel_layer
+    layer = get_channel_layer(alias)
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return _local_broker
+    return LayerBroker(alias)
+
+
+class Hub:
+    """Local subscriptions of one event loop. Use :func:`get_hub`, not the constructor."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, broker: Broker) -> None:
+        self.loop = loop
+        self.broker = broker
+        self.subscribers: dict[str, set[Connection]] = {}
+        self._membership: dict[str, asyncio.Task[None]] = {}
+        self._channel: asyncio.Task[str] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def channel(self) -> str:
+        """This hub's channel-layer channel, created (with its reader task) on first use."""
+        if self._channel is None:
+            layer = get_channel_layer(get_config().channel_layer)
+            self._channel = self.loop.create_task(layer.new_channel(prefix="realtime.hub."))
+            name = await self._channel
+            self._reader = self.loop.create_task(self._read(layer, name))
+        return await self._channel
+
+    async def _read(self, layer: Any, name: str) -> None:
+        while True:
+            try:
+                message = await layer.receive(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Reading the hub channel failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") == MESSAGE_TYPE:
+                self.dispatch(message)
+
+    def _change_membership(
+        self, topic: str, change: Callable[[Hub, str], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None]:
+        # Joins and leaves of one topic run in order, each after the previous one finished.
+        previous = self._membership.get(topic)
+
+        async def run() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await change(self, topic)
+
+        task = self.loop.create_task(run())
+        self._membership[topic] = task
+        task.add_done_callback(lambda t: self._forget_membership(topic, t))
+        return task
+
+    def _forget_membership(self, topic: str, task: asyncio.Task[None]) -> None:
+        if self._membership.get(topic) is task:
+            del self._membership[topic]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("Changing membership of topic %r failed", topic, exc_info=task.exception())
+
+    async def subscribe(self, topic: str, connection: Connection) -> None:
+        """Add a local subscriber; returns once the hub receives the topic's messages."""
+        subscribers = self.subscribers.get(topic)
+        if subscribers is None:
+            subscribers = self.subscribers[topic] = set()
+            self._change_membership(topic, self.broker.join)
+        subscribers.add(connection)
+        pending = self._membership.get(topic)
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def unsubscribe(self, topic: str, connection: Connection) -> None:
+        """Remove a local subscriber; the hub leaves the topic with its last one."""
+        subscribers = self.subscribers.get(topic)
+        if subscribers is None:
+            return
+        subscribers.discard(connection)
+        if not subscribers:
+            del self.subscribers[topic]
+            self._change_membership(topic, self.broker.leave)
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        """Encode a published message once and hand it to every local subscriber."""
+        topic = message["topic"]
+        subscribers = self.subscribers.get(topic)
+        if not subscribers:
+            return
+        frame = protocol.message_frame(
+            topic,
+            message["event"],
+            message["data"],
+            message["id"],
+            message["epoch"],
+            message["offset"],
+            message["ack"],
+        )
+        for connection in tuple(subscribers):
+            connection.deliver(
+                topic, message["epoch"], message["offset"], message["id"], message["ack"], frame
+            )
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub(loop, get_broker())
+    return hub
+
+
+def reset_hubs() -> None:
+    """Forget all hubs (settings changed in tests)."""
+    _hubs.clear()

@@ -1,0 +1,67 @@
+"""The topic log interface shared by the memory and Redis backends.
+
+Every published message is appended to its topic's log and gets the next ``offset`` (1, 2, …)
+in the topic's current ``epoch``. The epoch is a random string that changes whenever the log
+loses continuity (the process or Redis restarted without its data, keys were flushed, or a topic
+idled out), so a cursor from before the loss is recognised and answered with ``reset`` instead of
+being silently trusted."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ResetReason = Literal["epoch_changed", "too_old"]
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 8 URL-safe characters."""
+    return secrets.token_urlsafe(6)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One logged message. ``data`` is the payload already encoded as JSON."""
+
+    offset: int
+    message_id: str
+    event: str
+    data: str
+    ack: bool
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The answer to :meth:`Log.read_after`.
+
+    ``epoch``/``offset`` is the position after the replayed ``entries`` (or the topic's current
+    position when ``reset`` says the cursor could not be honoured and ``entries`` is empty)."""
+
+    epoch: str
+    offset: int
+    entries: list[Entry]
+    reset: ResetReason | None = None
+
+
+class Log(Protocol):
+    """A bounded per-topic history. Implementations are safe to call from any event loop."""
+
+    async def append(
+        self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
+    ) -> tuple[str, int]:
+        """Append one message; return its ``(epoch, offset)``."""
+        ...
+
+    async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:
+        """Entries after ``offset`` in ``epoch``, oldest first.
+
+        With ``epoch=None`` return no entries and the current position (a fresh subscribe).
+        If the epoch differs, or the log no longer holds the entry right after ``offset``
+        (trimmed by count or age), return no entries and a ``reset`` reason."""
+        ...
+
+    async def clear(self) -> None:
+        """Forget every topic (tests, and the operator's 'flush' command)."""
+        ...

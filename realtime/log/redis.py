@@ -1,0 +1,129 @@
+"""Topic log in Redis Streams, shared by every node.
+
+Per topic: a hash ``<prefix>:meta:<topic>`` with the ``epoch`` and the last ``top`` offset, and
+a stream ``<prefix>:log:<topic>`` whose entry ids are ``<offset>-0``, trimmed to
+``HISTORY_SIZE`` entries and expiring ``HISTORY_TTL`` after the last append. Both scripts run
+atomically in Redis. When the meta hash is missing (Redis flushed or restarted without
+persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old cursors get
+``reset``."""
+
+from __future__ import annotations
+
+import time as _time
+
+from realtime._redis import get_client
+from realtime.log.base import Entry, Replay, new_epoch
+
+META_TTL = 30 * 86400.0
+
+_ENSURE_EPOCH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+APPEND = (
+    _ENSURE_EPOCH
+    + """
+local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0',
+           'i', ARGV[5], 'e', ARGV[6], 'd', ARGV[7], 'a', ARGV[8], 't', ARGV[9])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {epoch, offset}
+"""
+)
+
+READ = (
+    _ENSURE_EPOCH
+    + """
+local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
+local after = tonumber(ARGV[4])
+if ARGV[3] ~= epoch or after >= top then return {epoch, top, {}} end
+return {epoch, top, redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', ARGV[5])}
+"""
+)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisLog:
+    """The Redis Streams backend; see the module docstring for the key layout."""
+
+    def __init__(self, url: str, prefix: str, size: int, ttl: float) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.size = size
+        self.ttl = ttl
+
+    def _keys(self, topic: str) -> list[str]:
+        return [f"{self.prefix}:meta:{topic}", f"{self.prefix}:log:{topic}"]
+
+    async def append(
+        self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
+    ) -> tuple[str, int]:
+        client = get_client(self.url)
+        epoch, offset = await client.eval(  # type: ignore[misc]
+            APPEND,
+            2,
+            *self._keys(topic),
+            new_epoch(),
+            int(META_TTL * 1000),
+            self.size,
+            max(1, int(self.ttl * 1000)),
+            message_id,
+            event,
+            data,
+            "1" if ack else "0",
+            repr(time),
+        )
+        return _text(epoch), int(offset)
+
+    async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:
+        client = get_client(self.url)
+        current, top, raw = await client.eval(  # type: ignore[misc]
+            READ,
+            2,
+            *self._keys(topic),
+            new_epoch(),
+            int(META_TTL * 1000),
+            epoch or "",
+            offset if epoch is not None else 0,
+            self.size,
+        )
+        current, top = _text(current), int(top)
+        if epoch is None:
+            return Replay(current, top, [])
+        if epoch != current or offset > top:
+            return Replay(current, top, [], "epoch_changed")
+        if offset == top:
+            return Replay(current, offset, [])
+        horizon = _time.time() - self.ttl
+        entries = []
+        for entry_id, fields in raw:
+            values = {_text(k): _text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
+            entries.append(
+                Entry(
+                    offset=int(_text(entry_id).split("-", 1)[0]),
+                    message_id=values["i"],
+                    event=values["e"],
+                    data=values["d"],
+                    ack=values["a"] == "1",
+                    time=float(values["t"]),
+                )
+            )
+        if not entries or entries[0].offset != offset + 1 or entries[0].time < horizon:
+            return Replay(current, top, [], "too_old")
+        return Replay(current, entries[-1].offset, entries)
+
+    async def clear(self) -> None:
+        client = get_client(self.url)
+        for pattern in (f"{self.prefix}:meta:*", f"{self.prefix}:log:*"):
+            keys = [key async for key in client.scan_iter(match=pattern, count=500)]
+            if keys:
+                await client.delete(*keys)

@@ -1,0 +1,159 @@
+"""The versioned JSON envelope (docs/protocol.md): strict parsing of client frames and
+encoding of server frames. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal, NotRequired, TypedDict
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from realtime.exceptions import InvalidFrame, InvalidJSON, UnknownType
+
+VERSION = 1
+SUBPROTOCOL = f"realtime.v{VERSION}"
+TOKEN_SUBPROTOCOL_PREFIX = "realtime.token."
+SUBPROTOCOL_PREFIX = "realtime.v"
+
+MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+EVENT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+MAX_ACK_IDS = 100
+
+
+class Cursor(TypedDict):
+    epoch: str
+    offset: int
+
+
+class AuthFrame(TypedDict):
+    type: Literal["auth"]
+    token: str
+
+
+class SubscribeFrame(TypedDict):
+    type: Literal["subscribe"]
+    topic: str
+    cursor: NotRequired[Cursor | None]
+
+
+class UnsubscribeFrame(TypedDict):
+    type: Literal["unsubscribe"]
+    topic: str
+
+
+class AckFrame(TypedDict):
+    type: Literal["ack"]
+    ids: list[str]
+
+
+class SendFrame(TypedDict):
+    type: Literal["send"]
+    id: str
+    event: str
+    data: NotRequired[Any]
+
+
+class PongFrame(TypedDict):
+    type: Literal["pong"]
+
+
+ClientFrame = AuthFrame | SubscribeFrame | UnsubscribeFrame | AckFrame | SendFrame | PongFrame
+
+# type -> (required fields, optional fields)
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "auth": (frozenset({"token"}), frozenset()),
+    "subscribe": (frozenset({"topic"}), frozenset({"cursor"})),
+    "unsubscribe": (frozenset({"topic"}), frozenset()),
+    "ack": (frozenset({"ids"}), frozenset()),
+    "send": (frozenset({"id", "event"}), frozenset({"data"})),
+    "pong": (frozenset(), frozenset()),
+}
+CLIENT_TYPES = frozenset(_FIELDS)
+
+
+def _string(frame: dict[str, Any], field: str, pattern: re.Pattern[str] | None = None) -> None:
+    value = frame[field]
+    if not isinstance(value, str) or not value:
+        raise InvalidFrame(f"'{field}' must be a non-empty string.")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise InvalidFrame(f"'{field}' {value[:64]!r} does not match {pattern.pattern}.")
+
+
+def parse_cursor(value: object) -> Cursor | None:
+    """Validate a cursor object; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"epoch", "offset"}
+        or not isinstance(value["epoch"], str)
+        or not 0 < len(value["epoch"]) <= 64
+        or isinstance(value["offset"], bool)
+        or not isinstance(value["offset"], int)
+        or value["offset"] < 0
+    ):
+        raise InvalidFrame('\'cursor\' must be {"epoch": string, "offset": integer >= 0}.')
+    return Cursor(epoch=value["epoch"], offset=value["offset"])
+
+
+def parse_client_frame(text: str) -> ClientFrame:
+    """Parse and validate one client frame. Raises :class:`InvalidJSON`,
+    :class:`UnknownType` or :class:`InvalidFrame` with a reason fit for the client."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidJSON("The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise InvalidJSON("A frame must be a JSON object.")
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise InvalidFrame("A frame needs a string 'type'.")
+    if kind not in _FIELDS:
+        raise UnknownType(f"Unknown frame type {kind[:32]!r}.", ref=kind[:32])
+    required, optional = _FIELDS[kind]
+    fields = set(frame) - {"type"}
+    if missing := required - fields:
+        raise InvalidFrame(f"'{kind}' frame is missing {', '.join(sorted(missing))}.")
+    if unknown := fields - required - optional:
+        raise InvalidFrame(f"'{kind}' frame has unknown field(s) {', '.join(sorted(unknown))}.")
+    if kind == "auth":
+        _string(frame, "token")
+    elif kind in ("subscribe", "unsubscribe"):
+        if not isinstance(frame["topic"], str):
+            raise InvalidFrame("'topic' must be a string.")
+        if kind == "subscribe":
+            frame["cursor"] = parse_cursor(frame.get("cursor"))
+    elif kind == "ack":
+        ids = frame["ids"]
+        if not isinstance(ids, list) or not 0 < len(ids) <= MAX_ACK_IDS:
+            raise InvalidFrame(f"'ids' must be a list of 1 to {MAX_ACK_IDS} message ids.")
+        if not all(isinstance(i, str) and MESSAGE_ID_RE.fullmatch(i) for i in ids):
+            raise InvalidFrame("'ids' must hold message id strings.")
+    elif kind == "send":
+        _string(frame, "id", MESSAGE_ID_RE)
+        _string(frame, "event", EVENT_RE)
+    return frame  # type: ignore[return-value]
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Encode a server frame compactly; payloads go through DjangoJSONEncoder."""
+    return json.dumps(frame, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(code: str, reason: str, ref: str | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "reason": reason}
+    if ref is not None:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+def message_frame(
+    topic: str, event: str, data_json: str, message_id: str, epoch: str, offset: int, ack: bool
+) -> str:
+    """Encode a ``message`` frame around an already encoded ``data`` payload, so the payload
+    is serialized once at publish time and never again on the fan-out path."""
+    head = encode(
+        {"type": "message", "topic": topic, "event": event, "id": message_id, "epoch": epoch}
+    )
+    return f'{head[:-1]},"offset":{offset},"ack":{"true" if ack else "false"},"data":{data_json}}}'

@@ -1,0 +1,140 @@
+"""Shared fixtures: a real Redis (REDIS_URL, else 127.0.0.1:6379, else a private
+redis-server started here), per-test key prefixes, and settings switches."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.test import override_settings
+
+from realtime import backends, hub
+from realtime.topics import registry
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis that answers. Never skipped: without one the Redis tests fail loudly."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        if not _answers(url):
+            pytest.fail(f"REDIS_URL={url} does not answer PING")
+        yield url
+        return
+    if _answers("redis://127.0.0.1:6379/0"):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("No Redis: set REDIS_URL, or run `make test`, which installs redis-server.")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="rt-redis-")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _answers(url):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("The private redis-server did not start")
+        time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"rt-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def use_redis(redis_url: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Switch realtime to Redis (log, dedup, pub/sub layer) under a fresh key prefix."""
+    realtime_settings = {"REDIS_URL": redis_url, "KEY_PREFIX": prefix}
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": prefix},
+        }
+    }
+    with override_settings(REALTIME=realtime_settings, CHANNEL_LAYERS=layers):
+        _reset_channel_layers()
+        yield {"url": redis_url, "prefix": prefix}
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    _reset_channel_layers()
+
+
+def _reset_channel_layers() -> None:
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    hub.reset_hubs()
+    backends.reset()
+
+
+@pytest.fixture
+def realtime_settings() -> Iterator[Any]:
+    """Override REALTIME keys for one test: ``realtime_settings(ACK_TIMEOUT=0.1)``."""
+    stack: list[Any] = []
+
+    def apply(**values: Any) -> None:
+        from django.conf import settings
+
+        merged = {**getattr(settings, "REALTIME", {}), **values}
+        override = override_settings(REALTIME=merged)
+        override.enable()
+        stack.append(override)
+
+    yield apply
+    for override in reversed(stack):
+        override.disable()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state() -> Iterator[None]:
+    """Each test starts with empty in-memory logs and hubs, and the test app's topics."""
+    backends.reset()
+    hub.reset_hubs()
+    patterns = list(registry._patterns)
+    yield
+    registry._patterns = patterns

@@ -1,0 +1,59 @@
+"""Settings for the test suite (never the demo's). The e2e daphne processes use them too,
+with RT_TEST_DB pointing at a database file they share with the test process, and
+RT_REDIS_URL / RT_PREFIX selecting Redis."""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "channels",
+    "realtime",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("RT_TEST_DB", ":memory:"),
+        "TEST": {"NAME": os.environ.get("RT_TEST_DB") or None},
+    }
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ASGI_APPLICATION = "tests.asgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_redis = os.environ.get("RT_REDIS_URL")
+_prefix = os.environ.get("RT_PREFIX", "rt-test")
+if _redis:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [_redis], "prefix": _prefix},
+        }
+    }
+    REALTIME = {"REDIS_URL": _redis, "KEY_PREFIX": _prefix}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    REALTIME: dict[str, object] = {}
+for _key in ("HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "ACK_TIMEOUT", "AUTH_TIMEOUT"):
+    if os.environ.get(f"RT_{_key}"):
+        REALTIME[_key] = float(os.environ[f"RT_{_key}"])
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"realtime": {"handlers": ["console"], "level": "WARNING"}},
+}

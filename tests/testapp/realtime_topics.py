@@ -1,0 +1,16 @@
+"""Topic permissions of the test app (autodiscovered by realtime)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import realtime
+
+realtime.register_topic("public.{name}", realtime.allow_any)
+realtime.register_topic("staff.{name}", realtime.allow_staff)
+
+
+@realtime.topic("user.{user_id:int}")
+def own_user_topic(user: Any, user_id: int) -> bool:
+    # sync on purpose: runs in a thread like a typical ORM permission
+    return bool(user.is_authenticated and (user.pk == user_id or user.is_staff))
