@@ -34,6 +34,8 @@ def get_client(url: str) -> aioredis.Redis:
     return client
 
 
-def forget_clients() -> None:
-    """Drop cached clients (settings changed in tests). Open sockets close with their loop."""
-    _clients.clear()
+async def aclose_clients() -> None:
+    """Close the clients of the running loop (before the loop itself closes)."""
+    per_loop = _clients.pop(asyncio.get_running_loop(), {})
+    for client in per_loop.values():
+        await client.aclose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 
-from realtime._redis import forget_clients
 from realtime.conf import get_config
 from realtime.dedup import Dedup, MemoryDedup, RedisDedup
 from realtime.log.base import Log
@@ -37,4 +36,3 @@ def reset() -> None:
     """Forget the backends (called when settings change in tests)."""
     get_log.cache_clear()
     get_dedup.cache_clear()
-    forget_clients()

@@ -303,6 +303,18 @@ class Connection:
         )
         self._send_message(topic, sub, entry.offset, entry.message_id, entry.ack, frame)
 
+    async def _read(self, topic: str, epoch: str | None, offset: int) -> Replay:
+        """Read the log after a position. When the epoch changed, the reader jumps to the
+        start of the new epoch if the log still holds all of it, so that messages published
+        since the loss are not lost too."""
+        log = get_log()
+        replay = await log.read_after(topic, epoch, offset)
+        if replay.reset == "epoch_changed" and replay.offset > 0:
+            fresh = await log.read_after(topic, replay.epoch, 0)
+            if fresh.reset is None:
+                return Replay(fresh.epoch, 0, fresh.entries, "epoch_changed")
+        return replay
+
     def _send_reset(self, topic: str, replay: Replay) -> None:
         self.send(
             protocol.encode(
@@ -318,9 +330,8 @@ class Connection:
 
     async def _recover(self, topic: str, sub: Subscription) -> None:
         """Fill the gap after ``sub``'s position from the log, then go live."""
-        log = get_log()
         for _ in range(MAX_RECOVERY_ROUNDS):
-            replay = await log.read_after(topic, sub.epoch, sub.offset)
+            replay = await self._read(topic, sub.epoch, sub.offset)
             if self.subscriptions.get(topic) is not sub:
                 return
             if replay.reset:
@@ -331,7 +342,7 @@ class Connection:
             if self._drain(topic, sub):
                 return
         logger.warning("Topic %r: gap not filled after %d reads", topic, MAX_RECOVERY_ROUNDS)
-        replay = await log.read_after(topic, None, 0)
+        replay = await get_log().read_after(topic, None, 0)
         self._send_reset(topic, Replay(replay.epoch, replay.offset, [], "too_old"))
         sub.epoch, sub.offset, sub.buffer, sub.recovering = replay.epoch, replay.offset, [], False
 
@@ -446,16 +457,14 @@ class Connection:
         sub = self.subscriptions[topic] = Subscription()
         if old is None:
             await get_hub().subscribe(topic, self)
-        replay = await get_log().read_after(
+        replay = await self._read(
             topic, cursor["epoch"] if cursor else None, cursor["offset"] if cursor else 0
         )
         if self.subscriptions.get(topic) is not sub:
             return
-        recovered = cursor is not None and replay.reset is None
         if replay.reset:
             self._send_reset(topic, replay)
-        sub.epoch = replay.epoch
-        sub.offset = cursor["offset"] if recovered and cursor else replay.offset
+        sub.epoch, sub.offset = replay.epoch, replay.offset
         self.send(
             protocol.encode(
                 {
@@ -463,7 +472,7 @@ class Connection:
                     "topic": topic,
                     "epoch": sub.epoch,
                     "offset": sub.offset,
-                    "recovered": recovered,
+                    "recovered": cursor is not None and replay.reset is None,
                 }
             )
         )

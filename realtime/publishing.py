@@ -17,9 +17,11 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import protocol
+from realtime._redis import aclose_clients
 from realtime.backends import get_log
 from realtime.conf import get_config
 from realtime.exceptions import MessageTooLarge, PublishError, PublishTimeout
@@ -71,6 +73,25 @@ async def _deliver(message: dict[str, Any]) -> None:
     await get_broker().broadcast(message["topic"], message)
 
 
+async def _close_connections() -> None:
+    await aclose_clients()
+    layer = get_channel_layer(get_config().channel_layer)
+    if (
+        layer is not None
+        and hasattr(layer, "flush")
+        and not isinstance(layer, InMemoryChannelLayer)
+    ):
+        await layer.flush()
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 class _PublisherLoop:
     """One event loop in a daemon thread per process, created on first use (and again
     after a fork)."""
@@ -85,11 +106,21 @@ class _PublisherLoop:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
-                    target=loop.run_forever, name="realtime-publisher", daemon=True
+                    target=_run_forever, args=(loop,), name="realtime-publisher", daemon=True
                 )
                 thread.start()
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
+
+    def close(self) -> None:
+        """Close the loop's Redis and channel-layer connections and stop it; the next
+        publish() starts a new one. For tests and orderly shutdowns."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None or self._pid != os.getpid():
+            return
+        asyncio.run_coroutine_threadsafe(_close_connections(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
 
     def run(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
         future = asyncio.run_coroutine_threadsafe(coro, self._ensure())
@@ -108,6 +139,7 @@ class _PublisherLoop:
 
 
 _publisher = _PublisherLoop()
+close_publisher = _publisher.close
 
 
 def publish(

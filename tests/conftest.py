@@ -10,14 +10,17 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis
+from channels.layers import get_channel_layer
 from django.test import override_settings
 
 from realtime import backends, hub
+from realtime._redis import aclose_clients
+from realtime.publishing import close_publisher
 from realtime.topics import registry
 
 
@@ -85,7 +88,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def use_redis(redis_url: str, prefix: str) -> Iterator[dict[str, Any]]:
+async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
     """Switch realtime to Redis (log, dedup, pub/sub layer) under a fresh key prefix."""
     realtime_settings = {"REDIS_URL": redis_url, "KEY_PREFIX": prefix}
     layers = {
@@ -97,6 +100,9 @@ def use_redis(redis_url: str, prefix: str) -> Iterator[dict[str, Any]]:
     with override_settings(REALTIME=realtime_settings, CHANNEL_LAYERS=layers):
         _reset_channel_layers()
         yield {"url": redis_url, "prefix": prefix}
+        close_publisher()
+        await aclose_clients()
+        await get_channel_layer().flush()
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:

@@ -22,6 +22,15 @@ from tests.testapp import consumers
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True, params=["memory", "redis"])
+def backend(request: Any) -> Any:
+    """Every behaviour holds with the embedded defaults and with Redis (log, dedup store and
+    the channels_redis pub/sub layer between hub and publisher)."""
+    if request.param == "redis":
+        return request.getfixturevalue("use_redis")
+    return None
+
+
 async def connect(app: Any = application, welcome: bool = True, **kwargs: Any) -> Any:
     client = RealtimeCommunicator(app, **kwargs)
     connected, subprotocol = await client.connect()
@@ -511,3 +520,18 @@ async def test_slow_consumer_is_closed_4503_and_recovers_everything(realtime_set
     replayed = [await again.receive_frame() for _ in range(10)]
     assert [m["data"] for m in replayed] == list(range(10))
     await again.disconnect()
+
+
+async def test_epoch_change_while_connected_resets_and_keeps_new_messages():
+    client = await connect()
+    subscribed = await client.subscribe("public.flushed")
+    await publish("public.flushed", "n", 1)
+    assert (await client.receive_frame())["offset"] == 1
+    await get_log().clear()  # the log lost continuity under a live subscriber
+    await publish("public.flushed", "n", 2)
+    reset = await client.receive_frame()
+    assert (reset["type"], reset["reason"], reset["offset"]) == ("reset", "epoch_changed", 0)
+    assert reset["epoch"] != subscribed["epoch"]
+    message = await client.receive_frame()
+    assert (message["epoch"], message["offset"], message["data"]) == (reset["epoch"], 1, 2)
+    await client.disconnect()

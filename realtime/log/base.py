@@ -36,8 +36,9 @@ class Entry:
 class Replay:
     """The answer to :meth:`Log.read_after`.
 
-    ``epoch``/``offset`` is the position after the replayed ``entries`` (or the topic's current
-    position when ``reset`` says the cursor could not be honoured and ``entries`` is empty)."""
+    ``epoch``/``offset`` is the position the ``entries`` follow: the cursor when it was
+    honoured, the topic's current position for a fresh subscribe, or, with ``reset`` set, the
+    position the reader must jump to (the current one; entries are then empty)."""
 
     epoch: str
     offset: int

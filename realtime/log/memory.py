@@ -61,8 +61,7 @@ class MemoryLog:
             first = state.entries[0].offset if state.entries else state.offset + 1
             if first > offset + 1:
                 return Replay(state.epoch, state.offset, [], "too_old")
-            entries = [e for e in state.entries if e.offset > offset]
-            return Replay(state.epoch, entries[-1].offset, entries)
+            return Replay(state.epoch, offset, [e for e in state.entries if e.offset > offset])
 
     async def clear(self) -> None:
         with self._lock:

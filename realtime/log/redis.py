@@ -119,7 +119,7 @@ class RedisLog:
             )
         if not entries or entries[0].offset != offset + 1 or entries[0].time < horizon:
             return Replay(current, top, [], "too_old")
-        return Replay(current, entries[-1].offset, entries)
+        return Replay(current, offset, entries)
 
     async def clear(self) -> None:
         client = get_client(self.url)
