@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import threading
 import time
@@ -60,7 +61,7 @@ def _prepare(topic: str, event: str, data: Any, ack: bool) -> dict[str, Any]:
 async def _deliver(message: dict[str, Any]) -> None:
     if captures:
         for capture in captures:
-            capture.append(message)
+            capture.append({**message, "data": json.loads(message["data"])})
         return
     message["epoch"], message["offset"] = await get_log().append(
         message["topic"],

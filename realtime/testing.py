@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,37 +26,12 @@ from realtime.publishing import captures
 def capture_published() -> Iterator[list[dict[str, Any]]]:
     """Capture published messages (dicts with ``topic``, ``event``, ``data``, ``id``,
     ``ack``) instead of sending them. ``data`` is decoded from JSON."""
-    raw: list[dict[str, Any]] = []
-    view = _DecodedList(raw)
-    captures.append(raw)
+    published: list[dict[str, Any]] = []
+    captures.append(published)
     try:
-        yield view
+        yield published
     finally:
-        captures.remove(raw)
-
-
-class _DecodedList(list[dict[str, Any]]):
-    def __init__(self, raw: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self._raw = raw
-
-    def _sync(self) -> None:
-        while len(self) < len(self._raw):
-            message = dict(self._raw[len(self)])
-            message["data"] = json.loads(message["data"])
-            super().append(message)
-
-    def __getitem__(self, index: Any) -> Any:
-        self._sync()
-        return super().__getitem__(index)
-
-    def __len__(self) -> int:
-        self._sync()
-        return super().__len__()
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        self._sync()
-        return super().__iter__()
+        captures.remove(published)
 
 
 class RealtimeCommunicator(WebsocketCommunicator):

@@ -1,3 +1,8 @@
 from django.urls import include, path
 
-urlpatterns = [path("realtime/", include("realtime.urls"))]
+from tests.testapp import views
+
+urlpatterns = [
+    path("realtime/", include("realtime.urls")),
+    path("test/publish/", views.publish),
+]

@@ -1,0 +1,164 @@
+"""Real daphne processes on 127.0.0.1 for end-to-end tests, and a protocol-speaking
+`websockets` client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SETUP_SCRIPT = """
+import json, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.contrib.auth import get_user_model
+import realtime
+users = {}
+for name, staff in (("alice", False), ("bob", False), ("staff", True)):
+    user = get_user_model().objects.create_user(name, password="pw", is_staff=staff)
+    users[name] = {"pk": user.pk, "token": realtime.make_token(user)}
+print(json.dumps(users))
+"""
+
+
+def make_database() -> tuple[str, dict[str, Any]]:
+    """A migrated SQLite file with users alice, bob and staff; returns its path and, per
+    user, the pk and a token."""
+    path = tempfile.mktemp(prefix="rt-e2e-", suffix=".sqlite3")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "RT_TEST_DB": path}
+    output = subprocess.run(
+        [sys.executable, "-c", SETUP_SCRIPT],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    return path, json.loads(output.strip().splitlines()[-1])
+
+
+class Daphne:
+    """One daphne process serving tests.asgi; started on a free port, stopped by pid."""
+
+    def __init__(self, database: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/realtime/ws/"
+        self.http = f"http://127.0.0.1:{self.port}"
+        self.origin = f"http://127.0.0.1:{self.port}"
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "RT_TEST_DB": database,
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "tests.asgi:application",
+            ],
+            env=full_env,
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.log.append(line)
+                if "Listening on TCP address" in line:
+                    listening.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not listening.wait(30):
+            self.stop()
+            raise RuntimeError("daphne did not start:\n" + "".join(self.log))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._reader.join(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+class Client:
+    """A `websockets` client that speaks the realtime protocol."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(
+        cls, server: Daphne, *, origin: bool = True, subprotocols: list[str] | None = None
+    ) -> Client:
+        ws = await websockets.connect(
+            server.url,
+            origin=server.origin if origin else None,  # type: ignore[arg-type]
+            subprotocols=subprotocols or ["realtime.v1"],  # type: ignore[arg-type]
+            open_timeout=10,
+        )
+        client = cls(ws)
+        if origin or subprotocols:
+            client.welcome = await client.receive()
+            assert client.welcome["type"] == "welcome", client.welcome
+        return client
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def receive(self, timeout: float = 5, skip_pings: bool = True) -> dict[str, Any]:
+        while True:
+            async with asyncio.timeout(timeout):
+                frame: dict[str, Any] = json.loads(await self.ws.recv())
+            if not (skip_pings and frame["type"] == "ping"):
+                return frame
+
+    async def subscribe(self, topic: str, cursor: dict[str, Any] | None = None) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "subscribe", "topic": topic}
+        if cursor:
+            frame["cursor"] = cursor
+        await self.send(frame)
+        return await self.receive()
+
+    async def close_code(self, timeout: float = 5) -> int | None:
+        """Wait for the server to close the connection; return its close code."""
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    await self.ws.recv()
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+    async def close(self) -> None:
+        await self.ws.close()

@@ -1,0 +1,219 @@
+"""End to end: real daphne processes on 127.0.0.1, the real Redis, `websockets` clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import websockets
+from asgiref.sync import sync_to_async
+
+import realtime
+from tests.servers import Client, Daphne, make_database
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[tuple[str, dict[str, Any]]]:
+    path, users = make_database()
+    yield path, users
+    os.unlink(path)
+
+
+@pytest.fixture(scope="module")
+def cluster_prefix() -> str:
+    return f"rt-e2e-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
+    """Two daphne nodes sharing one Redis (channel layer, log, dedup)."""
+    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": cluster_prefix, "RT_ACK_TIMEOUT": "0.3"}
+    servers = [Daphne(database[0], env), Daphne(database[0], env)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def prefix(cluster_prefix: str) -> str:
+    # the test process publishes into the same Redis namespace as the nodes
+    return cluster_prefix
+
+
+async def publish(*args: Any, **kwargs: Any) -> str:
+    return await sync_to_async(realtime.publish)(*args, **kwargs)
+
+
+def topic() -> str:
+    return f"public.e2e-{uuid.uuid4().hex[:8]}"
+
+
+# ---- embedded defaults, one node ---------------------------------------------------------
+
+
+async def test_in_memory_node_delivers_what_a_sync_view_publishes(database):
+    server = Daphne(database[0])
+    try:
+        client = await Client.connect(server)
+        name = topic()
+        assert (await client.subscribe(name))["type"] == "subscribed"
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            response = await http.post(
+                "/test/publish/", json={"topic": name, "event": "hi", "data": {"n": 1}}
+            )
+        assert response.status_code == 200
+        message = await client.receive()
+        assert (message["id"], message["data"], message["offset"]) == (
+            response.json()["id"],
+            {"n": 1},
+            1,
+        )
+        await client.close()
+    finally:
+        server.stop()
+
+
+async def test_wrong_origin_gets_http_403(nodes):
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(nodes[0].url, origin="https://evil.example")  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
+
+
+async def test_token_in_subprotocol_over_a_real_socket(nodes, database):
+    alice = database[1]["alice"]
+    client = await Client.connect(
+        nodes[0], origin=False, subprotocols=["realtime.v1", f"realtime.token.{alice['token']}"]
+    )
+    assert client.welcome["user"] == alice["pk"]
+    assert client.ws.subprotocol == "realtime.v1"
+    answer = await client.subscribe(f"user.{database[1]['bob']['pk']}")
+    assert answer["code"] == "forbidden"
+    await client.close()
+
+
+async def test_client_without_origin_or_token_is_closed_4401(nodes):
+    client = await Client.connect(nodes[0], origin=False)
+    await client.send({"type": "subscribe", "topic": "public.x"})
+    assert await client.close_code() == 4401
+
+
+# ---- two nodes, one Redis ------------------------------------------------------------------
+
+
+async def test_published_once_received_on_both_nodes(nodes, use_redis):
+    name = topic()
+    clients = [await Client.connect(node) for node in nodes]
+    for client in clients:
+        assert (await client.subscribe(name))["type"] == "subscribed"
+    message_id = await publish(name, "both", {"x": 1})
+    for client in clients:
+        message = await client.receive()
+        assert (message["id"], message["offset"]) == (message_id, 1)
+    # and a message published by a view on node A reaches node B
+    async with httpx.AsyncClient(base_url=nodes[0].http) as http:
+        await http.post("/test/publish/", json={"topic": name, "event": "view", "data": 2})
+    for client in clients:
+        assert (await client.receive())["offset"] == 2
+        await client.close()
+
+
+async def test_resume_on_the_other_node_gets_exactly_the_missed_messages(nodes, use_redis):
+    name = topic()
+    client = await Client.connect(nodes[0])
+    await client.subscribe(name)
+    for n in range(2):
+        await publish(name, "n", n)
+    seen = [await client.receive() for _ in range(2)]
+    await client.close()
+    for n in range(2, 5):
+        await publish(name, "n", n)
+
+    again = await Client.connect(nodes[1])
+    cursor = {"epoch": seen[-1]["epoch"], "offset": seen[-1]["offset"]}
+    answer = await again.subscribe(name, cursor)
+    assert (answer["recovered"], answer["offset"]) == (True, 2)
+    replayed = [await again.receive() for _ in range(3)]
+    assert [(m["offset"], m["data"]) for m in replayed] == [(3, 2), (4, 3), (5, 4)]
+    await publish(name, "n", 5)
+    assert (await again.receive())["offset"] == 6
+    with pytest.raises(TimeoutError):
+        await again.receive(timeout=0.3)
+    await again.close()
+
+
+async def test_flushed_log_answers_an_old_cursor_with_reset(nodes, use_redis, redis_url):
+    name = topic()
+    client = await Client.connect(nodes[0])
+    await client.subscribe(name)
+    await publish(name, "n", 1)
+    first = await client.receive()
+    await client.close()
+    plain = redis.Redis.from_url(redis_url)
+    plain.delete(f"{use_redis['prefix']}:meta:{name}", f"{use_redis['prefix']}:log:{name}")
+
+    again = await Client.connect(nodes[1])
+    answer = await again.subscribe(name, {"epoch": first["epoch"], "offset": 1})
+    assert (answer["type"], answer["reason"]) == ("reset", "epoch_changed")
+    assert (await again.receive())["recovered"] is False
+    await again.close()
+
+
+async def test_unacked_message_is_sent_again_and_stops_after_ack(nodes, use_redis):
+    name = topic()
+    client = await Client.connect(nodes[1])
+    await client.subscribe(name)
+    message_id = await publish(name, "important", {"v": 1}, ack=True)
+    first = await client.receive()
+    again = await client.receive(timeout=3)
+    assert again == first
+    await client.send({"type": "ack", "ids": [message_id]})
+    with pytest.raises(TimeoutError):
+        await client.receive(timeout=1.0)
+    await client.close()
+
+
+async def test_retried_client_send_runs_once_across_nodes(nodes, database):
+    token = database[1]["alice"]["token"]
+    frame = {"type": "send", "id": f"m-{uuid.uuid4().hex[:8]}", "event": "count", "data": 1}
+    answers = []
+    for node in nodes:
+        client = await Client.connect(
+            node, origin=False, subprotocols=["realtime.v1", f"realtime.token.{token}"]
+        )
+        await client.send(frame)
+        answers.append(await client.receive())
+        await client.close()
+    assert answers[0] == answers[1]
+    assert answers[0]["type"] == "ack"
+
+
+async def test_many_clients_on_two_nodes_receive_everything_once_in_order(nodes, use_redis):
+    name = topic()
+    clients = await asyncio.gather(*(Client.connect(nodes[i % 2]) for i in range(100)))
+    await asyncio.gather(*(client.subscribe(name) for client in clients))
+    ids = [await publish(name, "n", n) for n in range(20)]
+
+    async def collect(client: Client) -> list[str]:
+        return [(await client.receive())["id"] for _ in range(20)]
+
+    received = await asyncio.gather(*(collect(client) for client in clients))
+    assert all(got == ids for got in received)
+    await asyncio.gather(*(client.close() for client in clients))
+
+
+async def test_silent_client_is_closed_4408_over_a_real_socket(database):
+    server = Daphne(database[0], {"RT_HEARTBEAT_INTERVAL": "0.2", "RT_HEARTBEAT_TIMEOUT": "0.1"})
+    try:
+        client = await Client.connect(server)
+        assert (await client.receive(skip_pings=False))["type"] == "ping"
+        assert await client.close_code() == 4408
+    finally:
+        server.stop()
