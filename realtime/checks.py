@@ -47,9 +47,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         else:
             messages.append(
-                Error(
-                    problem, hint="See the configuration table in the README.", id="realtime.E002"
-                )
+                Error(problem, hint="See the configuration table in README.md.", id="realtime.E002")
             )
     if messages:
         return messages

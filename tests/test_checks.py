@@ -1,0 +1,99 @@
+"""System checks: exact ids, messages and hints."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import Error, Warning
+from django.test import override_settings
+
+from realtime import checks
+
+MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REDIS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
+
+
+def run() -> list:
+    return checks.check_settings()
+
+
+@override_settings(REALTIME={}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_defaults_pass():
+    assert run() == []
+
+
+@override_settings(REALTIME={"HEARTBEAT": 5}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_unknown_key():
+    [error] = run()
+    assert error.id == "realtime.E001"
+    assert error.msg == "Unknown REALTIME setting 'HEARTBEAT'."
+    assert error.hint.startswith("Known keys: ACK_MAX_RETRIES, ACK_TIMEOUT, ")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"HISTORY_SIZE": "100"}, "REALTIME['HISTORY_SIZE'] must be int, not str."),
+        ({"RATE": True}, "REALTIME['RATE'] must be int or float, not bool."),
+        ({"ACK_TIMEOUT": -1}, "REALTIME['ACK_TIMEOUT'] must not be negative."),
+        ({"REDIS_URL": 6379}, "REALTIME['REDIS_URL'] must be str or NoneType, not int."),
+    ],
+)
+def test_wrong_types(values, message):
+    with override_settings(REALTIME=values, CHANNEL_LAYERS=MEMORY, DEBUG=True):
+        assert run() == [
+            Error(message, hint="See the configuration table in README.md.", id="realtime.E002")
+        ]
+
+
+@override_settings(
+    REALTIME={"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 10},
+    CHANNEL_LAYERS=MEMORY,
+    DEBUG=True,
+)
+def test_heartbeat_timeout_must_be_below_interval():
+    assert [m.id for m in run()] == ["realtime.E003"]
+
+
+@override_settings(REALTIME={"CHANNEL_LAYER": "fanout"}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_missing_channel_layer_alias():
+    [error] = run()
+    assert (error.id, error.msg) == ("realtime.E004", "CHANNEL_LAYERS has no alias 'fanout'.")
+
+
+@override_settings(REALTIME={}, CHANNEL_LAYERS=MEMORY, DEBUG=False)
+def test_in_memory_layer_with_debug_off_warns():
+    assert run() == [
+        Warning(
+            "No channel layer, or the in-memory one, with DEBUG off: messages reach only "
+            "connections of the process that published them.",
+            hint="Use channels_redis.pubsub.RedisPubSubChannelLayer and set "
+            "REALTIME['REDIS_URL'] when you run more than one process.",
+            id="realtime.W001",
+        )
+    ]
+
+
+@override_settings(REALTIME={}, CHANNEL_LAYERS=REDIS, DEBUG=True)
+def test_redis_layer_without_redis_log_is_an_error():
+    assert [m.id for m in run()] == ["realtime.E005"]
+
+
+def test_old_daphne_is_an_error(monkeypatch):
+    monkeypatch.setattr(checks, "version", lambda name: "4.1.0")
+    with override_settings(REALTIME={}, CHANNEL_LAYERS=MEMORY, DEBUG=True):
+        [error] = run()
+    assert error.id == "realtime.E006"
+    assert error.msg == "daphne 4.1.0 is installed; realtime needs 4.2.2 or later."
+
+
+@override_settings(REALTIME={}, CHANNEL_LAYERS=MEMORY, DEBUG=True, ASGI_APPLICATION=None)
+def test_missing_asgi_application_warns():
+    [warning] = run()
+    assert (warning.id, warning.msg) == ("realtime.W002", "ASGI_APPLICATION is not set.")
+
+
+def test_checks_are_registered_with_django():
+    from django.core.checks import run_checks
+
+    with override_settings(REALTIME={"NOPE": 1}, CHANNEL_LAYERS=MEMORY, DEBUG=True):
+        assert "realtime.E001" in [m.id for m in run_checks()]
