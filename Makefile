@@ -25,6 +25,7 @@ test: $(VENV)/.installed
 	@tests/ensure_redis.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint:

@@ -39,9 +39,8 @@ def get_asgi_application(
 
     from realtime.consumers import RealtimeConsumer
 
-    if isinstance(consumer, str):
-        consumer = import_string(consumer)
-    consumer_class = consumer or RealtimeConsumer
+    consumer_class: Any = import_string(consumer) if isinstance(consumer, str) else consumer
+    consumer_class = consumer_class or RealtimeConsumer
     routes = [route(path, consumer_class.as_asgi()), *(websocket_routes or [])]
     return ProtocolTypeRouter(
         {"http": http or django_app, "websocket": AuthMiddlewareStack(URLRouter(routes))}

@@ -422,7 +422,8 @@ class Connection:
         if self.state is not State.OPEN:
             raise AuthRequired("Authenticate with an 'auth' frame first.")
         if kind == "subscribe":
-            await self.subscribe(frame["topic"], frame.get("cursor"))  # type: ignore[typeddict-item]
+            cursor: protocol.Cursor | None = frame.get("cursor")  # type: ignore[assignment]
+            await self.subscribe(frame["topic"], cursor)  # type: ignore[typeddict-item]
         elif kind == "unsubscribe":
             self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
         elif kind == "ack":

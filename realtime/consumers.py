@@ -42,7 +42,7 @@ from realtime.topics import registry
 logger = logging.getLogger("realtime.consumers")
 
 
-class RealtimeConsumer(AsyncConsumer):
+class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
     """A realtime WebSocket connection. Override the hooks below; each says when it runs."""
 
     #: Name of this transport in the registry and the admin.
@@ -214,7 +214,7 @@ class RealtimeConsumer(AsyncConsumer):
                 task.add_done_callback(self._pump)
                 return
 
-    def close(self, code: int, reason: str = "") -> None:  # type: ignore[override]
+    def close(self, code: int, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first."""
         if self._closing:
             return

@@ -74,7 +74,7 @@ class RedisDedup:
         found = await client.get(name)
         if found is None:  # expired between the two calls: claim again
             return await self.begin(key)
-        answer = found.decode()
+        answer = found.decode() if isinstance(found, bytes) else str(found)
         return ("pending", None) if answer == _PENDING else ("done", answer)
 
     async def finish(self, key: str, answer: str) -> None:

@@ -159,7 +159,7 @@ HTTP_STATUSES: dict[type[RealtimeError], int] = {
 def _lookup(table: dict[type[RealtimeError], int], error: RealtimeError, default: int) -> int:
     for cls in type(error).__mro__:
         if cls in table:
-            return table[cls]  # type: ignore[index]
+            return table[cls]
     return default
 
 

@@ -34,7 +34,7 @@ def capture_published() -> Iterator[list[dict[str, Any]]]:
         captures.remove(published)
 
 
-class RealtimeCommunicator(WebsocketCommunicator):
+class RealtimeCommunicator(WebsocketCommunicator):  # type: ignore[misc]
     """A ``WebsocketCommunicator`` that speaks the realtime protocol.
 
     ``headers`` defaults to a same-site ``Origin`` so session auth applies; pass

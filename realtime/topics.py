@@ -73,7 +73,9 @@ class TopicPattern:
 
 def compile_pattern(pattern: str, permission: Permission) -> TopicPattern:
     """Compile ``"order.{order_id:int}"`` style patterns. Raises ``ValueError`` if malformed."""
-    parts, casts, end = [], {}, 0
+    parts: list[str] = []
+    casts: dict[str, Callable[[str], Any]] = {}
+    end = 0
     for placeholder in _PLACEHOLDER.finditer(pattern):
         name, kind = placeholder.group(1), placeholder.group(2) or "str"
         if kind not in _CONVERTERS:

@@ -35,6 +35,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ASGI_APPLICATION = "tests.asgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+REALTIME: dict[str, object] = {}
 _redis = os.environ.get("RT_REDIS_URL")
 _prefix = os.environ.get("RT_PREFIX", "rt-test")
 if _redis:
@@ -44,10 +45,9 @@ if _redis:
             "CONFIG": {"hosts": [_redis], "prefix": _prefix},
         }
     }
-    REALTIME = {"REDIS_URL": _redis, "KEY_PREFIX": _prefix}
+    REALTIME.update(REDIS_URL=_redis, KEY_PREFIX=_prefix)
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    REALTIME: dict[str, object] = {}
 for _key in ("HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "ACK_TIMEOUT", "AUTH_TIMEOUT"):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])

@@ -68,7 +68,7 @@ class RedisLog:
         self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
     ) -> tuple[str, int]:
         client = get_client(self.url)
-        epoch, offset = await client.eval(  # type: ignore[misc]
+        epoch, offset = await client.eval(
             APPEND,
             2,
             *self._keys(topic),
@@ -86,7 +86,7 @@ class RedisLog:
 
     async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:
         client = get_client(self.url)
-        current, top, raw = await client.eval(  # type: ignore[misc]
+        current, top, raw = await client.eval(
             READ,
             2,
             *self._keys(topic),

@@ -1,0 +1,1 @@
+"""The demo site for realtime: a live order-status page."""

@@ -1,0 +1,1 @@
+"""Orders: the demo app whose status page updates live."""
