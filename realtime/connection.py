@@ -176,6 +176,12 @@ class Connection:
         self.state = State.OPEN
         self._timers.pop("auth", _NullTimer).cancel()
         self._set_token_expiry(token_expires_at)
+        self._welcome()
+        self._schedule_ping()
+        connection_opened.send(sender=type(self), connection=self)
+        await self.hooks.on_connect()
+
+    def _welcome(self) -> None:
         self.send(
             protocol.encode(
                 {
@@ -194,9 +200,6 @@ class Connection:
                 }
             )
         )
-        self._schedule_ping()
-        connection_opened.send(sender=type(self), connection=self)
-        await self.hooks.on_connect()
 
     def _set_token_expiry(self, expires_at: float | None) -> None:
         self.token_expires_at = expires_at
@@ -439,6 +442,12 @@ class Connection:
         user, expires_at = await aauthenticate_token(token)
         if self.state is State.AWAITING_AUTH:
             await self.authenticated(user, expires_at)
+        elif _user_id(self.user) is None:
+            # an anonymous connection logs in: the user can only gain permissions
+            self.user = await self.hooks.authenticate(user)
+            self.dedup_scope = f"u:{user.pk}"
+            self._set_token_expiry(expires_at)
+            self._welcome()
         elif _user_id(user) != _user_id(self.user):
             raise TokenInvalid("A refreshed token must be for the same user.")
         else:

@@ -535,3 +535,17 @@ async def test_epoch_change_while_connected_resets_and_keeps_new_messages():
     message = await client.receive_frame()
     assert (message["epoch"], message["offset"], message["data"]) == (reset["epoch"], 1, 2)
     await client.disconnect()
+
+
+async def test_anonymous_connection_logs_in_with_a_token():
+    user = await make_user("kit")
+    client = await connect()
+    assert client.welcome["user"] is None
+    assert (await client.subscribe(f"user.{user.pk}"))["code"] == "forbidden"
+    welcome = await client.auth(realtime.make_token(user))
+    assert (welcome["type"], welcome["user"]) == ("welcome", user.pk)
+    assert (await client.subscribe(f"user.{user.pk}"))["type"] == "subscribed"
+    other = await make_user("lee")
+    await client.send_frame({"type": "auth", "token": realtime.make_token(other)})
+    assert (await client.receive_frame())["code"] == "invalid_token"
+    await client.disconnect()

@@ -59,6 +59,7 @@ def test_bad_patterns_are_refused():
         topics.compile_pattern("bad pattern", topics.allow_any)
 
 
+@pytest.mark.django_db
 async def test_registry_runs_sync_and_async_permissions():
     registry = topics.TopicRegistry()
     registry.register("sync.{n:int}", lambda user, n: n == 1)
