@@ -28,6 +28,7 @@ from realtime.backends import get_dedup, get_log
 from realtime.conf import Config, get_config
 from realtime.exceptions import (
     CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_SERVER_ERROR,
     CLOSE_TOKEN_EXPIRED,
     AuthRequired,
     InvalidFrame,
@@ -37,6 +38,7 @@ from realtime.exceptions import (
     TokenInvalid,
     TooManyTopics,
     UnknownEvent,
+    close_code_for,
 )
 from realtime.hub import get_hub
 from realtime.log.base import Entry, Replay
@@ -143,6 +145,7 @@ class Connection:
         self.messages_in = 0
         self.messages_out = 0
         self.token_expires_at: float | None = None
+        self._ping_sent = 0.0
         self._bucket = TokenBucket(self.config.rate, self.config.burst)
         self._loop = asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -223,8 +226,6 @@ class Connection:
 
     def close(self, error: RealtimeError) -> None:
         """Close the connection for ``error`` with its documented close code."""
-        from realtime.exceptions import close_code_for
-
         self.transport.close(close_code_for(error), error.reason)
 
     async def closed(self, code: int) -> None:
@@ -289,7 +290,7 @@ class Connection:
         else:  # a gap, or the log's epoch changed under us: recover from the log
             sub.recovering = True
             sub.buffer.append((epoch, offset, message_id, ack, frame))
-            self._spawn(self._recover(topic, sub))
+            self._spawn(self._recover_or_close(topic, sub))
 
     def _send_message(
         self, topic: str, sub: Subscription, offset: int, message_id: str, ack: bool, frame: str
@@ -330,6 +331,14 @@ class Connection:
                 }
             )
         )
+
+    async def _recover_or_close(self, topic: str, sub: Subscription) -> None:
+        try:
+            await self._recover(topic, sub)
+        except Exception:
+            # The log is unreachable: the client reconnects and resumes from its cursor.
+            logger.exception("Recovering topic %r failed; closing the connection", topic)
+            self.transport.close(CLOSE_SERVER_ERROR, "server error")
 
     async def _recover(self, topic: str, sub: Subscription) -> None:
         """Fill the gap after ``sub``'s position from the log, then go live."""
@@ -414,6 +423,10 @@ class Connection:
                 self.close(error)
         except RealtimeError as error:
             self.send(protocol.error_frame(error.code, error.reason, error.ref))
+        except Exception:
+            # e.g. Redis unreachable: close, so the client reconnects and resumes.
+            logger.exception("Handling a frame failed; closing the connection")
+            self.transport.close(CLOSE_SERVER_ERROR, "server error")
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         kind = frame["type"]

@@ -549,3 +549,13 @@ async def test_anonymous_connection_logs_in_with_a_token():
     await client.send_frame({"type": "auth", "token": realtime.make_token(other)})
     assert (await client.receive_frame())["code"] == "invalid_token"
     await client.disconnect()
+
+
+async def test_unreachable_log_closes_1011_so_the_client_resumes_elsewhere(realtime_settings):
+    realtime_settings(REDIS_URL="redis://127.0.0.1:1/0")
+    from realtime import backends
+
+    backends.reset()
+    client = await connect()
+    await client.send_frame({"type": "subscribe", "topic": "public.down"})
+    await closed_with(client, 1011)
