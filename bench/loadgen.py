@@ -1,0 +1,402 @@
+"""The load generator: one worker process holding many WebSocket clients (asyncio + websockets).
+
+The orchestrator (``bench.run``) starts a few of these so the client side gets more than one
+core's worth of Python. A worker talks to it in JSON lines:
+
+1. it opens ``--count`` connections (at most ``--concurrency`` handshakes at a time), spread
+   round-robin over ``--urls``, waits until each is subscribed, and prints
+   ``{"event": "ready", "connected": n, "failed": k, ...}``;
+2. it reads one line on stdin, ``{"t_last": <time of the last publish>, "drain": s,
+   "max_drain": s, "idle": s}``, while its clients keep recording messages;
+3. it stops recording when every connection holds all ``--messages`` messages, or once
+   ``drain`` seconds have passed since ``t_last`` and nothing arrived for ``idle`` seconds,
+   or at ``max_drain`` seconds after ``t_last``, whichever comes first; then prints
+   ``{"event": "result", ...}`` with its counts and every publish-to-receive latency;
+4. it exits when stdin closes (or after a bounded wait).
+
+Every loop here is bounded by count or by time. Only loopback URLs are accepted.
+
+Protocols: ``realtime`` speaks docs/protocol.md (subprotocol ``realtime.v1``, ``welcome``,
+``subscribe``/``subscribed``, ``message``, ``ping``/``pong``, ``ack``) and, like the real client,
+resumes from its cursor when the server closes it with a code that says "reconnect". ``plain``
+(Channels baseline and bare server) expects one ``{"type": "ready"}`` frame and then raw
+``{"seq": i, "t": ts}`` text frames; those servers have no resume, so a closed socket stays
+closed and its missing messages count as lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import sys
+import time
+import traceback
+from collections import Counter
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from bench._common import LOOPBACK_HOSTS, TOPIC, emit, machine_cpu_jiffies, raise_fd_limit
+
+REALTIME_SUBPROTOCOL = Subprotocol("realtime.v1")
+#: Close codes after which the realtime client reconnects and resumes (docs/protocol.md).
+RESUMABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 4408, 4503})
+MAX_RECONNECTS = 3
+#: Further handshake attempts after a refused or failed one (HTTP 500 in a connection storm).
+CONNECT_RETRIES = 3
+PONG = '{"type":"pong"}'
+EXIT_WAIT_S = 30.0
+
+
+class HandshakeError(Exception):
+    """The server answered the handshake with something other than what the protocol says."""
+
+
+class Stats:
+    """Counters shared by all the clients of this worker (one event loop, no locks needed)."""
+
+    def __init__(self) -> None:
+        self.unique = 0
+        self.dups = 0
+        self.out_of_range = 0
+        self.resets = 0
+        self.reconnects = 0
+        self.latencies_ms: list[float] = []
+        self.first_rx: float | None = None
+        self.last_rx: float | None = None
+        self.closed: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.complete_clients = 0
+        self.gone_clients = 0  # closed for good before holding every message
+        self.recording = True
+
+
+class Client:
+    """One WebSocket connection: handshake, then record every benchmark message it receives."""
+
+    def __init__(
+        self, url: str, protocol: str, messages: int, stats: Stats, open_timeout: float
+    ) -> None:
+        self.url = url
+        self.protocol = protocol
+        self.messages = messages
+        self.stats = stats
+        self.open_timeout = open_timeout
+        parts = urlsplit(url)
+        self.origin = f"http://{parts.hostname}:{parts.port}"
+        self.seen = bytearray(messages)
+        self.received = 0
+        self.cursor: dict[str, Any] | None = None
+        self.ws: ClientConnection | None = None
+        self.opened = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether this connection holds every message of the run."""
+        return self.received >= self.messages
+
+    async def open(self) -> None:
+        """Connect and wait until the server says this socket will get every message."""
+        self.ws = await connect(
+            self.url,
+            origin=self.origin,  # type: ignore[arg-type]
+            subprotocols=[REALTIME_SUBPROTOCOL] if self.protocol == "realtime" else None,
+            compression=None,
+            proxy=None,
+            open_timeout=self.open_timeout,
+            ping_interval=None,  # the servers ping; the client only answers
+            close_timeout=1.0,
+            max_size=1 << 20,
+        )
+        if self.protocol == "realtime":
+            await self._realtime_handshake(self.ws)
+        else:
+            frame = json.loads(await self.ws.recv())
+            if frame.get("type") != "ready":
+                raise HandshakeError(f"expected a ready frame, got {str(frame)[:120]}")
+
+    async def _realtime_handshake(self, ws: ClientConnection) -> None:
+        welcome = json.loads(await ws.recv())
+        if welcome.get("type") != "welcome":
+            raise HandshakeError(f"expected welcome, got {str(welcome)[:160]}")
+        subscribe: dict[str, Any] = {"type": "subscribe", "topic": TOPIC}
+        if self.cursor is not None:
+            subscribe["cursor"] = self.cursor
+        await ws.send(json.dumps(subscribe))
+        for _ in range(10_000):  # replayed messages may come first; bounded all the same
+            raw = await ws.recv()
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind == "subscribed":
+                if self.cursor is None:
+                    self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
+                return
+            if kind == "error":
+                raise HandshakeError(f"subscribe refused: {str(frame)[:160]}")
+            await self._on_realtime_frame(ws, frame, time.time())
+        raise HandshakeError("no subscribed frame after 10,000 frames")
+
+    def _record(self, data: Any, now: float) -> None:
+        if not self.stats.recording or not isinstance(data, dict):
+            return
+        seq = data.get("seq")
+        if not isinstance(seq, int) or not 0 <= seq < self.messages:
+            self.stats.out_of_range += 1
+            return
+        if self.seen[seq]:
+            self.stats.dups += 1
+            return
+        self.seen[seq] = 1
+        self.received += 1
+        stats = self.stats
+        stats.unique += 1
+        if self.received == self.messages:
+            stats.complete_clients += 1
+        stats.latencies_ms.append((now - float(data["t"])) * 1000.0)
+        if stats.first_rx is None:
+            stats.first_rx = now
+        stats.last_rx = now
+
+    async def _on_realtime_frame(
+        self, ws: ClientConnection, frame: dict[str, Any], now: float
+    ) -> None:
+        kind = frame.get("type")
+        if kind == "message":
+            if frame.get("topic") == TOPIC:
+                self._record(frame.get("data"), now)
+                self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
+            if frame.get("ack"):
+                await ws.send(json.dumps({"type": "ack", "ids": [frame.get("id")]}))
+        elif kind == "ping":
+            await ws.send(PONG)
+        elif kind == "reset":
+            self.stats.resets += 1
+            self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
+        elif kind == "error":
+            self.stats.errors[f"error frame {frame.get('code')}"] += 1
+
+    async def read(self) -> None:
+        """Record messages until the socket closes (resuming when the protocol allows it)."""
+        reconnects = 0
+        try:
+            await self._read(reconnects)
+        finally:
+            if not self.complete:
+                self.stats.gone_clients += 1
+
+    async def _read(self, reconnects: int) -> None:
+        while self.ws is not None:
+            ws = self.ws
+            code: int | None = None
+            try:
+                if self.protocol == "realtime":
+                    async for raw in ws:
+                        await self._on_realtime_frame(ws, json.loads(raw), time.time())
+                else:
+                    async for raw in ws:
+                        self._record(json.loads(raw), time.time())
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else 1006
+            except Exception as exc:
+                self.stats.errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                ws.transport.abort()
+                code = 1006
+            if code is None:  # the loop ended on a clean close (1000 or 1001)
+                code = ws.close_code if ws.close_code is not None else 1000
+            self.ws = None
+            if not self.stats.recording:
+                return
+            self.stats.closed[str(code)] += 1
+            if (
+                self.protocol != "realtime"
+                or code not in RESUMABLE_CLOSE_CODES
+                or reconnects >= MAX_RECONNECTS
+                or self.complete
+            ):
+                return
+            reconnects += 1
+            self.stats.reconnects += 1
+            await asyncio.sleep(random.uniform(0.1, 0.5 * 2**reconnects))  # full jitter
+            try:
+                await asyncio.wait_for(self.open(), self.open_timeout)
+            except Exception as exc:
+                self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
+                self.ws = None
+
+    async def abort(self) -> None:
+        """Drop the socket without a closing handshake (the server is about to be killed)."""
+        if self.ws is not None:
+            self.ws.transport.abort()
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    """Open the connections, report readiness, record until the drain ends, report results."""
+    urls: list[str] = args.urls.split(",")
+    for url in urls:
+        if urlsplit(url).hostname not in LOOPBACK_HOSTS:
+            raise SystemExit(f"bench.loadgen: refusing non-loopback URL {url!r}")
+    stats = Stats()
+    clients = [
+        Client(urls[(args.offset + i) % len(urls)], args.protocol, args.messages, stats, 30.0)
+        for i in range(args.count)
+    ]
+    gate = asyncio.Semaphore(args.concurrency)
+    fail_reasons: Counter[str] = Counter()
+    retry_reasons: Counter[str] = Counter()
+    connected = 0
+    done_connecting = 0
+    all_done = asyncio.Event()
+
+    async def life(client: Client) -> None:
+        nonlocal connected, done_connecting
+        ok = False
+        for attempt in range(1 + CONNECT_RETRIES):
+            if attempt:  # a real client retries a refused handshake too, after a pause
+                await asyncio.sleep(random.uniform(0.1, 0.4 * 2**attempt))
+            async with gate:
+                try:
+                    await asyncio.wait_for(client.open(), args.handshake_timeout)
+                    ok = True
+                except Exception as exc:
+                    reason = f"{type(exc).__name__}: {str(exc)[:100]}"
+                    if attempt < CONNECT_RETRIES:
+                        retry_reasons[reason] += 1
+                    else:
+                        fail_reasons[reason] += 1
+                    await client.abort()
+                    client.ws = None
+            if ok:
+                break
+        client.opened = ok
+        connected += ok
+        done_connecting += 1
+        if done_connecting == len(clients):
+            all_done.set()
+        if ok:
+            try:
+                await client.read()
+            except Exception as exc:  # keep it in the report, not in "never retrieved" noise
+                stats.errors[f"reader: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+
+    started = time.monotonic()
+    tasks = [asyncio.create_task(life(c)) for c in clients]
+    if not clients:
+        all_done.set()
+    try:
+        await asyncio.wait_for(all_done.wait(), args.connect_timeout)
+    except TimeoutError:
+        fail_reasons["connect phase timed out"] += len(clients) - done_connecting
+        for client, task in zip(clients, tasks, strict=True):
+            if not client.opened:
+                task.cancel()
+    connected_at_ready = connected
+    failed = len(clients) - connected
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    emit(
+        "ready",
+        connected=connected,
+        failed=failed,
+        fail_reasons=dict(fail_reasons.most_common(5)),
+        retries=sum(retry_reasons.values()),
+        retry_reasons=dict(retry_reasons.most_common(5)),
+        connect_s=round(time.monotonic() - started, 3),
+    )
+
+    stdin = await open_stdin()
+    line = await asyncio.wait_for(stdin.readline(), args.command_timeout)
+    command = json.loads(line) if line.strip() else {"t_last": time.time(), "max_drain": 0}
+    t_last = float(command.get("t_last") or time.time())
+    drain = float(command.get("drain", 10.0))
+    max_drain = float(command.get("max_drain", 30.0))
+    idle = float(command.get("idle", 2.0))
+    status = "cutoff"
+    for _ in range(int((max_drain + 60.0) / 0.05)):  # bounded; the checks below end it sooner
+        now = time.time()
+        if stats.complete_clients + stats.gone_clients >= connected_at_ready:
+            status = "complete" if stats.complete_clients >= connected_at_ready else "closed"
+            break
+        if now >= t_last + drain and now - (stats.last_rx or t_last) >= idle:
+            status = "idle"
+            break
+        if now >= t_last + max_drain:
+            status = "cutoff"
+            break
+        await asyncio.sleep(0.05)
+    stats.recording = False
+    stopped_at = time.time()
+    machine_jiffies = machine_cpu_jiffies()
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    still_open = sum(1 for c in clients if c.ws is not None)
+    emit(
+        "result",
+        connected=connected,
+        failed=failed,
+        still_open=still_open,
+        unique=stats.unique,
+        dups=stats.dups,
+        out_of_range=stats.out_of_range,
+        resets=stats.resets,
+        reconnects=stats.reconnects,
+        complete_connections=sum(1 for c in clients if c.complete),
+        closed=dict(stats.closed),
+        errors=dict(stats.errors.most_common(5)),
+        first_rx=stats.first_rx,
+        last_rx=stats.last_rx,
+        status=status,
+        stopped_at=stopped_at,
+        machine_jiffies=machine_jiffies,
+        cpu_s=round(
+            (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+            3,
+        ),
+        latencies_ms=[round(v, 3) for v in stats.latencies_ms],
+    )
+    # Wait for the orchestrator to close our stdin: it kills the servers first.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stdin.read(), EXIT_WAIT_S)
+
+
+async def open_stdin() -> asyncio.StreamReader:
+    """Stdin as an asyncio stream, so waiting on it can time out without a stuck thread."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def main() -> None:
+    """Command-line entry point (run by ``bench.run``; not meant to be started by hand)."""
+    raise_fd_limit()
+    parser = argparse.ArgumentParser(description="bench load-generator worker")
+    parser.add_argument("--urls", required=True, help="comma-separated ws:// URLs (loopback)")
+    parser.add_argument("--protocol", choices=("realtime", "plain"), required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--offset", type=int, default=0, help="round-robin start among --urls")
+    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--handshake-timeout", type=float, default=30.0)
+    parser.add_argument("--connect-timeout", type=float, default=120.0)
+    parser.add_argument("--command-timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    code = 0
+    try:
+        asyncio.run(run_worker(args))
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # do not wait for thousands of closing handshakes
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Baseline (b): plain Channels with one channel-layer group membership per socket."""

@@ -1,0 +1,1 @@
+"""Target (a): this project's `realtime` app, configured for the benchmark."""

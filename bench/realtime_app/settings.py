@@ -1,0 +1,25 @@
+"""Django settings for the `realtime` target (served by daphne, also used by its publisher).
+
+Environment: ``REDIS_URL`` and ``BENCH_PREFIX`` (channel-layer prefix and realtime key prefix,
+unique per run so the keys can be deleted afterwards); ``BENCH_DB`` is a throw-away SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bench.base_settings import *  # noqa: F403
+from bench.base_settings import INSTALLED_APPS, REDIS_URL, database
+
+PREFIX = os.environ.get("BENCH_PREFIX", "bench-realtime")
+INSTALLED_APPS = [*INSTALLED_APPS, "realtime", "bench.realtime_app.apps.BenchRealtimeConfig"]
+DATABASES = database(PREFIX)
+ROOT_URLCONF = "bench.realtime_app.urls"
+ASGI_APPLICATION = "bench.realtime_app.asgi.application"
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": PREFIX},
+    }
+}
+REALTIME = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}

@@ -1,0 +1,121 @@
+"""The servers under test, side by side behind one small description each."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from bench._common import TOPIC
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to start one node of a target, reach its WebSocket endpoint and publish to it."""
+
+    name: str
+    description: str
+    #: ``realtime`` (docs/protocol.md) or ``plain`` (a ready frame, then raw JSON payloads).
+    protocol: str
+    ws_path: str
+    #: ``bench.publisher --kind``.
+    publisher: str
+    #: Django settings module, for daphne targets and their publisher; None for the bare server.
+    settings: str | None = None
+    #: ``module:attribute`` of the ASGI application for daphne; None for the bare server.
+    asgi: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def server_command(
+        self, port: int, prefix: str, redis_url: str, server: str = "daphne"
+    ) -> list[str]:
+        """The argv of one node listening on 127.0.0.1:``port``.
+
+        ``server`` picks the ASGI server of the Django targets: ``daphne`` (what the issue
+        compares) or ``uvicorn`` (its ``websockets-sansio`` implementation, to see how much of
+        a target's cost is the server's).
+        """
+        if self.asgi is None:
+            return [
+                sys.executable,
+                "-m",
+                "bench.bare_server",
+                "--port",
+                str(port),
+                "--redis-url",
+                redis_url,
+                "--channel",
+                f"{prefix}:{TOPIC}",
+            ]
+        if server == "uvicorn":
+            return [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ws",
+                "websockets-sansio",
+                "--ws-per-message-deflate",
+                "false",  # daphne offers no compression either
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+                "--backlog",
+                "4096",
+                "--timeout-graceful-shutdown",
+                "2",
+                self.asgi,
+            ]
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), self.asgi]
+
+    def process_env(self) -> dict[str, str]:
+        """Variables this target's server and publisher need on top of the common ones."""
+        env = dict(self.env)
+        if self.settings is not None:
+            env["DJANGO_SETTINGS_MODULE"] = self.settings
+        return env
+
+
+TARGETS: dict[str, Target] = {
+    "realtime": Target(
+        name="realtime",
+        description="this app: realtime.asgi under daphne, RedisPubSubChannelLayer, hub fan-out",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+    ),
+    "channels-core": Target(
+        name="channels-core",
+        description="plain Channels, group per socket, channels_redis RedisChannelLayer, daphne",
+        protocol="plain",
+        ws_path="/ws/",
+        publisher="channels",
+        settings="bench.plain_channels.settings",
+        asgi="bench.plain_channels.asgi:application",
+        env={"BENCH_LAYER": "core"},
+    ),
+    "channels-pubsub": Target(
+        name="channels-pubsub",
+        description="plain Channels, group per socket, RedisPubSubChannelLayer, daphne",
+        protocol="plain",
+        ws_path="/ws/",
+        publisher="channels",
+        settings="bench.plain_channels.settings",
+        asgi="bench.plain_channels.asgi:application",
+        env={"BENCH_LAYER": "pubsub"},
+    ),
+    "bare": Target(
+        name="bare",
+        description="ceiling: bare websockets server + Redis pub/sub, websockets.broadcast",
+        protocol="plain",
+        ws_path="/",
+        publisher="bare",
+    ),
+}
+CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
+ASGI_SERVERS = ("daphne", "uvicorn")
