@@ -126,8 +126,7 @@ class Connection:
         *,
         user: Any,
         transport_name: str,
-        requires_token: bool,
-        dedup_scope: str,
+        anonymous_scope: str,
     ) -> None:
         self.config: Config = get_config()
         self.id = uuid.uuid4().hex
@@ -135,9 +134,8 @@ class Connection:
         self.hooks = hooks
         self.user = user
         self.transport_name = transport_name
-        self.dedup_scope = dedup_scope
+        self.anonymous_scope = anonymous_scope
         self.state = State.AWAITING_AUTH
-        self.requires_token = requires_token
         self.subscriptions: dict[str, Subscription] = {}
         self.pending: dict[str, PendingAck] = {}
         self.connected_at = time.time()
@@ -458,7 +456,6 @@ class Connection:
         elif _user_id(self.user) is None:
             # an anonymous connection logs in: the user can only gain permissions
             self.user = await self.hooks.authenticate(user)
-            self.dedup_scope = f"u:{user.pk}"
             self._set_token_expiry(expires_at)
             self._welcome()
         elif _user_id(user) != _user_id(self.user):
@@ -513,6 +510,13 @@ class Connection:
         for message_id in [m for m, p in self.pending.items() if p.topic == topic]:
             del self.pending[message_id]
         self.send(protocol.encode({"type": "unsubscribed", "topic": topic}))
+
+    @property
+    def dedup_scope(self) -> str:
+        """Whose client message ids a ``send`` id is unique among: the user's, else the
+        session's (or this connection's, without a session)."""
+        user_id = _user_id(self.user)
+        return self.anonymous_scope if user_id is None else f"u:{user_id}"
 
     async def _on_send(self, frame: protocol.SendFrame) -> None:
         message_id = frame["id"]

@@ -127,15 +127,13 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             await self.base_send({"type": "websocket.close"})  # refused: HTTP 403
             raise StopConsumer
         tokens = [p for p in offered if p.startswith(protocol.TOKEN_SUBPROTOCOL_PREFIX)]
-        session = self.scope.get("session")
         user = self.scope.get("user") or AnonymousUser()
         self.connection = Connection(
             self,
             self,
             user=user,
             transport_name=self.transport_name,
-            requires_token=origin is None,
-            dedup_scope=_dedup_scope(user, session),
+            anonymous_scope=_anonymous_scope(self.scope.get("session")),
         )
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if protocol.SUBPROTOCOL in offered:
@@ -146,7 +144,6 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
                 token_user, expires_at = await aauthenticate_token(
                     tokens[0][len(protocol.TOKEN_SUBPROTOCOL_PREFIX) :]
                 )
-                self.connection.dedup_scope = _dedup_scope(token_user, None)
                 await self.connection.authenticated(token_user, expires_at)
             elif origin is None:
                 self.connection.wait_for_token()
@@ -224,10 +221,6 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             self._pump()
 
 
-def _dedup_scope(user: Any, session: Any) -> str:
-    if user is not None and getattr(user, "is_authenticated", False):
-        return f"u:{user.pk}"
+def _anonymous_scope(session: Any) -> str:
     key = getattr(session, "session_key", None)
-    if key:
-        return f"s:{key}"
-    return f"c:{uuid.uuid4().hex}"
+    return f"s:{key}" if key else f"c:{uuid.uuid4().hex}"
