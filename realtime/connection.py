@@ -152,10 +152,13 @@ class Connection:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def _timer(self, name: str, delay: float, callback: Any, *args: Any) -> None:
-        old = self._timers.pop(name, None)
-        if old is not None:
-            old.cancel()
+        self._cancel(name)
         self._timers[name] = self._loop.call_later(max(0.0, delay), callback, *args)
+
+    def _cancel(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
 
     def _spawn(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
@@ -175,7 +178,7 @@ class Connection:
         start the heartbeat and the token expiry timers. Raises what the hook raises."""
         self.user = await self.hooks.authenticate(user)
         self.state = State.OPEN
-        self._timers.pop("auth", _NullTimer).cancel()
+        self._cancel("auth")
         self._set_token_expiry(token_expires_at)
         self._welcome()
         self._schedule_ping()
@@ -204,8 +207,8 @@ class Connection:
 
     def _set_token_expiry(self, expires_at: float | None) -> None:
         self.token_expires_at = expires_at
-        for name in ("token-warning", "token-expiry"):
-            self._timers.pop(name, _NullTimer).cancel()
+        self._cancel("token-warning")
+        self._cancel("token-expiry")
         if expires_at is None:
             return
         remaining = expires_at - time.time()
@@ -552,14 +555,6 @@ class Connection:
             )
         await dedup.finish(key, answer)
         self.send(answer)
-
-
-class _NullTimerType:
-    def cancel(self) -> None:
-        return None
-
-
-_NullTimer: Any = _NullTimerType()
 
 
 def _user_id(user: Any) -> Any:

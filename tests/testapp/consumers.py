@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import realtime
@@ -18,6 +19,10 @@ class EchoConsumer(realtime.RealtimeConsumer):
         # sync handler: run in a thread
         CALLS.append(("count", data))
         return {"calls": sum(1 for name, _ in CALLS if name == "count")}
+
+    async def handle_stamp(self, data: Any) -> Any:
+        # a different answer on every run: equal answers prove the handler ran once
+        return {"stamp": uuid.uuid4().hex}
 
     async def handle_refuse(self, data: Any) -> Any:
         raise realtime.Rejected("not today")
