@@ -28,19 +28,21 @@ def get_asgi_application(
     """Build the project's ASGI application.
 
     ``consumer`` is a :class:`realtime.RealtimeConsumer` subclass (or its dotted path) served
-    at ``path``; ``http`` replaces Django's ASGI handler; ``websocket_routes`` adds your own
-    Channels routes. WebSocket connections get the session and user as with Channels'
-    ``AuthMiddlewareStack``; Origin checks are done by the consumer (docs/security.md)."""
+    at ``path``; by default ``REALTIME["CONSUMER"]``, which the SSE and long-poll views use
+    too (set that instead, to keep every transport on the same hooks). ``http`` replaces
+    Django's ASGI handler; ``websocket_routes`` adds your own Channels routes. WebSocket
+    connections get the session and user as with Channels' ``AuthMiddlewareStack``; Origin
+    checks are done by the consumer (docs/security.md)."""
     django_app = get_django_asgi_application()  # sets Django up before models are imported
 
     from channels.auth import AuthMiddlewareStack
     from channels.routing import ProtocolTypeRouter, URLRouter
     from django.urls import path as route
 
-    from realtime.consumers import RealtimeConsumer
+    from realtime.conf import get_config
 
     consumer_class: Any = import_string(consumer) if isinstance(consumer, str) else consumer
-    consumer_class = consumer_class or RealtimeConsumer
+    consumer_class = consumer_class or import_string(get_config().consumer)
     routes = [route(path, consumer_class.as_asgi()), *(websocket_routes or [])]
     return ProtocolTypeRouter(
         {"http": http or django_app, "websocket": AuthMiddlewareStack(URLRouter(routes))}

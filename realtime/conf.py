@@ -51,6 +51,12 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": None,
     # How long publish() waits for the log append before raising PublishTimeout.
     "PUBLISH_TIMEOUT": 5.0,
+    # The consumer class whose hooks every transport uses (WebSocket, SSE, long-poll).
+    "CONSUMER": "realtime.consumers.RealtimeConsumer",
+    # SSE keep-alive comment interval; long-poll wait; lifetime of EventSource tickets.
+    "SSE_KEEPALIVE": 15.0,
+    "POLL_TIMEOUT": 25.0,
+    "TICKET_TTL": 10.0,
 }
 
 _NUMBER = (int, float)
@@ -76,6 +82,10 @@ TYPES: dict[str, tuple[type, ...]] = {
     "OUTBOUND_QUEUE_SIZE": (int,),
     "ALLOWED_ORIGINS": (list, tuple, type(None)),
     "PUBLISH_TIMEOUT": _NUMBER,
+    "CONSUMER": (str,),
+    "SSE_KEEPALIVE": _NUMBER,
+    "POLL_TIMEOUT": _NUMBER,
+    "TICKET_TTL": _NUMBER,
 }
 
 
@@ -104,6 +114,10 @@ class Config:
     outbound_queue_size: int
     allowed_origins: tuple[str, ...] | None
     publish_timeout: float
+    consumer: str
+    sse_keepalive: float
+    poll_timeout: float
+    ticket_ttl: float
 
 
 def user_settings() -> dict[str, Any]:

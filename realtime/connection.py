@@ -127,6 +127,7 @@ class Connection:
         user: Any,
         transport_name: str,
         anonymous_scope: str,
+        heartbeat: bool = True,
     ) -> None:
         self.config: Config = get_config()
         self.id = uuid.uuid4().hex
@@ -135,6 +136,7 @@ class Connection:
         self.user = user
         self.transport_name = transport_name
         self.anonymous_scope = anonymous_scope
+        self.heartbeat = heartbeat
         self.state = State.AWAITING_AUTH
         self.subscriptions: dict[str, Subscription] = {}
         self.pending: dict[str, PendingAck] = {}
@@ -173,17 +175,34 @@ class Connection:
         if self.state is State.AWAITING_AUTH:
             self.close(AuthRequired("No token arrived in time."))
 
-    async def authenticated(self, user: Any, token_expires_at: float | None = None) -> None:
-        """Open the connection for ``user``: run the ``authenticate`` hook, send ``welcome``,
-        start the heartbeat and the token expiry timers. Raises what the hook raises."""
+    async def authenticated(
+        self, user: Any, token_expires_at: float | None = None, *, welcome: bool = True
+    ) -> None:
+        """Open the connection for ``user``: run the ``authenticate`` hook, send ``welcome``
+        (unless told not to: a long-poll request), start the heartbeat and the token expiry
+        timers. Raises what the hook raises."""
         self.user = await self.hooks.authenticate(user)
         self.state = State.OPEN
         self._cancel("auth")
         self._set_token_expiry(token_expires_at)
-        self._welcome()
-        self._schedule_ping()
+        if welcome:
+            self._welcome()
+        if self.heartbeat:
+            self._schedule_ping()
         connection_opened.send(sender=type(self), connection=self)
         await self.hooks.on_connect()
+
+    def positions(self) -> dict[str, tuple[str, int]]:
+        """Each subscribed topic's position: what SSE ids and long-poll cursors carry."""
+        return {t: (s.epoch, s.offset) for t, s in self.subscriptions.items() if s.epoch}
+
+    def on_control(self, message: dict[str, Any]) -> None:
+        """A control message from another request (SSE: ACKs posted to realtime/send/)."""
+        if message.get("user") != _user_id(self.user):
+            return  # only the connection's own user may acknowledge its messages
+        for message_id in message.get("ack", ()):
+            if self.pending.pop(message_id, None) is not None:
+                self._spawn(self.hooks.on_ack(message_id))
 
     def _welcome(self) -> None:
         self.send(
@@ -348,16 +367,16 @@ class Connection:
             if self.subscriptions.get(topic) is not sub:
                 return
             if replay.reset:
-                self._send_reset(topic, replay)
                 sub.epoch, sub.offset = replay.epoch, replay.offset
+                self._send_reset(topic, replay)
             for entry in replay.entries:
                 self._send_entry(topic, sub, entry)
             if self._drain(topic, sub):
                 return
         logger.warning("Topic %r: gap not filled after %d reads", topic, MAX_RECOVERY_ROUNDS)
         replay = await get_log().read_after(topic, None, 0)
-        self._send_reset(topic, Replay(replay.epoch, replay.offset, [], "too_old"))
         sub.epoch, sub.offset, sub.buffer, sub.recovering = replay.epoch, replay.offset, [], False
+        self._send_reset(topic, Replay(replay.epoch, replay.offset, [], "too_old"))
 
     def _drain(self, topic: str, sub: Subscription) -> bool:
         """Send buffered live messages that follow on; False if a gap remains."""
@@ -485,9 +504,9 @@ class Connection:
         )
         if self.subscriptions.get(topic) is not sub:
             return
+        sub.epoch, sub.offset = replay.epoch, replay.offset
         if replay.reset:
             self._send_reset(topic, replay)
-        sub.epoch, sub.offset = replay.epoch, replay.offset
         self.send(
             protocol.encode(
                 {

@@ -31,12 +31,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("realtime.hub")
 
 MESSAGE_TYPE = "realtime.message"
+CONTROL_TYPE = "realtime.control"
 
 
 class Broker(Protocol):
     async def join(self, hub: Hub, topic: str) -> None: ...
     async def leave(self, hub: Hub, topic: str) -> None: ...
     async def broadcast(self, topic: str, message: dict[str, Any]) -> None: ...
+    async def address(self, hub: Hub) -> str: ...
+    async def send_control(self, address: str, message: dict[str, Any]) -> None: ...
 
 
 class LocalBroker:
@@ -61,6 +64,18 @@ class LocalBroker:
                 with contextlib.suppress(RuntimeError):  # that hub's loop is closed
                     hub.loop.call_soon_threadsafe(hub.dispatch, message)
 
+    async def address(self, hub: Hub) -> str:
+        with self._lock:
+            self._hubs.add(hub)
+        return f"local.{id(hub)}"
+
+    async def send_control(self, address: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            hubs = [hub for hub in self._hubs if f"local.{id(hub)}" == address]
+        for hub in hubs:
+            with contextlib.suppress(RuntimeError):
+                hub.loop.call_soon_threadsafe(hub.control, message)
+
 
 class LayerBroker:
     """Carries messages through a channel layer: one group per topic, one channel per hub."""
@@ -80,6 +95,12 @@ class LayerBroker:
 
     async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
         await self.layer.group_send(group_name(topic), message)
+
+    async def address(self, hub: Hub) -> str:
+        return await hub.channel()
+
+    async def send_control(self, address: str, message: dict[str, Any]) -> None:
+        await self.layer.send(address, message)
 
 
 _local_broker = LocalBroker()
@@ -101,6 +122,8 @@ class Hub:
         self.loop = loop
         self.broker = broker
         self.subscribers: dict[str, set[Connection]] = {}
+        # connections that receive control messages (ACKs posted to another request)
+        self.connections: dict[str, Connection] = {}
         self._membership: dict[str, asyncio.Task[None]] = {}
         self._channel: asyncio.Task[str] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -126,6 +149,8 @@ class Hub:
                 continue
             if message.get("type") == MESSAGE_TYPE:
                 self.dispatch(message)
+            elif message.get("type") == CONTROL_TYPE:
+                self.control(message)
 
     def _change_membership(
         self, topic: str, change: Callable[[Hub, str], Coroutine[Any, Any, None]]
@@ -170,6 +195,16 @@ class Hub:
         if not subscribers:
             del self.subscribers[topic]
             self._change_membership(topic, self.broker.leave)
+
+    async def address(self) -> str:
+        """Where control messages for this hub's connections are sent."""
+        return await self.broker.address(self)
+
+    def control(self, message: dict[str, Any]) -> None:
+        """Hand a control message to the local connection it names, if it is still here."""
+        connection = self.connections.get(message.get("connection", ""))
+        if connection is not None:
+            connection.on_control(message)
 
     def dispatch(self, message: dict[str, Any]) -> None:
         """Encode a published message once and hand it to every local subscriber."""

@@ -157,3 +157,31 @@ def message_frame(
         {"type": "message", "topic": topic, "event": event, "id": message_id, "epoch": epoch}
     )
     return f'{head[:-1]},"offset":{offset},"ack":{"true" if ack else "false"},"data":{data_json}}}'
+
+
+CURSOR_SEPARATOR = ","
+CURSOR_FIELD_SEPARATOR = "~"
+MAX_CURSOR_STRING = 16384
+
+
+def encode_cursors(positions: dict[str, tuple[str, int]]) -> str:
+    """``{"order.42": ("k3Jx9Q", 7)}`` → ``"order.42~k3Jx9Q~7"`` (SSE ids, long-poll)."""
+    return CURSOR_SEPARATOR.join(
+        f"{topic}{CURSOR_FIELD_SEPARATOR}{epoch}{CURSOR_FIELD_SEPARATOR}{offset}"
+        for topic, (epoch, offset) in positions.items()
+    )
+
+
+def parse_cursors(text: str) -> dict[str, Cursor]:
+    """Parse a cursor string. Raises :class:`InvalidFrame` with a reason for the client."""
+    if len(text) > MAX_CURSOR_STRING:
+        raise InvalidFrame("The cursor string is too long.")
+    cursors: dict[str, Cursor] = {}
+    for part in filter(None, text.split(CURSOR_SEPARATOR)):
+        fields = part.split(CURSOR_FIELD_SEPARATOR)
+        if len(fields) != 3 or not fields[0] or not fields[1] or not fields[2].isdigit():
+            raise InvalidFrame(f"Bad cursor {part[:80]!r}: use topic~epoch~offset.")
+        cursor = parse_cursor({"epoch": fields[1], "offset": int(fields[2])})
+        if cursor is not None:
+            cursors[fields[0]] = cursor
+    return cursors

@@ -123,10 +123,10 @@ class _PublisherLoop:
         asyncio.run_coroutine_threadsafe(_close_connections(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
 
-    def run(self, coro: Coroutine[Any, Any, None], timeout: float) -> None:
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self._ensure())
         try:
-            future.result(timeout)
+            return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise PublishTimeout(
@@ -171,6 +171,25 @@ def publish(
     else:
         _publisher.run(_deliver(message), timeout)
     return str(message["id"])
+
+
+async def aget_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
+    """The current position of each topic, as ``{"topic": {"epoch": …, "offset": …}}``."""
+    log = get_log()
+    cursors = {}
+    for topic in topics:
+        replay = await log.read_after(validate_topic(topic), None, 0)
+        cursors[topic] = {"epoch": replay.epoch, "offset": replay.offset}
+    return cursors
+
+
+def get_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
+    """Sync twin of :func:`aget_cursors`: capture positions while rendering a page, so that a
+    client subscribing with them later gets everything published in between."""
+    cursors: dict[str, dict[str, Any]] = _publisher.run(
+        aget_cursors(topics), get_config().publish_timeout
+    )
+    return cursors
 
 
 async def apublish(topic: str, event: str, data: Any = None, *, ack: bool = False) -> str:

@@ -3,6 +3,13 @@
 from django.urls import path
 
 from realtime import views
+from realtime.transports import longpoll, post, sse
 
 app_name = "realtime"
-urlpatterns = [path("token/", views.token, name="token")]
+urlpatterns = [
+    path("token/", views.token, name="token"),
+    path("sse/", sse.sse, name="sse"),
+    path("poll/", longpoll.poll, name="poll"),
+    path("send/", post.send, name="send"),
+    path("ticket/", post.ticket, name="ticket"),
+]

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -162,3 +163,38 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class SSEReader:
+    """Reads events from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.lines = response.aiter_lines()
+        self.comments: list[str] = []
+
+    async def next(self, timeout: float = 5) -> dict[str, Any]:
+        """The next event as ``{"event", "id", "data"}`` (``data`` decoded from JSON)."""
+        event: dict[str, Any] = {}
+        async with asyncio.timeout(timeout):
+            async for line in self.lines:
+                if line == "":
+                    if event:
+                        return event
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "":
+                    self.comments.append(value)
+                elif field == "data":
+                    event["data"] = json.loads(value)
+                else:
+                    event[field] = value
+        raise EOFError("the stream ended")
+
+    async def frame(self, timeout: float = 5) -> dict[str, Any]:
+        """The next event that carries a frame, with its ``id`` (if any) under ``_id``."""
+        while True:
+            event = await self.next(timeout)
+            if "data" in event:
+                return {**event["data"], "_id": event.get("id"), "_event": event.get("event")}

@@ -24,6 +24,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+STATIC_URL = "static/"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -48,7 +56,14 @@ if _redis:
     REALTIME.update(REDIS_URL=_redis, KEY_PREFIX=_prefix)
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-for _key in ("HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "ACK_TIMEOUT", "AUTH_TIMEOUT"):
+for _key in (
+    "HEARTBEAT_INTERVAL",
+    "HEARTBEAT_TIMEOUT",
+    "ACK_TIMEOUT",
+    "AUTH_TIMEOUT",
+    "POLL_TIMEOUT",
+    "SSE_KEEPALIVE",
+):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
 LOGGING = {

@@ -1,0 +1,178 @@
+"""What the HTTP transports (SSE, long-poll, POST) share: authentication of a request, the
+consumer hooks, topic and cursor parameters, rate limits, and JSON error responses."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest, JsonResponse
+from django.utils.module_loading import import_string
+
+from realtime import protocol, tickets
+from realtime.auth import aauthenticate_token, origin_allowed
+from realtime.conf import get_config
+from realtime.connection import Connection, TokenBucket
+from realtime.exceptions import (
+    Forbidden,
+    InvalidFrame,
+    RateLimited,
+    RealtimeError,
+    TokenInvalid,
+    TooManyTopics,
+    http_status_for,
+)
+from realtime.topics import validate_topic
+
+
+def error_response(error: RealtimeError) -> JsonResponse:
+    """The documented JSON error body with the error's HTTP status."""
+    body = {"error": {"code": error.code, "reason": error.reason}}
+    return JsonResponse(body, status=http_status_for(error))
+
+
+@dataclass
+class Caller:
+    """Who made a request, and how they proved it."""
+
+    user: Any
+    via: str  # "session", "token" or "ticket"
+    token_expires_at: float | None
+    scope: str  # dedup / rate-limit scope
+
+
+async def authenticate(request: HttpRequest) -> Caller:
+    """Authenticate by bearer token, ticket, or session cookie (in that order). Raises
+    :class:`Forbidden` for a disallowed Origin and :class:`TokenInvalid` for bad credentials."""
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin):
+        raise Forbidden("This Origin may not use realtime.")
+    authorization = request.headers.get("Authorization", "")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise TokenInvalid("Use 'Authorization: Bearer <token>'.")
+        user, expires_at = await aauthenticate_token(token.strip())
+        return Caller(user, "token", expires_at, f"u:{user.pk}")
+    ticket = request.GET.get("ticket")
+    if ticket is not None:
+        user_pk = await tickets.redeem(ticket)
+        if user_pk is None:
+            raise TokenInvalid("The ticket is unknown, expired or already used.")
+        user = await _active_user(user_pk)
+        return Caller(user, "ticket", None, f"u:{user.pk}")
+    user = await request.auser()
+    if user.is_authenticated:
+        return Caller(user, "session", None, f"u:{user.pk}")
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    scope = f"s:{session_key}" if session_key else f"c:{uuid.uuid4().hex}"
+    return Caller(AnonymousUser(), "session", None, scope)
+
+
+@sync_to_async
+def _active_user(user_pk: str) -> Any:
+    model = get_user_model()
+    user = model._default_manager.filter(pk=user_pk).first()
+    if user is None or not getattr(user, "is_active", True):
+        raise TokenInvalid("The ticket's user no longer exists or is inactive.")
+    return user
+
+
+def topics_and_cursors(request: HttpRequest) -> tuple[list[str], dict[str, protocol.Cursor]]:
+    """The ``topic`` parameters (validated, at most ``MAX_TOPICS``) and the cursors from the
+    ``cursor`` parameter or, failing that, the ``Last-Event-ID`` header."""
+    topics = list(dict.fromkeys(request.GET.getlist("topic")))
+    if not topics:
+        raise InvalidFrame("Give at least one 'topic' parameter.")
+    limit = get_config().max_topics
+    if len(topics) > limit:
+        raise TooManyTopics(f"At most {limit} topics.")
+    for topic in topics:
+        validate_topic(topic)
+    text = request.GET.get("cursor") or request.headers.get("Last-Event-ID") or ""
+    return topics, protocol.parse_cursors(text)
+
+
+class _Buckets:
+    """Per-scope token buckets for stateless requests, bounded in number."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._buckets: collections.OrderedDict[str, TokenBucket] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, scope: str) -> None:
+        config = get_config()
+        with self._lock:
+            bucket = self._buckets.pop(scope, None) or TokenBucket(config.rate, config.burst)
+            self._buckets[scope] = bucket
+            while len(self._buckets) > self.limit:
+                self._buckets.popitem(last=False)
+            if not bucket.take():
+                raise RateLimited("Too many requests; slow down.")
+
+
+buckets = _Buckets()
+
+
+class CollectingTransport:
+    """A transport that keeps frames in memory (long-poll, POST)."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.arrived = asyncio.Event()
+        self.closed_with: int | None = None
+
+    def send_text(self, text: str) -> None:
+        self.frames.append(text)
+        self.arrived.set()
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.closed_with = code
+        self.arrived.set()
+
+
+def hooks_for(request: HttpRequest, caller: Caller) -> Any:
+    """An instance of the configured consumer class, to run its hooks for an HTTP transport.
+    Its ``scope`` is an HTTP scope with the caller's ``user``."""
+    consumer = import_string(get_config().consumer)()
+    consumer.scope = {
+        "type": "http",
+        "path": request.path,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
+        "user": caller.user,
+        "client": (request.META.get("REMOTE_ADDR"), None),
+    }
+    return consumer
+
+
+def open_connection(
+    request: HttpRequest, caller: Caller, transport: Any, name: str
+) -> tuple[Connection, Any]:
+    """A connection for an HTTP transport, with the configured consumer's hooks."""
+    hooks = hooks_for(request, caller)
+    connection = Connection(
+        transport,
+        hooks,
+        user=caller.user,
+        transport_name=name,
+        anonymous_scope=caller.scope,
+        heartbeat=False,
+    )
+    hooks.connection = connection
+    return connection, hooks
+
+
+def frame_type(text: str) -> str:
+    """The ``type`` of an encoded server frame (always its first key)."""
+    if text.startswith('{"type":"'):
+        return text[9 : text.index('"', 9)]
+    return str(json.loads(text).get("type"))

@@ -1,0 +1,70 @@
+"""``GET realtime/poll/``: long-polling on the shared delivery model (docs/protocol.md).
+
+Each request is a short-lived connection: it subscribes the ``topic`` parameters from the
+``cursor`` parameter, answers at once if the log already holds something newer, else waits up
+to ``POLL_TIMEOUT`` for the first live message. Nothing is kept between requests, so
+consecutive polls may be answered by different nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from realtime import protocol
+from realtime.conf import get_config
+from realtime.exceptions import RealtimeError
+from realtime.transports.http import (
+    CollectingTransport,
+    authenticate,
+    buckets,
+    error_response,
+    frame_type,
+    open_connection,
+    topics_and_cursors,
+)
+
+
+def _wanted(text: str) -> bool:
+    # A resumed topic's `subscribed` frame says nothing new to a poller: drop it.
+    return not (frame_type(text) == "subscribed" and json.loads(text)["recovered"])
+
+
+@require_GET
+async def poll(request: HttpRequest) -> HttpResponse:
+    """Answer 200 with the frames after the cursor, or 204 when none came in time."""
+    transport = CollectingTransport()
+    try:
+        caller = await authenticate(request)
+        buckets.take(caller.scope)
+        topics, cursors = topics_and_cursors(request)
+        connection, hooks = open_connection(request, caller, transport, "longpoll")
+        for topic in topics:
+            await hooks.can_subscribe(topic)
+        await connection.authenticated(caller.user, welcome=False)
+    except RealtimeError as error:
+        return error_response(error)
+    try:
+        for topic in topics:
+            await connection.subscribe(topic, cursors.get(topic))
+        frames = [text for text in transport.frames if _wanted(text)]
+        if not frames:
+            transport.frames.clear()
+            transport.arrived.clear()
+            try:
+                await asyncio.wait_for(transport.arrived.wait(), get_config().poll_timeout)
+            except TimeoutError:
+                return HttpResponse(status=204)
+            await asyncio.sleep(0)  # let messages that arrived together join the batch
+            frames = transport.frames
+        cursor = protocol.encode_cursors(connection.positions())
+    except RealtimeError as error:
+        return error_response(error)
+    finally:
+        await connection.closed(1000)
+    body = '{"frames":[' + ",".join(frames) + '],"cursor":' + json.dumps(cursor) + "}"
+    response = HttpResponse(body, content_type="application/json")
+    response["Cache-Control"] = "no-cache, no-store"
+    return response

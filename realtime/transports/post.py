@@ -1,0 +1,94 @@
+"""``POST realtime/send/`` (client frames for the HTTP transports) and ``POST
+realtime/ticket/`` (single-use tickets for a bare EventSource). See docs/protocol.md."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from realtime import protocol, tickets
+from realtime.conf import get_config
+from realtime.exceptions import AuthRequired, InvalidFrame, MessageTooLarge, RealtimeError
+from realtime.hub import CONTROL_TYPE, get_hub
+from realtime.transports.http import (
+    Caller,
+    CollectingTransport,
+    authenticate,
+    buckets,
+    error_response,
+    open_connection,
+)
+
+CONNECTION_HEADER = "X-Realtime-Connection"
+
+
+def _csrf_failure(request: HttpRequest, caller: Caller) -> HttpResponse | None:
+    # Cookies ride along on cross-site requests; bearer tokens and tickets do not.
+    if caller.via != "session":
+        return None
+    return CsrfViewMiddleware(_no_view).process_view(request, _no_view, (), {})
+
+
+def _no_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse()
+
+
+@csrf_exempt
+@require_POST
+async def send(request: HttpRequest) -> HttpResponse:
+    """Run a client ``send`` (200 with its ``ack`` frame) or relay an ``ack`` (204)."""
+    try:
+        caller = await authenticate(request)
+        if (failure := _csrf_failure(request, caller)) is not None:
+            return failure
+        buckets.take(caller.scope)
+        limit = get_config().max_frame_bytes
+        if len(request.body) > limit:
+            raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
+        frame = protocol.parse_client_frame(request.body.decode("utf-8", "replace"))
+        if frame["type"] == "ack":
+            await _relay_ack(request, caller, frame["ids"])
+            return HttpResponse(status=204)
+        if frame["type"] != "send":
+            raise InvalidFrame("Only 'send' and 'ack' frames may be POSTed.")
+        transport = CollectingTransport()
+        connection, _ = open_connection(request, caller, transport, "post")
+        await connection.authenticated(caller.user, welcome=False)
+        try:
+            await connection.handle_text(request.body.decode())
+        finally:
+            await connection.closed(1000)
+    except RealtimeError as error:
+        return error_response(error)
+    return HttpResponse(transport.frames[-1], content_type="application/json")
+
+
+async def _relay_ack(request: HttpRequest, caller: Caller, ids: list[str]) -> None:
+    """Send the ACKs to the node holding the SSE stream, through the channel layer."""
+    target = request.headers.get(CONNECTION_HEADER, "")
+    _, _, address = target.partition("@")
+    if not address:
+        raise InvalidFrame(f"An 'ack' needs the {CONNECTION_HEADER} header of its stream.")
+    user_id = caller.user.pk if caller.user.is_authenticated else None
+    message = {"type": CONTROL_TYPE, "connection": target, "user": user_id, "ack": ids}
+    await get_hub().broker.send_control(address, message)
+
+
+@csrf_exempt
+@require_POST
+async def ticket(request: HttpRequest) -> HttpResponse:
+    """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource)."""
+    try:
+        caller = await authenticate(request)
+        if (failure := _csrf_failure(request, caller)) is not None:
+            return failure
+        if not caller.user.is_authenticated:
+            raise AuthRequired("Log in or send a bearer token first.")
+        value = await tickets.issue(str(caller.user.pk))
+    except RealtimeError as error:
+        return error_response(error)
+    return JsonResponse(
+        {"ticket": value, "expires_in_ms": int(get_config().ticket_ttl * 1000)}, status=201
+    )

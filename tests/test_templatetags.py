@@ -1,0 +1,42 @@
+"""The {% realtime_client %} tag captures positions at render time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.template import Context, Template
+from django.test import RequestFactory
+
+import realtime
+from realtime import auth
+
+
+def render(user=None, topics='"public.a" "public.b"') -> dict:
+    request = RequestFactory().get("/")
+    request.user = user or type("Anon", (), {"is_authenticated": False})()
+    html = Template("{% load realtime %}{% realtime_client " + topics + " %}").render(
+        Context({"request": request})
+    )
+    assert html.startswith('<script id="realtime-config" type="application/json">')
+    return json.loads(html[html.index(">") + 1 : html.rindex("</script>")])
+
+
+def test_config_holds_url_topics_and_current_cursors():
+    realtime.publish("public.a", "n", 1)
+    realtime.publish("public.a", "n", 2)
+    config = render()
+    assert config["url"] == "/realtime/"
+    assert config["token"] is None
+    assert config["topics"] == ["public.a", "public.b"]
+    a, b = config["cursors"].split(",")
+    assert a.startswith("public.a~") and a.endswith("~2")
+    assert b.startswith("public.b~") and b.endswith("~0")
+
+
+@pytest.mark.django_db
+def test_logged_in_user_gets_a_token():
+    user = get_user_model().objects.create_user("ola", password="pw")
+    config = render(user)
+    assert auth.read_token(config["token"]).user_pk == str(user.pk)
