@@ -10,7 +10,12 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from realtime import checks  # noqa: F401  (registers the system checks)
+        from realtime import (
+            checks,  # noqa: F401  (registers the system checks)
+            revocation,
+        )
+
+        revocation.connect()
 
         # Topic permissions live in each app's realtime_topics.py, like admin.py.
         autodiscover_modules("realtime_topics")

@@ -34,5 +34,8 @@ def get_dedup() -> Dedup:
 
 def reset() -> None:
     """Forget the backends (called when settings change in tests)."""
+    from realtime.registry import get_registry
+
+    get_registry.cache_clear()
     get_log.cache_clear()
     get_dedup.cache_clear()

@@ -27,6 +27,7 @@ from realtime import protocol
 from realtime.backends import get_dedup, get_log
 from realtime.conf import Config, get_config
 from realtime.exceptions import (
+    CLOSE_DISCONNECTED,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_SERVER_ERROR,
     CLOSE_TOKEN_EXPIRED,
@@ -41,7 +42,9 @@ from realtime.exceptions import (
     close_code_for,
 )
 from realtime.hub import get_hub
-from realtime.log.base import Entry, Replay
+from realtime.log.base import Entry as LogEntry
+from realtime.log.base import Replay
+from realtime.registry.base import Entry
 from realtime.signals import connection_closed, connection_opened, message_undelivered
 from realtime.topics import validate_topic
 
@@ -128,6 +131,9 @@ class Connection:
         transport_name: str,
         anonymous_scope: str,
         heartbeat: bool = True,
+        register: bool = True,
+        client: str = "",
+        user_agent: str = "",
     ) -> None:
         self.config: Config = get_config()
         self.id = uuid.uuid4().hex
@@ -137,6 +143,10 @@ class Connection:
         self.transport_name = transport_name
         self.anonymous_scope = anonymous_scope
         self.heartbeat = heartbeat
+        self.register = register
+        self.client = client
+        self.user_agent = user_agent[:200]
+        self.address = ""
         self.state = State.AWAITING_AUTH
         self.subscriptions: dict[str, Subscription] = {}
         self.pending: dict[str, PendingAck] = {}
@@ -184,6 +194,11 @@ class Connection:
         self.user = await self.hooks.authenticate(user)
         self.state = State.OPEN
         self._cancel("auth")
+        hub = get_hub()
+        self.address = await hub.address()
+        self.id = f"{self.id}@{self.address}"
+        if self.register:
+            await hub.register(self)
         self._set_token_expiry(token_expires_at)
         if welcome:
             self._welcome()
@@ -196,13 +211,39 @@ class Connection:
         """Each subscribed topic's position: what SSE ids and long-poll cursors carry."""
         return {t: (s.epoch, s.offset) for t, s in self.subscriptions.items() if s.epoch}
 
+    def entry(self) -> Entry:
+        """This connection as the registry shows it."""
+        return Entry(
+            id=self.id,
+            node=get_hub().node,
+            address=self.address,
+            transport=self.transport_name,
+            user_id=_user_id(self.user),
+            username=self.user.get_username() if _user_id(self.user) is not None else "",
+            topics=sorted(self.subscriptions),
+            client=self.client,
+            user_agent=self.user_agent,
+            connected_at=self.connected_at,
+            last_seen=time.time() - (time.monotonic() - self.last_seen),
+            messages_in=self.messages_in,
+            messages_out=self.messages_out,
+            pending_acks=len(self.pending),
+        )
+
     def on_control(self, message: dict[str, Any]) -> None:
-        """A control message from another request (SSE: ACKs posted to realtime/send/)."""
-        if message.get("user") != _user_id(self.user):
-            return  # only the connection's own user may acknowledge its messages
-        for message_id in message.get("ack", ()):
-            if self.pending.pop(message_id, None) is not None:
-                self._spawn(self.hooks.on_ack(message_id))
+        """A control message sent to this connection from elsewhere in the cluster: ACKs
+        posted to realtime/send/ (SSE), an operator's disconnect order or notice."""
+        operation = message.get("op")
+        if operation == "ack":
+            if message.get("user") != _user_id(self.user):
+                return  # only the connection's own user may acknowledge its messages
+            for message_id in message.get("ids", ()):
+                if self.pending.pop(message_id, None) is not None:
+                    self._spawn(self.hooks.on_ack(message_id))
+        elif operation == "disconnect":
+            self.transport.close(CLOSE_DISCONNECTED, str(message.get("reason", ""))[:100])
+        elif operation == "notice":
+            self.send(protocol.encode({"type": "notice", "text": str(message.get("text"))}))
 
     def _welcome(self) -> None:
         self.send(
@@ -262,6 +303,7 @@ class Connection:
         hub = get_hub()
         for topic in self.subscriptions:
             hub.unsubscribe(topic, self)
+        await hub.unregister(self)
         self.subscriptions.clear()
         self.pending.clear()
         if was_open:
@@ -321,7 +363,7 @@ class Connection:
         if ack:
             self._track_ack(topic, message_id, frame)
 
-    def _send_entry(self, topic: str, sub: Subscription, entry: Entry) -> None:
+    def _send_entry(self, topic: str, sub: Subscription, entry: LogEntry) -> None:
         frame = protocol.message_frame(
             topic, entry.event, entry.data, entry.message_id, sub.epoch, entry.offset, entry.ack
         )
@@ -523,6 +565,8 @@ class Connection:
         if not self._drain(topic, sub):
             sub.recovering = True
             await self._recover(topic, sub)
+        if old is None:
+            await get_hub().update(self)
 
     def unsubscribe(self, topic: str) -> None:
         """Stop delivering ``topic``. Raises :class:`NotSubscribed`."""

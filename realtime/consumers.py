@@ -134,6 +134,8 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             user=user,
             transport_name=self.transport_name,
             anonymous_scope=_anonymous_scope(self.scope.get("session")),
+            client=":".join(str(part) for part in self.scope.get("client") or ()),
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
         )
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if protocol.SUBPROTOCOL in offered:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
+import socket
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -115,14 +118,23 @@ def get_broker() -> Broker:
     return LayerBroker(alias)
 
 
+_hub_numbers = itertools.count(1)
+
+
 class Hub:
-    """Local subscriptions of one event loop. Use :func:`get_hub`, not the constructor."""
+    """Local subscriptions of one event loop. Use :func:`get_hub`, not the constructor.
+
+    The hub is also the registry *node*: it keeps the registry's record of its connections
+    and refreshes it while it lives."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, broker: Broker) -> None:
         self.loop = loop
         self.broker = broker
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{next(_hub_numbers)}"
+        self._refresher: asyncio.Task[None] | None = None
         self.subscribers: dict[str, set[Connection]] = {}
-        # connections that receive control messages (ACKs posted to another request)
+        # open connections by id: control messages (ACKs posted elsewhere, disconnect orders,
+        # operator notices) find them here, and the registry lists them
         self.connections: dict[str, Connection] = {}
         self._membership: dict[str, asyncio.Task[None]] = {}
         self._channel: asyncio.Task[str] | None = None
@@ -199,6 +211,47 @@ class Hub:
     async def address(self) -> str:
         """Where control messages for this hub's connections are sent."""
         return await self.broker.address(self)
+
+    async def register(self, connection: Connection) -> None:
+        """Track an open connection here and in the cluster-wide registry."""
+        from realtime.registry import get_registry
+
+        self.connections[connection.id] = connection
+        if self._refresher is None or self._refresher.done():
+            self._refresher = self.loop.create_task(self._refresh())
+        try:
+            await get_registry().add(self.node, connection.entry())
+        except Exception:  # the registry is for operators: never fail a connection for it
+            logger.exception("Registering connection %s failed", connection.id)
+
+    async def update(self, connection: Connection) -> None:
+        """Rewrite a connection's registry entry now (its topics changed)."""
+        if connection.id in self.connections:
+            await self.register(connection)
+
+    async def unregister(self, connection: Connection) -> None:
+        from realtime.registry import get_registry
+
+        if self.connections.pop(connection.id, None) is None:
+            return
+        try:
+            await get_registry().remove(self.node, connection.id)
+        except Exception:
+            logger.exception("Unregistering connection %s failed", connection.id)
+
+    async def _refresh(self) -> None:
+        """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
+        It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies."""
+        from realtime.registry import get_registry
+
+        ttl = get_config().heartbeat_timeout
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                entries = [c.entry() for c in self.connections.values()]
+                await get_registry().refresh(self.node, entries, ttl)
+            except Exception:
+                logger.exception("Refreshing the registry failed; retrying")
 
     def control(self, message: dict[str, Any]) -> None:
         """Hand a control message to the local connection it names, if it is still here."""

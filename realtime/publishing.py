@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
@@ -29,6 +29,8 @@ from realtime.exceptions import MessageTooLarge, PublishError, PublishTimeout
 from realtime.hub import MESSAGE_TYPE, get_broker
 from realtime.protocol import EVENT_RE
 from realtime.topics import validate_topic
+
+T = TypeVar("T")
 
 # Lists that capture published messages instead of sending them (realtime.testing).
 captures: list[list[dict[str, Any]]] = []
@@ -143,6 +145,14 @@ _publisher = _PublisherLoop()
 close_publisher = _publisher.close
 
 
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on the process's publisher loop from sync code and return its result
+    (registry reads, operator actions, cursor capture): one loop and one Redis pool per
+    process, whatever thread calls."""
+    result: T = _publisher.run(coroutine, get_config().publish_timeout)
+    return result
+
+
 def publish(
     topic: str, event: str, data: Any = None, *, ack: bool = False, using: str | None = None
 ) -> str:
@@ -186,10 +196,7 @@ async def aget_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
 def get_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
     """Sync twin of :func:`aget_cursors`: capture positions while rendering a page, so that a
     client subscribing with them later gets everything published in between."""
-    cursors: dict[str, dict[str, Any]] = _publisher.run(
-        aget_cursors(topics), get_config().publish_timeout
-    )
-    return cursors
+    return run_sync(aget_cursors(topics))
 
 
 async def apublish(topic: str, event: str, data: Any = None, *, ack: bool = False) -> str:

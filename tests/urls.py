@@ -5,4 +5,6 @@ from tests.testapp import views
 urlpatterns = [
     path("realtime/", include("realtime.urls")),
     path("test/publish/", views.publish),
+    path("test/login/", views.log_in),
+    path("test/logout/", views.log_out),
 ]

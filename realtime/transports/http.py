@@ -155,7 +155,7 @@ def hooks_for(request: HttpRequest, caller: Caller) -> Any:
 
 
 def open_connection(
-    request: HttpRequest, caller: Caller, transport: Any, name: str
+    request: HttpRequest, caller: Caller, transport: Any, name: str, *, register: bool = True
 ) -> tuple[Connection, Any]:
     """A connection for an HTTP transport, with the configured consumer's hooks."""
     hooks = hooks_for(request, caller)
@@ -166,6 +166,9 @@ def open_connection(
         transport_name=name,
         anonymous_scope=caller.scope,
         heartbeat=False,
+        register=register,
+        client=str(request.META.get("REMOTE_ADDR", "")),
+        user_agent=request.headers.get("User-Agent", ""),
     )
     hooks.connection = connection
     return connection, hooks

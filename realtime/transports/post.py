@@ -54,7 +54,7 @@ async def send(request: HttpRequest) -> HttpResponse:
         if frame["type"] != "send":
             raise InvalidFrame("Only 'send' and 'ack' frames may be POSTed.")
         transport = CollectingTransport()
-        connection, _ = open_connection(request, caller, transport, "post")
+        connection, _ = open_connection(request, caller, transport, "post", register=False)
         await connection.authenticated(caller.user, welcome=False)
         try:
             await connection.handle_text(request.body.decode())
@@ -72,7 +72,7 @@ async def _relay_ack(request: HttpRequest, caller: Caller, ids: list[str]) -> No
     if not address:
         raise InvalidFrame(f"An 'ack' needs the {CONNECTION_HEADER} header of its stream.")
     user_id = caller.user.pk if caller.user.is_authenticated else None
-    message = {"type": CONTROL_TYPE, "connection": target, "user": user_id, "ack": ids}
+    message = {"type": CONTROL_TYPE, "connection": target, "op": "ack", "user": user_id, "ids": ids}
     await get_hub().broker.send_control(address, message)
 
 

@@ -19,7 +19,6 @@ from realtime import protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
 from realtime.exceptions import CLOSE_NORMAL, CLOSE_SLOW_CONSUMER, RealtimeError
-from realtime.hub import get_hub
 from realtime.transports.http import (
     authenticate,
     buckets,
@@ -66,11 +65,9 @@ class SSEStream:
         self, connection: Connection, caller: Any, topics: list[str], cursors: dict[str, Any]
     ) -> AsyncIterator[str]:
         keepalive = get_config().sse_keepalive
-        hub = get_hub()
         yield f"{PADDING}retry: {RETRY_MS}\n\n"
         try:
             await connection.authenticated(caller.user, caller.token_expires_at)
-            hub.connections[connection.id] = connection
             for topic in topics:
                 try:
                     await connection.subscribe(topic, cursors.get(topic))
@@ -86,7 +83,6 @@ class SSEStream:
                     return
                 yield item
         finally:
-            hub.connections.pop(connection.id, None)
             await connection.closed(self.code)
 
 
@@ -100,7 +96,6 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         stream = SSEStream()
         connection, hooks = open_connection(request, caller, stream, "sse")
         stream.connection = connection
-        connection.id = f"{connection.id}@{await get_hub().address()}"
         for topic in topics:  # refuse a forbidden topic with 403 before streaming
             await hooks.can_subscribe(topic)
     except RealtimeError as error:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpRequest, JsonResponse
+from django.contrib.auth import authenticate, login, logout
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -19,3 +20,21 @@ def publish(request: HttpRequest) -> JsonResponse:
         body["topic"], body["event"], body.get("data"), ack=body.get("ack", False)
     )
     return JsonResponse({"id": message_id})
+
+
+@csrf_exempt
+@require_POST
+def log_in(request: HttpRequest) -> HttpResponse:
+    body = json.loads(request.body)
+    user = authenticate(request, username=body["username"], password=body["password"])
+    if user is None:
+        return HttpResponse(status=401)
+    login(request, user)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def log_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return HttpResponse(status=204)

@@ -1,0 +1,58 @@
+"""Operator actions on live connections anywhere in the cluster: disconnect them, or send
+them a notice. The order travels through the channel layer to the node that holds the
+connection (the registry says which), so it works from any process: the admin, a management
+command, a signal handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from realtime.hub import CONTROL_TYPE, get_broker
+from realtime.publishing import run_sync
+from realtime.registry import Entry, Query, get_registry
+
+MAX_TARGETS = 100_000
+
+
+async def _order(entries: list[Entry], operation: str, **fields: Any) -> int:
+    broker = get_broker()
+    for entry in entries:
+        message = {"type": CONTROL_TYPE, "connection": entry.id, "op": operation, **fields}
+        await broker.send_control(entry.address, message)
+    return len(entries)
+
+
+async def _find(connection_ids: list[str]) -> list[Entry]:
+    wanted = set(connection_ids)
+    return [e for e in await get_registry().all() if e.id in wanted]
+
+
+async def adisconnect(connection_ids: list[str], reason: str = "disconnected") -> int:
+    """Close these connections (with 4403) wherever they are; returns how many were found."""
+    return await _order(await _find(connection_ids), "disconnect", reason=reason)
+
+
+async def adisconnect_user(user_id: Any, reason: str = "access revoked") -> int:
+    """Close every live connection of a user on every node; returns how many."""
+    page = await get_registry().query(Query(user_id=user_id, limit=MAX_TARGETS))
+    return await _order(page.entries, "disconnect", reason=reason)
+
+
+async def anotify(connection_ids: list[str], text: str) -> int:
+    """Send these connections a ``notice`` frame (the admin's test message)."""
+    return await _order(await _find(connection_ids), "notice", text=text[:1000])
+
+
+def disconnect(connection_ids: list[str], reason: str = "disconnected") -> int:
+    """Sync twin of :func:`adisconnect`."""
+    return run_sync(adisconnect(connection_ids, reason))
+
+
+def disconnect_user(user_id: Any, reason: str = "access revoked") -> int:
+    """Sync twin of :func:`adisconnect_user`."""
+    return run_sync(adisconnect_user(user_id, reason))
+
+
+def notify(connection_ids: list[str], text: str) -> int:
+    """Sync twin of :func:`anotify`."""
+    return run_sync(anotify(connection_ids, text))

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import collections
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from realtime.publishing import run_sync
+from realtime.registry import get_registry
+
+
+class Command(BaseCommand):
+    help = "Show the live nodes, connections by transport, and the busiest topics."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--top", type=int, default=10, help="how many topics to list")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        entries = run_sync(get_registry().all())
+        nodes = collections.Counter(e.node for e in entries)
+        transports = collections.Counter(e.transport for e in entries)
+        topics = collections.Counter(t for e in entries for t in e.topics)
+        users = {e.user_id for e in entries if e.user_id is not None}
+        status: dict[str, Any] = {
+            "connections": len(entries),
+            "users": len(users),
+            "nodes": dict(nodes.most_common()),
+            "transports": dict(transports.most_common()),
+            "topics": dict(topics.most_common(options["top"])),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(status, indent=2))
+            return
+        self.stdout.write(f"{status['connections']} connection(s), {len(users)} user(s)")
+        for title in ("nodes", "transports", "topics"):
+            self.stdout.write(f"\n{title}:")
+            for name, count in status[title].items():
+                self.stdout.write(f"  {count:>7}  {name}")

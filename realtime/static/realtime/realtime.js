@@ -1,0 +1,1981 @@
+// @ts-check
+/**
+ * The browser client of django-realtime-push: one dependency-free ES module, no build step.
+ *
+ * ```js
+ * import { Realtime } from "/static/realtime/realtime.js";
+ *
+ * const client = Realtime.fromPage();             // reads {% realtime_client "order.42" %}
+ * const off = client.subscribe("order.42", (event) => {
+ *   if (event.type === "message") render(event.data);
+ *   if (event.type === "reset") reloadFromServer();  // the gap could not be replayed
+ * });
+ * client.on("state", (state) => indicator.textContent = state);
+ * const result = await client.send("chat.post", { text: "hi" });
+ * ```
+ *
+ * It speaks protocol version 1 (docs/protocol.md) over WebSocket, SSE (fetch streaming) or
+ * long-poll, falls back from one to the next when a transport is blocked or silent, resumes
+ * every topic from its cursor after any break, acknowledges `ack: true` messages, drops
+ * duplicates, and queues client messages while offline. Options and their defaults: see
+ * {@link DEFAULTS} and docs/client.md.
+ *
+ * @module realtime
+ */
+
+// ---- constants: all in one place, frozen ------------------------------------------------------
+
+/** Connection states reported by `client.on("state", …)` and `client.state`. */
+export const State = Object.freeze({
+  /** Trying to connect, never open yet. */
+  CONNECTING: "connecting",
+  /** A transport is connected and authenticated; subscriptions are live. */
+  OPEN: "open",
+  /** Was open; the connection broke and the client is trying again. */
+  RECONNECTING: "reconnecting",
+  /** Closed by `close()`, or by the server for good (e.g. 4403); `connect()` starts again. */
+  CLOSED: "closed",
+});
+
+/** Transport names, for the `transports` option and `client.on("transport", …)`. */
+export const Transport = Object.freeze({
+  WEBSOCKET: "websocket",
+  SSE: "sse",
+  LONGPOLL: "longpoll",
+});
+
+/**
+ * The options' defaults. Every option of `new Realtime(options)` is listed here.
+ * @type {Readonly<Required<RealtimeOptions>>}
+ */
+export const DEFAULTS = Object.freeze({
+  /** Base URL of the realtime endpoints: `ws/`, `sse/`, `poll/`, `send/` are appended. */
+  url: "/realtime/",
+  /** A token from `realtime.make_token()`; null: same-site pages use the session cookie. */
+  token: null,
+  /** GET returns `{"token", "expires_in_ms"}`; fetched before connecting and when a token
+   * expires. null: none (with `token` alone, an expired token cannot be renewed). */
+  tokenUrl: null,
+  /** Transports to try, best first. */
+  transports: Object.freeze([Transport.WEBSOCKET, Transport.SSE, Transport.LONGPOLL]),
+  /** Positions the page's content reflects (`"topic~epoch~offset,…"` or
+   * `{topic: {epoch, offset}}`), e.g. captured when the page was rendered. They win over
+   * positions stored for those topics. */
+  cursors: null,
+  /** How long `send()` waits for the server's `ack` (queued offline time included). */
+  sendTimeoutMs: 10_000,
+  /** How long a transport may take to say `welcome` before the next transport is tried. */
+  connectTimeoutMs: 5_000,
+  /** Reconnect backoff: full jitter, the ceiling doubling from `backoffMinMs` … */
+  backoffMinMs: 500,
+  /** … up to `backoffMaxMs`. */
+  backoffMaxMs: 20_000,
+  /** After falling back to a lower transport, try the better ones again this much later. */
+  upgradeAfterMs: 300_000,
+  /** A long-poll request that has not answered after this long is abandoned (the server
+   * answers within its POLL_TIMEOUT, 25 s by default). */
+  pollTimeoutMs: 40_000,
+  /** Connect at once (on the next microtask, so that `subscribe()` calls made right after
+   * construction go into the first request). false: call `connect()`. */
+  autoConnect: true,
+  /** Where cursors and the working transport are remembered: `sessionStorage` (per tab). A
+   * `Storage`-like object, or null for memory only. */
+  storage: "session",
+  /** Name of Django's CSRF cookie (`CSRF_COOKIE_NAME`), sent as `X-CSRFToken` on POSTs
+   * under cookie authentication. */
+  csrfCookieName: "csrftoken",
+  /** A CSRF token to use instead of the cookie (e.g. with `CSRF_COOKIE_HTTPONLY`). */
+  csrfToken: null,
+  /** Log transport decisions with `console.debug`. */
+  debug: false,
+});
+
+/** The wire protocol's fixed names (docs/protocol.md). */
+const WIRE = Object.freeze({
+  subprotocol: "realtime.v1",
+  tokenSubprotocolPrefix: "realtime.token.",
+  maxAckIds: 100,
+  cursorSeparator: ",",
+  cursorFieldSeparator: "~",
+  connectionHeader: "X-Realtime-Connection",
+  csrfHeader: "X-CSRFToken",
+  paths: Object.freeze({ websocket: "ws/", sse: "sse/", longpoll: "poll/", send: "send/" }),
+});
+
+/** WebSocket close codes the client acts on (docs/protocol.md, "Close codes"). */
+const CLOSE = Object.freeze({
+  NORMAL: 1000,
+  PROTOCOL_ERROR: 4400,
+  UNAUTHORIZED: 4401,
+  DISCONNECTED: 4403,
+  TOKEN_EXPIRED: 4419,
+});
+
+/** Internal timings; not options because nobody should need to change them. */
+const TIMING = Object.freeze({
+  /** ACKs are gathered this long, then sent in one frame/POST (at most 100 ids). */
+  ackBatchMs: 20,
+  /** An unanswered WebSocket `send` is sent again (same id; the server dedups) this often. */
+  sendRetryMs: 3_000,
+  /** A failed POST of a client message is retried after this long. */
+  postRetryMs: 1_000,
+  /** A timer that fires this much later than asked was throttled or frozen … */
+  lateTimerMs: 1_000,
+  /** … so the silence check waits this much more for queued events before giving up. */
+  thawGraceMs: 1_500,
+  /** A connection open at least this long resets the backoff when it breaks. */
+  stableMs: 10_000,
+  /** A long-poll request held this long without an error counts as connected. */
+  longpollOpenMs: 1_000,
+  /** A token is renewed this long before it expires. */
+  tokenMarginMs: 30_000,
+  /** Message ids remembered to drop duplicates. */
+  seenIds: 2_000,
+  /** Default client frame limits until `welcome` tells the real ones. */
+  rate: 20,
+  burst: 60,
+});
+
+/**
+ * Options of `new Realtime(options)`; every one is optional, with the default in
+ * {@link DEFAULTS}.
+ * @typedef {object} RealtimeOptions
+ * @property {string} [url] Base URL of the endpoints. Default `"/realtime/"`.
+ * @property {string|null} [token] Token for non-cookie auth. Default `null`.
+ * @property {string|null} [tokenUrl] URL returning `{token, expires_in_ms}`. Default `null`.
+ * @property {readonly TransportName[]} [transports] Best first. Default all three.
+ * @property {string|Record<string, Cursor>|null} [cursors] Render-time positions. Default `null`.
+ * @property {number} [sendTimeoutMs] Default 10 000.
+ * @property {number} [connectTimeoutMs] Default 5 000.
+ * @property {number} [backoffMinMs] Default 500.
+ * @property {number} [backoffMaxMs] Default 20 000.
+ * @property {number} [upgradeAfterMs] Default 300 000.
+ * @property {number} [pollTimeoutMs] Default 40 000.
+ * @property {boolean} [autoConnect] Default `true`.
+ * @property {"session"|StorageLike|null} [storage] Default `"session"` (sessionStorage).
+ * @property {string} [csrfCookieName] Default `"csrftoken"`.
+ * @property {string|null} [csrfToken] Default `null` (read the cookie).
+ * @property {boolean} [debug] Default `false`.
+ */
+
+/** @typedef {"websocket"|"sse"|"longpoll"} TransportName */
+/** @typedef {"connecting"|"open"|"reconnecting"|"closed"} StateName */
+/** @typedef {{epoch: string, offset: number}} Cursor */
+/** @typedef {Pick<Storage, "getItem"|"setItem"|"removeItem">} StorageLike */
+
+/**
+ * What a topic handler receives. `type` says which:
+ * - `"message"`: a published message (`event`, `data`, `id`, `epoch`, `offset`, `ack`);
+ * - `"reset"`: the server could not replay what this page missed (`reason` is
+ *   `"epoch_changed"` or `"too_old"`): reload the state from the source of truth;
+ * - `"subscribed"`: the subscription is live (`recovered`: the missed messages were or are
+ *   being replayed);
+ * - `"error"`: the subscription was refused (`code`, e.g. `"forbidden"`, and `reason`).
+ * @typedef {object} TopicEvent
+ * @property {"message"|"reset"|"subscribed"|"error"} type
+ * @property {string} topic
+ * @property {string} [event]
+ * @property {*} [data]
+ * @property {string} [id]
+ * @property {string} [epoch]
+ * @property {number} [offset]
+ * @property {boolean} [ack]
+ * @property {boolean} [recovered]
+ * @property {string} [reason]
+ * @property {string} [code]
+ */
+
+/** @typedef {(event: TopicEvent) => void} TopicHandler */
+/**
+ * Why a transport is finished (internal).
+ * @typedef {object} DownInfo
+ * @property {number} [code] close code or HTTP status
+ * @property {string} [reason]
+ * @property {boolean} [silent] nothing heard in time
+ * @property {boolean} [final] reconnecting cannot help
+ * @property {boolean} [retry] the cause was dealt with: try the same transport again now
+ * @property {boolean} [retryToken] the token was refused: renew it and try again now
+ * @property {RealtimeError} [error]
+ */
+/** @typedef {Record<string, any>} Frame */
+
+// ---- small helpers ----------------------------------------------------------------------------
+
+/** An error with the protocol's `code` (e.g. `"timeout"`, `"rejected"`) and `reason`. */
+export class RealtimeError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} reason
+   * @param {object} [detail] extra fields (e.g. `status` of an HTTP error)
+   */
+  constructor(code, reason, detail = {}) {
+    super(`${code}: ${reason}`);
+    this.name = "RealtimeError";
+    this.code = code;
+    this.reason = reason;
+    Object.assign(this, detail);
+  }
+}
+
+/**
+ * A one-shot timer on a wall-clock deadline. Background tabs throttle and freeze timers, so
+ * the deadline is compared with `Date.now()` when the timer fires (re-armed if early) and
+ * whenever the page wakes up (`check()`): a deadline that passed while the tab slept is
+ * acted on at once, never trusted to an interval.
+ */
+class WallTimer {
+  /** @param {(lateMs: number) => void} callback receives how late it fired */
+  constructor(callback) {
+    this._callback = callback;
+    /** @type {number|null} */
+    this._at = null;
+    /** @type {ReturnType<typeof setTimeout>|undefined} */
+    this._handle = undefined;
+  }
+
+  /** @param {number} at wall-clock time in ms */
+  at(at) {
+    this.cancel();
+    this._at = at;
+    this._arm();
+  }
+
+  /** @param {number} ms */
+  in(ms) {
+    this.at(Date.now() + ms);
+  }
+
+  get pending() {
+    return this._at !== null;
+  }
+
+  cancel() {
+    clearTimeout(this._handle);
+    this._at = null;
+  }
+
+  /** Fire now if the deadline has passed (call on wake-up events). */
+  check() {
+    if (this._at !== null && Date.now() >= this._at) this._fire();
+  }
+
+  _arm() {
+    const delay = Math.min(Math.max(0, (this._at ?? 0) - Date.now()), 2 ** 31 - 1);
+    this._handle = setTimeout(() => {
+      if (this._at === null) return;
+      if (Date.now() < this._at) this._arm();
+      else this._fire();
+    }, delay);
+  }
+
+  _fire() {
+    const late = Date.now() - (this._at ?? Date.now());
+    this.cancel();
+    this._callback(late);
+  }
+}
+
+/** Full-jitter exponential backoff: a delay anywhere in [0, ceiling), the ceiling doubling
+ * from `minMs` to `maxMs`, so clients cut off together do not come back together. */
+class Backoff {
+  /** @param {number} minMs @param {number} maxMs */
+  constructor(minMs, maxMs) {
+    this.minMs = minMs;
+    this.maxMs = maxMs;
+    this.attempts = 0;
+  }
+
+  next() {
+    const ceiling = Math.min(this.maxMs, this.minMs * 2 ** Math.min(this.attempts, 30));
+    this.attempts += 1;
+    return Math.random() * ceiling;
+  }
+
+  reset() {
+    this.attempts = 0;
+  }
+}
+
+/** A bounded set of recently seen message ids (oldest forgotten first). */
+class SeenIds {
+  /** @param {number} limit */
+  constructor(limit) {
+    this.limit = limit;
+    /** @type {Set<string>} */
+    this._ids = new Set();
+  }
+
+  /** @param {string} id */
+  has(id) {
+    return this._ids.has(id);
+  }
+
+  /** @param {string} id */
+  add(id) {
+    this._ids.add(id);
+    if (this._ids.size > this.limit) {
+      const oldest = this._ids.values().next().value;
+      if (oldest !== undefined) this._ids.delete(oldest);
+    }
+  }
+}
+
+/** Listeners by event name; `on()` returns the function that removes the listener. */
+class Emitter {
+  constructor() {
+    /** @type {Map<string, Set<Function>>} */
+    this._listeners = new Map();
+  }
+
+  /** @param {string} name @param {Function} listener @returns {() => void} */
+  on(name, listener) {
+    let set = this._listeners.get(name);
+    if (!set) this._listeners.set(name, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+    };
+  }
+
+  /** @param {string} name @param {...*} args */
+  emit(name, ...args) {
+    for (const listener of [...(this._listeners.get(name) ?? [])]) {
+      try {
+        listener(...args);
+      } catch (error) {
+        console.error(`realtime: a "${name}" listener failed`, error);
+      }
+    }
+  }
+}
+
+/**
+ * Per-topic positions `{epoch, offset}`, in memory and in storage (sessionStorage by
+ * default, so a tab resumes where it left off across reloads and transport changes).
+ */
+export class CursorStore {
+  /** @param {StorageLike|null} storage @param {string} prefix */
+  constructor(storage, prefix) {
+    this._storage = storage;
+    this._prefix = prefix;
+    /** @type {Map<string, Cursor|null>} */
+    this._memory = new Map();
+  }
+
+  /** @param {string} topic @returns {Cursor|null} */
+  get(topic) {
+    if (!this._memory.has(topic)) {
+      let cursor = null;
+      try {
+        const stored = this._storage?.getItem(this._prefix + topic);
+        if (stored) cursor = CursorStore.parse(`${topic}~${stored}`).get(topic) ?? null;
+      } catch {
+        // storage disabled or full of garbage: no stored position
+      }
+      this._memory.set(topic, cursor);
+    }
+    return this._memory.get(topic) ?? null;
+  }
+
+  /** @param {string} topic @param {Cursor} cursor */
+  set(topic, cursor) {
+    this._memory.set(topic, { epoch: cursor.epoch, offset: cursor.offset });
+    try {
+      this._storage?.setItem(this._prefix + topic, `${cursor.epoch}~${cursor.offset}`);
+    } catch {
+      // storage full or disabled: the position still lives in memory
+    }
+  }
+
+  /** @param {string} topic */
+  delete(topic) {
+    this._memory.set(topic, null);
+    try {
+      this._storage?.removeItem(this._prefix + topic);
+    } catch {
+      // nothing to do
+    }
+  }
+
+  /**
+   * Move forward to (epoch, offset): always for another epoch, only to a higher offset in the
+   * same epoch. Returns whether the position moved.
+   * @param {string} topic @param {string} epoch @param {number} offset
+   */
+  advance(topic, epoch, offset) {
+    const current = this.get(topic);
+    if (current && current.epoch === epoch && offset <= current.offset) return false;
+    this.set(topic, { epoch, offset });
+    return true;
+  }
+
+  /** Whether a message at (epoch, offset) is already behind the position.
+   * @param {string} topic @param {string} epoch @param {number} offset */
+  covers(topic, epoch, offset) {
+    const current = this.get(topic);
+    return current !== null && current.epoch === epoch && offset <= current.offset;
+  }
+
+  /** The cursor string (`topic~epoch~offset,…`) of the topics that have a position.
+   * @param {Iterable<string>} topics */
+  encode(topics) {
+    const parts = [];
+    for (const topic of topics) {
+      const cursor = this.get(topic);
+      if (cursor) parts.push(`${topic}~${cursor.epoch}~${cursor.offset}`);
+    }
+    return parts.join(WIRE.cursorSeparator);
+  }
+
+  /**
+   * Parse a cursor string; malformed parts are skipped.
+   * @param {string} text
+   * @returns {Map<string, Cursor>}
+   */
+  static parse(text) {
+    const cursors = new Map();
+    for (const part of (text || "").split(WIRE.cursorSeparator)) {
+      const fields = part.split(WIRE.cursorFieldSeparator);
+      if (fields.length !== 3 || !fields[0] || !fields[1] || !/^\d+$/.test(fields[2])) continue;
+      cursors.set(fields[0], { epoch: fields[1], offset: Number(fields[2]) });
+    }
+    return cursors;
+  }
+}
+
+/** One topic's handlers. */
+class Subscription {
+  /** @param {string} topic */
+  constructor(topic) {
+    this.topic = topic;
+    /** @type {Set<TopicHandler>} */
+    this.handlers = new Set();
+    /** Set when the server refused the topic; not asked for again until re-subscribed.
+     * @type {string|null} */
+    this.refused = null;
+  }
+
+  /** @param {TopicEvent} event */
+  dispatch(event) {
+    for (const handler of [...this.handlers]) {
+      try {
+        handler(event);
+      } catch (error) {
+        console.error(`realtime: a handler of topic ${this.topic} failed`, error);
+      }
+    }
+  }
+}
+
+/** One client message (`send`): its id survives reconnects so the server can dedup retries. */
+class Push {
+  /** @param {string} id @param {string} event @param {*} data @param {number} timeoutMs
+   * @param {(push: Push) => void} onTimeout */
+  constructor(id, event, data, timeoutMs, onTimeout) {
+    /** @type {Frame} */
+    this.frame = { type: "send", id, event };
+    if (data !== undefined) this.frame.data = data;
+    this.id = id;
+    /** @type {BaseTransport|null} the transport it was last sent on */
+    this.sentVia = null;
+    this.sentAt = 0;
+    /** @type {(value: any) => void} */
+    this.resolve = () => {};
+    /** @type {(error: Error) => void} */
+    this.reject = () => {};
+    /** @type {Promise<any>} */
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.timer = new WallTimer(() => onTimeout(this));
+    if (Number.isFinite(timeoutMs)) this.timer.in(timeoutMs);
+  }
+}
+
+/** @param {string} name */
+function readCookie(name) {
+  if (typeof document === "undefined") return null;
+  for (const part of document.cookie ? document.cookie.split(";") : []) {
+    const [key, ...rest] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(rest.join("="));
+  }
+  return null;
+}
+
+/** @param {Response} response @returns {Promise<{code: string, reason: string, ref?: string}>} */
+async function errorBody(response) {
+  try {
+    const body = await response.json();
+    if (body && typeof body.error === "object" && body.error) return body.error;
+  } catch {
+    // not JSON
+  }
+  return { code: `http_${response.status}`, reason: response.statusText || "HTTP error" };
+}
+
+function randomId() {
+  const bytes = new Uint8Array(9);
+  crypto.getRandomValues(bytes);
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_");
+}
+
+// ---- transports -------------------------------------------------------------------------------
+
+/**
+ * What every transport shares: the silence watchdog, ACK batching, and the calls back into
+ * the client. A transport instance is used for one connection attempt; the client makes a
+ * new one to reconnect. After `close()` it never calls back.
+ *
+ * Lifecycle, reported to the client: `_opened()` once it is connected and authenticated (the
+ * `welcome`), `_proven()` once it has shown it really delivers (a frame after `welcome`, or
+ * staying up past one silence limit), `_down(info)` once, when it is finished.
+ */
+class BaseTransport {
+  /** @param {Realtime} client @param {TransportName} name */
+  constructor(client, name) {
+    this.client = client;
+    /** @type {TransportName} */
+    this.name = name;
+    this.closed = false;
+    this.opened = false;
+    this.openedAt = 0;
+    this.proven = false;
+    /** @type {Frame|null} */
+    this.welcome = null;
+    this.lastHeard = Date.now();
+    /** Silence after which the link is dead: until `welcome`, the connect timeout. */
+    this.silenceLimitMs = client.options.connectTimeoutMs;
+    this._graced = false;
+    this._watchdog = new WallTimer((late) => this._checkSilence(late));
+    /** @type {string[]} */
+    this._acks = [];
+    this._ackTimer = new WallTimer(() => this._flushAcks());
+    /** Whether the client should re-send unanswered `send`s on a timer (WebSocket). */
+    this.resends = false;
+  }
+
+  /** Start connecting. */
+  open() {
+    this._watch();
+  }
+
+  /** Stop for good, silently. */
+  close() {
+    this.closed = true;
+    this._watchdog.cancel();
+    this._ackTimer.cancel();
+  }
+
+  /** The set of wanted topics changed. */
+  topicsChanged() {}
+
+  /** A fresh token to use from now on. @param {string} _token */
+  reauth(_token) {}
+
+  /** Send one client message; resolves to false if it could not be handed over.
+   * @param {Push} _push @returns {Promise<boolean>} */
+  async sendPush(_push) {
+    return false;
+  }
+
+  /** Acknowledge a message (gathered, then sent in batches). @param {string} id */
+  ack(id) {
+    this._acks.push(id);
+    if (this._acks.length >= WIRE.maxAckIds) this._flushAcks();
+    else if (!this._ackTimer.pending) this._ackTimer.in(TIMING.ackBatchMs);
+  }
+
+  _flushAcks() {
+    this._ackTimer.cancel();
+    while (this._acks.length && !this.closed) {
+      this._sendAcks(this._acks.splice(0, WIRE.maxAckIds));
+    }
+  }
+
+  /** @param {string[]} _ids */
+  _sendAcks(_ids) {}
+
+  /** Called by the client when the page wakes up (visible, online). */
+  check() {
+    this._watchdog.check();
+  }
+
+  _heard() {
+    this.lastHeard = Date.now();
+  }
+
+  _watch() {
+    this._graced = false;
+    this._watchdog.at(this.lastHeard + this.silenceLimitMs);
+  }
+
+  /** @param {number} late */
+  _checkSilence(late) {
+    if (this.closed) return;
+    const silent = Date.now() - this.lastHeard;
+    if (silent < this.silenceLimitMs) {
+      this._watch();
+      if (this.opened && !this.proven && Date.now() - this.openedAt >= this.silenceLimitMs) {
+        this._proven(); // up for a whole silence limit: a ping or keep-alive got through
+      }
+      return;
+    }
+    if (late > TIMING.lateTimerMs && !this._graced) {
+      // The tab was asleep: frames may be queued behind this timer. Look again shortly.
+      this._graced = true;
+      this._watchdog.in(TIMING.thawGraceMs);
+      return;
+    }
+    this._down({ reason: this.opened ? "silent" : "connect timeout", silent: true });
+  }
+
+  /** @param {Frame} welcome */
+  _opened(welcome) {
+    if (this.closed || this.opened) return;
+    this.opened = true;
+    this.openedAt = Date.now();
+    this.welcome = welcome;
+    const interval = Number(welcome.heartbeat_interval_ms);
+    const timeout = Number(welcome.heartbeat_timeout_ms);
+    if (interval > 0) this.silenceLimitMs = interval + (timeout > 0 ? timeout : 0);
+    this._heard();
+    this._watch();
+    this._afterOpen();
+    this.client._transportOpened(this);
+  }
+
+  /** Runs once when open, before the client hears of it (WebSocket: subscribe). */
+  _afterOpen() {}
+
+  /** Open with nothing to receive (no topics): usable for sending, nothing to watch. */
+  _idle() {
+    this._opened({});
+    this._proven();
+    this._watchdog.cancel();
+  }
+
+  _proven() {
+    if (this.closed || this.proven) return;
+    this.proven = true;
+    this.client._transportProven(this);
+  }
+
+  /** @param {Frame} frame */
+  _frame(frame) {
+    if (this.closed) return;
+    if (this.opened && frame.type !== "welcome") this._proven();
+    this.client._frame(this, frame);
+  }
+
+  /** @param {DownInfo} info */
+  _down(info) {
+    if (this.closed) return;
+    const wasOpen = this.opened;
+    const openFor = wasOpen ? Date.now() - this.openedAt : 0;
+    this.close();
+    this.client._transportDown(this, { ...info, wasOpen, openFor });
+  }
+
+  /** Headers for HTTP requests: the bearer token, or the CSRF token under cookie auth.
+   * @param {string|null} token @param {boolean} post */
+  _headers(token, post) {
+    /** @type {Record<string, string>} */
+    const headers = {};
+    if (token) headers.Authorization = `Bearer ${token}`;
+    else if (post) {
+      const csrf = this.client.options.csrfToken ?? readCookie(this.client.options.csrfCookieName);
+      if (csrf) headers[WIRE.csrfHeader] = csrf;
+    }
+    if (post) headers["Content-Type"] = "application/json";
+    return headers;
+  }
+
+  /**
+   * POST one client frame to `send/`. Resolves to the response, or null on a network error.
+   * @param {Frame} frame @param {Record<string, string>} [extra]
+   */
+  async _post(frame, extra = {}) {
+    try {
+      const token = await this.client._token();
+      return await fetch(this.client._endpoint(WIRE.paths.send), {
+        method: "POST",
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { ...this._headers(token, true), ...extra },
+        body: JSON.stringify(frame),
+      });
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * POST a `send`: the answer is its `ack` frame. False when it should be tried again later.
+   * @param {Push} push
+   */
+  async _postPush(push) {
+    const response = await this._post(push.frame);
+    if (response === null || response.status === 429 || response.status >= 500) return false;
+    if (response.status === 401 && this.client._canRenewToken()) {
+      await this.client._token(true);
+      return false;
+    }
+    if (response.ok) {
+      try {
+        this.client._frame(this, await response.json());
+      } catch {
+        return false;
+      }
+      return true;
+    }
+    const error = await errorBody(response);
+    this.client._frame(this, { type: "ack", id: push.id, error });
+    return true;
+  }
+
+  /**
+   * Turn a failed HTTP response (before a stream or poll started) into `_down()`.
+   * @param {Response} response
+   */
+  async _httpFailure(response) {
+    const error = await errorBody(response);
+    const status = response.status;
+    if (status === 401 && this.client._canRenewToken() && !this.client._renewedForFailure) {
+      this.client._renewedForFailure = true;
+      this._down({ code: status, reason: error.reason, retryToken: true });
+      return;
+    }
+    const topic = error.ref && this.client._subs.has(error.ref) ? error.ref : null;
+    if (topic && [400, 403, 409].includes(status)) {
+      // One topic was refused: drop it, keep the others.
+      this.client._refuse(topic, error.code, error.reason);
+      this._down({ code: status, reason: error.reason, retry: true });
+      return;
+    }
+    if (status === 400 && error.code === "invalid_frame" && this.client._clearCursors()) {
+      this._down({ code: status, reason: error.reason, retry: true }); // a garbled cursor
+      return;
+    }
+    const final = [400, 401, 403, 409].includes(status);
+    const failure = new RealtimeError(error.code, error.reason, { status });
+    this._down({ code: status, reason: error.reason, final, error: failure });
+  }
+}
+
+/** The WebSocket transport: subscribe/ack/send frames, `pong` for `ping`, and a client-side
+ * token bucket so a burst of frames never trips the server's rate limit. */
+class WebSocketTransport extends BaseTransport {
+  /** @param {Realtime} client */
+  constructor(client) {
+    super(client, Transport.WEBSOCKET);
+    this.resends = true;
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    /** Topics subscribed on this socket. @type {Set<string>} */
+    this._topics = new Set();
+    /** @type {string[]} */
+    this._outbox = [];
+    /** @type {number} */
+    this._tokens = TIMING.burst - 2;
+    /** @type {number} */
+    this._rate = TIMING.rate;
+    /** @type {number} */
+    this._burst = TIMING.burst - 2;
+    this._stamp = Date.now();
+    /** @type {ReturnType<typeof setTimeout>|undefined} */
+    this._drainTimer = undefined;
+  }
+
+  async open() {
+    super.open();
+    let token;
+    try {
+      token = await this.client._token();
+    } catch (error) {
+      this._down({ reason: "no token", ...tokenFailure(error) });
+      return;
+    }
+    if (this.closed) return;
+    /** @type {string[]} */
+    const protocols = [WIRE.subprotocol];
+    if (token) protocols.push(WIRE.tokenSubprotocolPrefix + token);
+    let ws;
+    try {
+      ws = new WebSocket(this.client._endpoint(WIRE.paths.websocket, true), protocols);
+    } catch (error) {
+      this._down({ reason: String(error) });
+      return;
+    }
+    this.ws = ws;
+    ws.onmessage = (event) => this._receive(event.data);
+    ws.onclose = (event) => {
+      this.ws = null;
+      this._down({ code: event.code, reason: event.reason });
+    };
+  }
+
+  close() {
+    super.close();
+    clearTimeout(this._drainTimer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onmessage = ws.onclose = null;
+      try {
+        ws.close(CLOSE.NORMAL);
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  /** @param {*} text */
+  _receive(text) {
+    if (this.closed) return;
+    this._heard();
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return; // not JSON: ignored
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "ping") {
+      this._send({ type: "pong" });
+      if (this.opened) this._proven();
+      return;
+    }
+    if (frame.type === "welcome") {
+      const limits = frame.limits ?? {};
+      // a little under the server's limits: its clock and ours differ
+      if (limits.rate > 0) this._rate = limits.rate * 0.9;
+      if (limits.burst > 0) this._burst = this._tokens = Math.max(1, limits.burst - 2);
+      this._opened(frame);
+      this.client._frame(this, frame);
+      return;
+    }
+    this._frame(frame);
+  }
+
+  _afterOpen() {
+    this.topicsChanged();
+  }
+
+  topicsChanged() {
+    if (!this.opened || this.closed) return;
+    const wanted = this.client._wantedTopics();
+    for (const topic of wanted) {
+      if (this._topics.has(topic)) continue;
+      this._topics.add(topic);
+      const cursor = this.client._cursors.get(topic);
+      this._send(cursor ? { type: "subscribe", topic, cursor } : { type: "subscribe", topic });
+    }
+    for (const topic of [...this._topics]) {
+      if (wanted.has(topic)) continue;
+      this._topics.delete(topic);
+      this._send({ type: "unsubscribe", topic });
+    }
+  }
+
+  /** @param {string} token */
+  reauth(token) {
+    if (this.opened) this._send({ type: "auth", token });
+  }
+
+  /** @param {Push} push */
+  async sendPush(push) {
+    if (!this.opened || this.closed) return false;
+    const text = JSON.stringify(push.frame);
+    const limit = this.welcome?.limits?.max_frame_bytes;
+    if (limit && new TextEncoder().encode(text).length > limit) {
+      this.client._frame(this, {
+        type: "ack",
+        id: push.id,
+        error: { code: "too_large", reason: `The message is larger than ${limit} bytes.` },
+      });
+      return true;
+    }
+    this._sendText(text);
+    return true;
+  }
+
+  /** @param {string[]} ids */
+  _sendAcks(ids) {
+    this._send({ type: "ack", ids });
+  }
+
+  /** @param {Frame} frame */
+  _send(frame) {
+    this._sendText(JSON.stringify(frame));
+  }
+
+  /** @param {string} text */
+  _sendText(text) {
+    this._outbox.push(text);
+    this._drain();
+  }
+
+  _drain() {
+    clearTimeout(this._drainTimer);
+    this._drainTimer = undefined;
+    const now = Date.now();
+    this._tokens = Math.min(this._burst, this._tokens + ((now - this._stamp) / 1000) * this._rate);
+    this._stamp = now;
+    while (this._outbox.length && this._tokens >= 1) {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      this._tokens -= 1;
+      this.ws.send(/** @type {string} */ (this._outbox.shift()));
+    }
+    if (this._outbox.length) {
+      const wait = ((1 - this._tokens) / this._rate) * 1000;
+      this._drainTimer = setTimeout(() => this._drain(), Math.max(10, wait));
+    }
+  }
+}
+
+/** @param {*} error */
+function tokenFailure(error) {
+  return error instanceof RealtimeError && /** @type {any} */ (error).final
+    ? { final: true, error }
+    : {};
+}
+
+/** SSE over `fetch` streaming (so it can send `Authorization`), one stream for all topics;
+ * ACKs and client messages go by POST. A change of topics opens a new stream. */
+class SseTransport extends BaseTransport {
+  /** @param {Realtime} client */
+  constructor(client) {
+    super(client, Transport.SSE);
+    /** @type {AbortController|null} */
+    this._abort = null;
+    this._generation = 0;
+    /** @type {string|null} */
+    this.connectionId = null;
+  }
+
+  open() {
+    super.open();
+    this._stream();
+  }
+
+  close() {
+    super.close();
+    this._abort?.abort();
+    this._abort = null;
+  }
+
+  topicsChanged() {
+    if (this.closed || !this.opened) return;
+    // The open stream carries a fixed set of topics: replace it, resuming from the cursors.
+    this._stream();
+  }
+
+  async _stream() {
+    const generation = ++this._generation;
+    this._abort?.abort();
+    const abort = (this._abort = new AbortController());
+    const topics = [...this.client._wantedTopics()];
+    if (topics.length === 0) {
+      // Nothing to stream: idle, but usable for sending.
+      this.connectionId = null;
+      this._idle();
+      return;
+    }
+    let token;
+    try {
+      token = await this.client._token();
+    } catch (error) {
+      this._down({ reason: "no token", ...tokenFailure(error) });
+      return;
+    }
+    if (this.closed || generation !== this._generation) return;
+    const url = new URL(this.client._endpoint(WIRE.paths.sse));
+    for (const topic of topics) url.searchParams.append("topic", topic);
+    const cursor = this.client._cursors.encode(topics);
+    if (cursor) url.searchParams.set("cursor", cursor);
+    // Every stream, a replacement too, must say `welcome` within the connect timeout.
+    this.silenceLimitMs = this.client.options.connectTimeoutMs;
+    this._heard();
+    this._watch();
+    let response;
+    try {
+      response = await fetch(url, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "text/event-stream", ...this._headers(token, false) },
+        signal: abort.signal,
+      });
+    } catch {
+      if (generation === this._generation) this._down({ reason: "network error" });
+      return;
+    }
+    if (this.closed || generation !== this._generation) return;
+    if (!response.ok || !response.body) {
+      await this._httpFailure(response);
+      return;
+    }
+    this.client._renewedForFailure = false;
+    try {
+      await this._read(response.body, generation);
+    } catch {
+      // aborted, or the network broke
+    }
+    if (generation === this._generation) this._down({ reason: "stream ended" });
+  }
+
+  /** Parse the event stream (text/event-stream) and hand each frame on.
+   * @param {ReadableStream<Uint8Array>} body @param {number} generation */
+  async _read(body, generation) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let data = [];
+    let kind = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || this.closed || generation !== this._generation) {
+        reader.cancel().catch(() => {});
+        return;
+      }
+      this._heard();
+      buffer += decoder.decode(value, { stream: true });
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line === "") {
+          if (data.length) this._event(kind, data.join("\n"));
+          data = [];
+          kind = "";
+          if (this.closed || generation !== this._generation) return;
+          continue;
+        }
+        if (line.startsWith(":")) continue; // a comment: padding or keep-alive
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let value = colon < 0 ? "" : line.slice(colon + 1);
+        if (value.startsWith(" ")) value = value.slice(1);
+        if (field === "data") data.push(value);
+        else if (field === "event") kind = value;
+        // `id:` repeats the positions the frames already carry; `retry:` is for EventSource
+      }
+    }
+  }
+
+  /** @param {string} kind @param {string} text */
+  _event(kind, text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "welcome") {
+      this.connectionId = frame.connection_id ?? null;
+      if (!this.opened) {
+        this._opened(frame);
+      } else {
+        // a replacement stream (topics changed): the same transport, a new stream
+        const interval = Number(frame.heartbeat_interval_ms);
+        const timeout = Number(frame.heartbeat_timeout_ms) || 0;
+        if (interval > 0) this.silenceLimitMs = interval + timeout;
+        this._watch();
+      }
+      this.client._frame(this, frame);
+      return;
+    }
+    this._frame(frame);
+  }
+
+  /** A fresh token: open a new stream with it, resuming from the cursors.
+   * @param {string} _token */
+  reauth(_token) {
+    if (!this.closed && this.opened) this._stream();
+  }
+
+  /** @param {Push} push */
+  async sendPush(push) {
+    if (this.closed) return false;
+    return this._postPush(push);
+  }
+
+  /** @param {string[]} ids */
+  async _sendAcks(ids) {
+    if (!this.connectionId) return;
+    const headers = { [WIRE.connectionHeader]: this.connectionId };
+    const response = await this._post({ type: "ack", ids }, headers);
+    // A lost ACK is not lost: the server sends the message again and we ACK it again.
+    if (response === null || !response.ok) this.client._debug("sse ack failed", response?.status);
+  }
+}
+
+/** Long-poll: GET `poll/` with the cursor in a loop. Acknowledging is implicit (the next poll
+ * starts after what was handled); client messages go by POST. */
+class LongPollTransport extends BaseTransport {
+  /** @param {Realtime} client */
+  constructor(client) {
+    super(client, Transport.LONGPOLL);
+    /** @type {AbortController|null} */
+    this._abort = null;
+    this._generation = 0;
+    this._openTimer = new WallTimer(() => {
+      if (!this.closed && !this.opened) this._opened({});
+    });
+  }
+
+  open() {
+    // Each request has its own deadline (pollTimeoutMs) instead of the silence watchdog.
+    this._poll();
+  }
+
+  close() {
+    super.close();
+    this._openTimer.cancel();
+    this._abort?.abort();
+    this._abort = null;
+  }
+
+  check() {
+    super.check();
+    this._openTimer.check();
+  }
+
+  topicsChanged() {
+    if (!this.closed && this.opened) this._poll();
+  }
+
+  async _poll() {
+    const generation = ++this._generation;
+    this._abort?.abort();
+    const abort = (this._abort = new AbortController());
+    const topics = [...this.client._wantedTopics()];
+    if (topics.length === 0) {
+      this._idle();
+      return;
+    }
+    let token;
+    try {
+      token = await this.client._token();
+    } catch (error) {
+      this._down({ reason: "no token", ...tokenFailure(error) });
+      return;
+    }
+    if (this.closed || generation !== this._generation) return;
+    const url = new URL(this.client._endpoint(WIRE.paths.longpoll));
+    for (const topic of topics) url.searchParams.append("topic", topic);
+    const cursor = this.client._cursors.encode(topics);
+    if (cursor) url.searchParams.set("cursor", cursor);
+    // The server holds a poll up to its POLL_TIMEOUT: give up on it a while after that.
+    this.silenceLimitMs = this.client.options.pollTimeoutMs;
+    this._heard();
+    this._watch();
+    // No `welcome` on long-poll: an answer, or a request held without error, means connected.
+    if (!this.opened) this._openTimer.in(TIMING.longpollOpenMs);
+    let response;
+    try {
+      response = await fetch(url, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "application/json", ...this._headers(token, false) },
+        signal: abort.signal,
+      });
+    } catch {
+      if (generation === this._generation) this._down({ reason: "network error" });
+      return;
+    }
+    if (this.closed || generation !== this._generation) return;
+    this._heard();
+    if (response.status === 204) {
+      this._answered();
+      this._poll();
+      return;
+    }
+    if (!response.ok) {
+      await this._httpFailure(response);
+      return;
+    }
+    let body;
+    try {
+      body = await response.json();
+    } catch {
+      if (generation === this._generation) this._down({ reason: "bad response" });
+      return;
+    }
+    if (this.closed || generation !== this._generation) return;
+    this.client._renewedForFailure = false;
+    this._answered();
+    for (const frame of Array.isArray(body.frames) ? body.frames : []) {
+      if (this.closed || generation !== this._generation) return;
+      if (frame && typeof frame === "object") this._frame(frame);
+    }
+    // Handled: now the position moves on, which is the acknowledgement.
+    if (typeof body.cursor === "string") this.client._applyCursorString(body.cursor);
+    this._poll();
+  }
+
+  _answered() {
+    this._openTimer.cancel();
+    this._opened({});
+    this._proven();
+  }
+
+  /** @param {Push} push */
+  async sendPush(push) {
+    if (this.closed) return false;
+    return this._postPush(push);
+  }
+}
+
+const TRANSPORT_CLASSES = Object.freeze({
+  [Transport.WEBSOCKET]: WebSocketTransport,
+  [Transport.SSE]: SseTransport,
+  [Transport.LONGPOLL]: LongPollTransport,
+});
+
+// ---- the client -------------------------------------------------------------------------------
+
+/**
+ * A realtime connection: subscribe to topics, send client messages, watch the state.
+ *
+ * One instance per page is the rule; it multiplexes every topic over one transport.
+ */
+export class Realtime {
+  /**
+   * Read the configuration rendered by `{% realtime_client … %}` (a
+   * `<script type="application/json">` element) and make a client from it. The page's
+   * `topics` are on `client.topics`. A rendered `token` comes with token renewal from
+   * `url + "token/"` unless `options` say otherwise.
+   * @param {string} [id] the element's id; default `"realtime-config"`
+   * @param {RealtimeOptions} [options] override anything in the page's configuration
+   * @returns {Realtime}
+   */
+  static fromPage(id = "realtime-config", options = {}) {
+    const element = document.getElementById(id);
+    if (!element) {
+      throw new RealtimeError(
+        "no_config",
+        `No <script id="${id}"> on the page: render it with {% realtime_client %}.`,
+      );
+    }
+    const config = JSON.parse(element.textContent || "{}");
+    const url = config.url ?? DEFAULTS.url;
+    /** @type {RealtimeOptions} */
+    const fromPage = { url, token: config.token ?? null, cursors: config.cursors ?? null };
+    if (config.token) {
+      fromPage.tokenUrl = config.token_url ?? new URL("token/", new URL(url, location.href)).href;
+    }
+    const client = new Realtime({ ...fromPage, ...options });
+    client.topics = Object.freeze([...(config.topics ?? [])]);
+    return client;
+  }
+
+  /** @param {RealtimeOptions} [options] */
+  constructor(options = {}) {
+    for (const key of Object.keys(options)) {
+      if (!(key in DEFAULTS)) throw new TypeError(`realtime: unknown option "${key}"`);
+    }
+    /** @type {Required<RealtimeOptions>} */
+    this.options = { ...DEFAULTS, ...options };
+    const transports = [...this.options.transports];
+    for (const name of transports) {
+      if (!(name in TRANSPORT_CLASSES)) {
+        throw new TypeError(`realtime: unknown transport "${name}"`);
+      }
+    }
+    if (!transports.length) throw new TypeError("realtime: `transports` is empty");
+    this.options.transports = Object.freeze(transports);
+    /** Topics named by the page configuration (see `fromPage`). @type {readonly string[]} */
+    this.topics = Object.freeze([]);
+    /** @type {StateName} */
+    this.state = State.CLOSED;
+    /** Name of the connected transport (null until one is open). @type {TransportName|null} */
+    this.transport = null;
+
+    const here = typeof location === "undefined" ? undefined : location.href;
+    this._base = new URL(this.options.url, here);
+    const storage = this._storage();
+    const prefix = `realtime:${this._base.pathname}:`;
+    this._memoryKey = `${prefix}transport`;
+    this._storageRef = storage;
+    this._cursors = new CursorStore(storage, `${prefix}cursor:`);
+    if (this.options.cursors) this._seedCursors(this.options.cursors);
+
+    this._emitter = new Emitter();
+    /** @type {Map<string, Subscription>} */
+    this._subs = new Map();
+    this._seen = new SeenIds(TIMING.seenIds);
+    /** Client messages waiting for their `ack`, in order. @type {Map<string, Push>} */
+    this._outbox = new Map();
+    this._clientId = randomId();
+    this._sequence = 0;
+    this._backoff = new Backoff(this.options.backoffMinMs, this.options.backoffMaxMs);
+    this._reconnectTimer = new WallTimer(() => this._startRound());
+    this._upgradeTimer = new WallTimer(() => this._tryUpgrade());
+    this._flushTimer = new WallTimer(() => this._flush());
+    /** @type {BaseTransport|null} the transport in use (open, or being tried) */
+    this._current = null;
+    /** @type {BaseTransport|null} a better transport being tried while the current one works */
+    this._probe = null;
+    /** @type {TransportName[]} */
+    this._round = [];
+    this._roundIndex = 0;
+    /** Set by close() (and a final close by the server); cleared by connect(). */
+    this._closed = false;
+    /** @type {{name: TransportName, since: number}|null} when storage is unavailable */
+    this._memoryTransport = null;
+    this._flushing = false;
+    this._topicsDirty = false;
+    this._renewedForFailure = false;
+    /** @type {string|null} */
+    this._tokenValue = this.options.token;
+    this._tokenExpiresAt = Infinity;
+    /** @type {Promise<string|null>|null} */
+    this._tokenFetch = null;
+    this._listening = false;
+    this._wake = () => this._onWake();
+    this._online = () => this._onOnline();
+    this._autoConnect = this.options.autoConnect;
+    if (this._autoConnect) queueMicrotask(() => this._autoConnect && this.connect());
+  }
+
+  // ---- public API -----------------------------------------------------------------------------
+
+  /**
+   * Receive a topic's events. The first handler of a topic subscribes on the server, resuming
+   * from the topic's cursor; the returned function removes this handler (and unsubscribes
+   * with the last one).
+   * @param {string} topic
+   * @param {TopicHandler} handler
+   * @returns {() => void} unsubscribe
+   */
+  subscribe(topic, handler) {
+    if (typeof topic !== "string" || !topic) {
+      throw new TypeError("realtime: topic must be a non-empty string");
+    }
+    if (typeof handler !== "function") throw new TypeError("realtime: handler must be a function");
+    let sub = this._subs.get(topic);
+    if (!sub) {
+      this._subs.set(topic, (sub = new Subscription(topic)));
+      this._topicsChanged();
+    } else if (sub.refused) {
+      sub.refused = null; // asked for again: try again
+      this._topicsChanged();
+    }
+    const entry = sub;
+    entry.handlers.add(handler);
+    return () => {
+      entry.handlers.delete(handler);
+      if (entry.handlers.size === 0 && this._subs.get(topic) === entry) {
+        this._subs.delete(topic);
+        this._topicsChanged();
+      }
+    };
+  }
+
+  /**
+   * Send a client message to the server's handler for `event`. Queued while offline and sent
+   * in order once connected; retried with the same id after a reconnect (the server runs it
+   * once). Resolves with the handler's result; rejects with a {@link RealtimeError}: the
+   * server's error (`rejected`, `unknown_event`, …), `timeout`, or `closed`.
+   * @param {string} event
+   * @param {*} [data]
+   * @param {{timeoutMs?: number}} [options] `timeoutMs` default: the `sendTimeoutMs` option
+   * @returns {Promise<any>}
+   */
+  send(event, data, options = {}) {
+    if (this._closed) {
+      return Promise.reject(new RealtimeError("closed", "The client is closed."));
+    }
+    const id = `${this._clientId}.${++this._sequence}`;
+    const timeout = options.timeoutMs ?? this.options.sendTimeoutMs;
+    const push = new Push(id, event, data, timeout, (p) => {
+      if (this._outbox.delete(p.id)) {
+        p.reject(new RealtimeError("timeout", `No answer within ${timeout} ms.`));
+      }
+    });
+    this._outbox.set(id, push);
+    this._flush();
+    return push.promise;
+  }
+
+  /**
+   * Listen to the client's own events; returns the function that removes the listener.
+   * - `"state"`: `(state, detail)`, state one of {@link State}; `detail` has `code`/`reason`
+   *   of a final close;
+   * - `"transport"`: `(name, previous)` when another transport takes over;
+   * - `"error"`: `(error)`, a {@link RealtimeError} from the server or a refused topic.
+   * @param {"state"|"transport"|"error"} name
+   * @param {Function} listener
+   * @returns {() => void} off
+   */
+  on(name, listener) {
+    if (!["state", "transport", "error"].includes(name)) {
+      throw new TypeError(`realtime: unknown event "${name}"`);
+    }
+    return this._emitter.on(name, listener);
+  }
+
+  /** Connect (done automatically unless `autoConnect: false`); after `close()`, reconnect. */
+  connect() {
+    if (this.state !== State.CLOSED) return;
+    this._autoConnect = false;
+    this._closed = false;
+    this._setState(State.CONNECTING);
+    this._listen(true);
+    this._backoff.reset();
+    this._startRound();
+  }
+
+  /** Close for good: no reconnect; queued `send`s are rejected with `closed`. */
+  close() {
+    this._autoConnect = false;
+    this._shutdown({ reason: "closed by the page" });
+  }
+
+  /** The current cursor of a topic, or null. @param {string} topic @returns {Cursor|null} */
+  cursor(topic) {
+    return this._cursors.get(topic);
+  }
+
+  // ---- connecting and falling back -------------------------------------------------------------
+
+  /**
+   * A round tries the transports once each: first the one that worked last in this tab, then
+   * the others, best first. A transport that fails before it proves itself hands over to the
+   * next at once; after a whole failed round, the backoff decides when the next one starts.
+   */
+  _startRound() {
+    this._reconnectTimer.cancel();
+    if (this.state === State.CLOSED) return;
+    this._setRound(this._remembered()?.name ?? null);
+    this._attempt(this._round[0]);
+  }
+
+  /** @param {TransportName|null} first */
+  _setRound(first) {
+    const list = this.options.transports;
+    const start = first && list.includes(first) ? list.indexOf(first) : 0;
+    this._round = [...list.slice(start), ...list.slice(0, start)];
+    this._roundIndex = 0;
+  }
+
+  /** @param {TransportName} name */
+  _attempt(name) {
+    this._debug("trying", name);
+    const transport = new TRANSPORT_CLASSES[name](this);
+    this._current = transport;
+    transport.open();
+  }
+
+  /** @param {BaseTransport} transport */
+  _transportOpened(transport) {
+    if (transport !== this._current) return; // a probe is promoted once proven
+    this._renewedForFailure = false;
+    const previous = this.transport;
+    this.transport = transport.name;
+    this._setState(State.OPEN);
+    if (previous !== transport.name) this._emitter.emit("transport", transport.name, previous);
+    this._flush();
+  }
+
+  /** @param {BaseTransport} transport */
+  _transportProven(transport) {
+    if (transport === this._probe) {
+      this._promote(transport);
+      return;
+    }
+    if (transport !== this._current) return;
+    this._remember(transport.name);
+    this._setRound(transport.name);
+    this._scheduleUpgrade();
+  }
+
+  /**
+   * @param {BaseTransport} transport
+   * @param {DownInfo & {wasOpen: boolean, openFor: number}} info
+   */
+  _transportDown(transport, info) {
+    this._debug("down", transport.name, info);
+    if (transport === this._probe) {
+      // The better transport failed: stay, and try again after another upgradeAfterMs.
+      this._probe = null;
+      if (this._current) this._remember(this._current.name, true);
+      this._scheduleUpgrade();
+      return;
+    }
+    if (transport !== this._current) return;
+    this._current = null;
+    this._probe?.close();
+    this._probe = null;
+    this._upgradeTimer.cancel();
+    if (info.openFor >= TIMING.stableMs) this._backoff.reset();
+    const unauthorized = info.code === CLOSE.UNAUTHORIZED || !!info.retryToken;
+    const renew = unauthorized && this._canRenewToken() && !this._renewedForFailure;
+    const final =
+      info.final ||
+      info.code === CLOSE.NORMAL ||
+      info.code === CLOSE.PROTOCOL_ERROR ||
+      info.code === CLOSE.DISCONNECTED ||
+      (unauthorized && !renew);
+    if (final) {
+      if (info.error) this._emitter.emit("error", info.error);
+      this._shutdown({ code: info.code, reason: info.reason });
+      return;
+    }
+    if (this.state === State.OPEN) this._setState(State.RECONNECTING);
+    if (renew || info.code === CLOSE.TOKEN_EXPIRED) {
+      // The token was refused or ran out: fetch a fresh one and go again at once.
+      this._renewedForFailure = renew;
+      this._tokenExpiresAt = 0;
+      this._attempt(transport.name);
+      return;
+    }
+    if (info.retry) {
+      this._attempt(transport.name); // the cause was dealt with (a refused topic dropped)
+      return;
+    }
+    if (transport.proven) {
+      if (info.silent) this._startRound(); // maybe a dead link: a new connection at once
+      else this._scheduleReconnect(); // a working connection broke: after the backoff
+      return;
+    }
+    // The transport never showed it delivers: the next one, now.
+    this._roundIndex += 1;
+    if (this._roundIndex < this._round.length) this._attempt(this._round[this._roundIndex]);
+    else this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    const delay = this._backoff.next();
+    this._debug("reconnecting in", Math.round(delay), "ms");
+    this._reconnectTimer.in(delay);
+  }
+
+  /** @param {{code?: number, reason?: string}} detail */
+  _shutdown(detail) {
+    this._reconnectTimer.cancel();
+    this._upgradeTimer.cancel();
+    this._flushTimer.cancel();
+    for (const transport of [this._current, this._probe]) transport?.close();
+    this._current = this._probe = null;
+    this.transport = null;
+    this._listen(false);
+    const pushes = [...this._outbox.values()];
+    this._outbox.clear();
+    for (const push of pushes) {
+      push.timer.cancel();
+      push.reject(new RealtimeError("closed", detail.reason || "The connection was closed."));
+    }
+    this._closed = true;
+    this._setState(State.CLOSED, detail);
+  }
+
+  /** @param {StateName} next @param {object} [detail] */
+  _setState(next, detail = {}) {
+    if (this.state === next) return;
+    /** @type {Record<StateName, StateName[]>} */
+    const allowed = {
+      connecting: ["open", "closed"],
+      open: ["reconnecting", "closed"],
+      reconnecting: ["open", "closed"],
+      closed: ["connecting"],
+    };
+    if (!allowed[this.state].includes(next)) {
+      throw new Error(`realtime: expected a state after "${this.state}", got "${next}"`);
+    }
+    this.state = next;
+    this._emitter.emit("state", next, detail);
+  }
+
+  // ---- remembering the working transport and upgrading ------------------------------------------
+
+  /** @returns {{name: TransportName, since: number}|null} */
+  _remembered() {
+    try {
+      const value = JSON.parse(this._storageRef?.getItem(this._memoryKey) ?? "null");
+      if (value && typeof value.name === "string" && Number.isFinite(value.since)) return value;
+    } catch {
+      // nothing usable stored
+    }
+    return this._memoryTransport ?? null;
+  }
+
+  /** @param {TransportName} name @param {boolean} [again] restart the upgrade wait */
+  _remember(name, again = false) {
+    const current = this._remembered();
+    const since = !again && current?.name === name ? current.since : Date.now();
+    this._memoryTransport = { name, since };
+    try {
+      this._storageRef?.setItem(this._memoryKey, JSON.stringify(this._memoryTransport));
+    } catch {
+      // memory only
+    }
+  }
+
+  _scheduleUpgrade() {
+    const current = this._current;
+    if (!current || this._probe) return;
+    const list = this.options.transports;
+    if (list.indexOf(current.name) <= 0) return;
+    const since = this._remembered()?.since ?? Date.now();
+    this._upgradeTimer.at(since + this.options.upgradeAfterMs);
+  }
+
+  /** Try the best transport while the current one keeps working; switch once it proves. */
+  _tryUpgrade() {
+    const current = this._current;
+    if (!current || !current.proven || this._probe || this.state !== State.OPEN) return;
+    const best = this.options.transports[0];
+    if (best === current.name) return;
+    this._debug("upgrade: trying", best);
+    const probe = new TRANSPORT_CLASSES[best](this);
+    this._probe = probe;
+    probe.open();
+  }
+
+  /** @param {BaseTransport} probe */
+  _promote(probe) {
+    const old = this._current;
+    this._probe = null;
+    this._current = probe;
+    old?.close();
+    const previous = this.transport;
+    this.transport = probe.name;
+    this._remember(probe.name);
+    this._setRound(probe.name);
+    this._emitter.emit("transport", probe.name, previous);
+    this._scheduleUpgrade();
+    this._flush();
+  }
+
+  // ---- frames -----------------------------------------------------------------------------
+
+  /**
+   * A frame from a transport. Frames from a transport that is neither current nor being
+   * probed are ignored, except answers to client messages (always safe to apply).
+   * @param {BaseTransport} transport @param {Frame} frame
+   */
+  _frame(transport, frame) {
+    if (frame.type === "ack") {
+      this._answer(frame);
+      return;
+    }
+    if (transport !== this._current && transport !== this._probe) return;
+    switch (frame.type) {
+      case "message":
+        this._message(transport, frame);
+        break;
+      case "subscribed": {
+        if (typeof frame.epoch === "string" && Number.isInteger(frame.offset) && !frame.recovered) {
+          this._cursors.advance(frame.topic, frame.epoch, frame.offset);
+        }
+        const sub = this._subs.get(frame.topic);
+        sub?.dispatch({ type: "subscribed", topic: frame.topic, recovered: !!frame.recovered });
+        break;
+      }
+      case "reset": {
+        if (typeof frame.epoch === "string" && Number.isInteger(frame.offset)) {
+          this._cursors.set(frame.topic, { epoch: frame.epoch, offset: frame.offset });
+        }
+        this._subs.get(frame.topic)?.dispatch({
+          type: "reset",
+          topic: frame.topic,
+          reason: frame.reason,
+          epoch: frame.epoch,
+          offset: frame.offset,
+        });
+        break;
+      }
+      case "token-expiring":
+        this._renewToken(transport);
+        break;
+      case "error": {
+        const error = new RealtimeError(frame.code, frame.reason, { ref: frame.ref });
+        if (frame.ref && this._subs.has(frame.ref) && REFUSALS.includes(frame.code)) {
+          this._refuse(frame.ref, frame.code, frame.reason);
+        } else {
+          this._emitter.emit("error", error);
+        }
+        break;
+      }
+      default:
+        break; // welcome, unsubscribed, and types of later versions
+    }
+  }
+
+  /** @param {BaseTransport} transport @param {Frame} frame */
+  _message(transport, frame) {
+    const { topic, id, epoch, offset } = frame;
+    // Acknowledge even a duplicate: its redelivery means the server missed the first ACK.
+    if (frame.ack && typeof id === "string") transport.ack(id);
+    if (typeof id === "string" && this._seen.has(id)) return;
+    const positioned = typeof epoch === "string" && Number.isInteger(offset);
+    if (typeof id === "string") this._seen.add(id);
+    if (positioned && this._cursors.covers(topic, epoch, offset)) return; // replayed twice
+    try {
+      this._subs.get(topic)?.dispatch({
+        type: "message",
+        topic,
+        event: frame.event,
+        data: frame.data,
+        id,
+        epoch,
+        offset,
+        ack: !!frame.ack,
+      });
+    } finally {
+      // handled: the position moves on (on long-poll, that is the acknowledgement)
+      if (positioned) this._cursors.advance(topic, epoch, offset);
+    }
+  }
+
+  /** @param {string} text positions returned by a long-poll */
+  _applyCursorString(text) {
+    for (const [topic, cursor] of CursorStore.parse(text)) {
+      if (this._subs.has(topic)) this._cursors.advance(topic, cursor.epoch, cursor.offset);
+    }
+  }
+
+  /** @param {string|Record<string, Cursor>} cursors */
+  _seedCursors(cursors) {
+    const entries =
+      typeof cursors === "string" ? CursorStore.parse(cursors) : new Map(Object.entries(cursors));
+    for (const [topic, cursor] of entries) {
+      if (cursor && typeof cursor.epoch === "string" && Number.isInteger(cursor.offset)) {
+        this._cursors.set(topic, cursor);
+      }
+    }
+  }
+
+  /** Forget every topic's position (a cursor the server could not parse). */
+  _clearCursors() {
+    let any = false;
+    for (const topic of this._subs.keys()) {
+      if (this._cursors.get(topic)) {
+        this._cursors.delete(topic);
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  /** @param {string} topic @param {string} code @param {string} reason */
+  _refuse(topic, code, reason) {
+    const sub = this._subs.get(topic);
+    if (!sub) return;
+    sub.refused = code;
+    this._emitter.emit("error", new RealtimeError(code, reason, { ref: topic }));
+    sub.dispatch({ type: "error", topic, code, reason });
+    this._topicsChanged();
+  }
+
+  /** @returns {Set<string>} topics to ask the server for */
+  _wantedTopics() {
+    const topics = new Set();
+    for (const [topic, sub] of this._subs) if (!sub.refused) topics.add(topic);
+    return topics;
+  }
+
+  _topicsChanged() {
+    if (this._topicsDirty) return;
+    this._topicsDirty = true;
+    queueMicrotask(() => {
+      // gathered: several subscribe() calls in a row open one new SSE stream, not several
+      this._topicsDirty = false;
+      this._current?.topicsChanged();
+      this._probe?.topicsChanged();
+    });
+  }
+
+  // ---- client messages --------------------------------------------------------------------
+
+  /** @param {Frame} frame an `ack` answering a `send` */
+  _answer(frame) {
+    const push = this._outbox.get(frame.id);
+    if (!push) return;
+    this._outbox.delete(frame.id);
+    push.timer.cancel();
+    if (frame.error) {
+      const { code, reason } = frame.error;
+      push.reject(new RealtimeError(code ?? "error", reason ?? "The server refused the message."));
+    } else {
+      push.resolve(frame.result);
+    }
+  }
+
+  /** Send queued client messages in order on the current transport. */
+  async _flush() {
+    if (this._flushing) return;
+    this._flushing = true;
+    this._flushTimer.cancel();
+    try {
+      for (;;) {
+        const transport = this._current;
+        if (!transport || !transport.opened || transport.closed) return;
+        const now = Date.now();
+        let next = null;
+        let waiting = false;
+        for (const push of this._outbox.values()) {
+          if (push.sentVia !== transport) {
+            next = push;
+            break;
+          }
+          if (transport.resends && now - push.sentAt >= TIMING.sendRetryMs) {
+            next = push; // unanswered for a while: send again, same id
+            break;
+          }
+          waiting = true;
+        }
+        if (!next) {
+          if (waiting && transport.resends) this._flushTimer.in(TIMING.sendRetryMs);
+          return;
+        }
+        next.sentVia = transport;
+        next.sentAt = now;
+        const handed = await transport.sendPush(next);
+        if (!handed) {
+          next.sentVia = null;
+          if (this._outbox.has(next.id)) this._flushTimer.in(TIMING.postRetryMs);
+          return;
+        }
+      }
+    } finally {
+      this._flushing = false;
+    }
+  }
+
+  // ---- tokens -----------------------------------------------------------------------------
+
+  _canRenewToken() {
+    return !!this.options.tokenUrl;
+  }
+
+  /**
+   * The token to authenticate with, or null for cookie auth. Fetched from `tokenUrl` when
+   * missing or about to expire (or when `force`d).
+   * @param {boolean} [force]
+   * @returns {Promise<string|null>}
+   */
+  async _token(force = false) {
+    const url = this.options.tokenUrl;
+    if (!url) return this._tokenValue;
+    const fresh = this._tokenValue && Date.now() < this._tokenExpiresAt - TIMING.tokenMarginMs;
+    if (fresh && !force) return this._tokenValue;
+    if (!this._tokenFetch) {
+      this._tokenFetch = (async () => {
+        let response;
+        try {
+          response = await fetch(url, {
+            credentials: "same-origin",
+            cache: "no-store",
+            headers: { Accept: "application/json" },
+          });
+        } catch {
+          throw new RealtimeError("token_unavailable", `Could not fetch ${url}.`);
+        }
+        if (!response.ok) {
+          const error = await errorBody(response);
+          // 401/403: not logged in any more; retrying will not help
+          const final = response.status === 401 || response.status === 403;
+          throw new RealtimeError(error.code, error.reason, { status: response.status, final });
+        }
+        const body = await response.json();
+        this._tokenValue = body.token;
+        const lifetime = Number(body.expires_in_ms);
+        this._tokenExpiresAt = Number.isFinite(lifetime) ? Date.now() + lifetime : Infinity;
+        return this._tokenValue;
+      })().finally(() => {
+        this._tokenFetch = null;
+      });
+    }
+    return this._tokenFetch;
+  }
+
+  /** The server says the token expires soon: renew it on the open connection.
+   * @param {BaseTransport} transport */
+  async _renewToken(transport) {
+    if (!this._canRenewToken()) {
+      this._emitter.emit(
+        "error",
+        new RealtimeError("token_expiring", "The token expires soon and there is no tokenUrl."),
+      );
+      return;
+    }
+    try {
+      const token = await this._token(true);
+      if (token && !transport.closed) transport.reauth(token);
+    } catch (error) {
+      this._emitter.emit("error", error);
+    }
+  }
+
+  // ---- page lifecycle ---------------------------------------------------------------------
+
+  /** @param {boolean} on */
+  _listen(on) {
+    if (typeof window === "undefined" || on === this._listening) return;
+    this._listening = on;
+    const method = on ? "addEventListener" : "removeEventListener";
+    window[method]("online", this._online);
+    window[method]("focus", this._wake);
+    window[method]("pageshow", this._wake);
+    document[method]("visibilitychange", this._wake);
+  }
+
+  /** The tab became visible (or focused): timers may have slept, so look at every deadline. */
+  _onWake() {
+    if (typeof document !== "undefined" && document.visibilityState === "hidden") return;
+    this._checkDeadlines();
+    if (this._reconnectTimer.pending) this._startRound(); // do not wait out the backoff
+  }
+
+  /** The network is back: reconnect now instead of waiting out the backoff. */
+  _onOnline() {
+    this._checkDeadlines();
+    if (this._reconnectTimer.pending) {
+      this._backoff.reset();
+      this._startRound();
+    }
+  }
+
+  _checkDeadlines() {
+    this._current?.check();
+    this._probe?.check();
+    this._upgradeTimer.check();
+    this._flushTimer.check();
+    for (const push of [...this._outbox.values()]) push.timer.check();
+  }
+
+  // ---- plumbing ---------------------------------------------------------------------------
+
+  /** @returns {StorageLike|null} */
+  _storage() {
+    const option = this.options.storage;
+    if (option !== "session") return option;
+    try {
+      return typeof sessionStorage === "undefined" ? null : sessionStorage;
+    } catch {
+      return null; // storage blocked (e.g. third-party frame)
+    }
+  }
+
+  /** @param {string} path @param {boolean} [websocket] */
+  _endpoint(path, websocket = false) {
+    const url = new URL(path, this._base);
+    if (websocket) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  /** @param {...*} args */
+  _debug(...args) {
+    if (this.options.debug) console.debug("realtime:", ...args);
+  }
+}
+
+/** Error codes that refuse one topic (the others stay subscribed). */
+const REFUSALS = Object.freeze(["forbidden", "invalid_topic", "too_many_topics"]);
+
+export default Realtime;

@@ -1,0 +1,207 @@
+"""The registry of live connections, operator actions, revocation and the commands, in
+process (communicator) on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+
+from realtime import control
+from realtime.registry import Entry, Query, get_registry
+from realtime.registry.memory import MemoryRegistry
+from realtime.registry.redis import RedisRegistry
+from realtime.testing import RealtimeCommunicator
+from tests.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True, params=["memory", "redis"])
+def backend(request: Any) -> Any:
+    if request.param == "redis":
+        return request.getfixturevalue("use_redis")
+    return None
+
+
+def entry(n: int, node: str = "n1", **fields: Any) -> Entry:
+    values: dict[str, Any] = {
+        "id": f"c{n:05d}",
+        "node": node,
+        "address": "local.1",
+        "transport": "websocket",
+        "user_id": n % 7,
+        "username": f"user{n % 7}",
+        "topics": [f"t.{n % 3}"],
+        "client": f"10.0.0.{n % 250}:5000",
+        "user_agent": "ua",
+        "connected_at": 1000.0 + n,
+        "last_seen": 2000.0 + n,
+    }
+    return Entry(**{**values, **fields})
+
+
+def make_registry(backend: Any) -> Any:
+    if backend is None:
+        return MemoryRegistry()
+    return RedisRegistry(backend["url"], backend["prefix"], 10.0)
+
+
+# ---- the registry itself -----------------------------------------------------------------
+
+
+async def test_query_filters_sorts_and_paginates(backend):
+    registry = make_registry(backend)
+    await registry.refresh("n1", [entry(n) for n in range(30)], 10)
+    await registry.refresh("n2", [entry(n, node="n2") for n in range(30, 50)], 10)
+    page = await registry.query(Query(limit=10))
+    assert page.total == 50
+    assert page.nodes == {"n1": 30, "n2": 20}
+    assert [e.id for e in page.entries] == [f"c{n:05d}" for n in range(49, 39, -1)]
+    second = await registry.query(Query(limit=10, offset=10, sort="connected_at"))
+    assert [e.id for e in second.entries] == [f"c{n:05d}" for n in range(10, 20)]
+    assert (await registry.query(Query(node="n2"))).total == 20
+    assert (await registry.query(Query(topic="t.1"))).total == len(
+        [n for n in range(50) if n % 3 == 1]
+    )
+    assert {e.username for e in (await registry.query(Query(search="USER3"))).entries} == {"user3"}
+    assert (await registry.query(Query(transport="sse"))).total == 0
+
+
+async def test_removed_and_expired_nodes_disappear(backend):
+    registry = make_registry(backend)
+    await registry.add("n1", entry(1))
+    await registry.add("n1", entry(2))
+    await registry.remove("n1", "c00001")
+    assert [e.id for e in await registry.all()] == ["c00002"]
+    await registry.refresh("dying", [entry(3, node="dying")], 0.2)
+    assert len(await registry.all()) == 2
+    deadline = time.monotonic() + 3
+    while len(await registry.all()) != 1:
+        assert time.monotonic() < deadline, "a node that stops refreshing must expire"
+        await asyncio.sleep(0.05)
+
+
+# ---- connections in the registry, operator actions ------------------------------------------
+
+
+async def connect(headers: Any = None) -> Any:
+    client = RealtimeCommunicator(application, headers=headers)
+    assert (await client.connect())[0]
+    welcome = await client.receive_frame()
+    client.connection_id = welcome["connection_id"]
+    return client
+
+
+@sync_to_async
+def logged_in(name: str) -> tuple[Any, Client, list[tuple[bytes, bytes]]]:
+    user = get_user_model().objects.create_user(name, password="pw")
+    browser = Client()
+    browser.force_login(user)
+    return user, browser, [(b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode())]
+
+
+async def test_open_connections_are_listed_with_user_and_topics():
+    user, _, cookie = await logged_in("pia")
+    client = await connect(cookie)
+    await client.subscribe("public.listed")
+    [listed] = (await get_registry().query(Query(user_id=user.pk))).entries
+    assert (listed.id, listed.username, listed.transport, listed.topics) == (
+        client.connection_id,
+        "pia",
+        "websocket",
+        ["public.listed"],
+    )
+    await client.disconnect()
+    assert (await get_registry().query(Query(user_id=user.pk))).total == 0
+
+
+async def test_operator_disconnect_closes_with_4403():
+    client = await connect()
+    assert await control.adisconnect([client.connection_id], "bye") == 1
+    output = await client.receive_output(2)
+    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+
+
+async def test_operator_notice_reaches_the_connection():
+    client = await connect()
+    assert await control.anotify([client.connection_id], "hello from the admin") == 1
+    assert await client.receive_frame() == {"type": "notice", "text": "hello from the admin"}
+    await client.disconnect()
+
+
+async def test_logout_disconnects_the_users_connections():
+    _, browser, cookie = await logged_in("quin")
+    client = await connect(cookie)
+    other = await connect()
+    await sync_to_async(browser.logout)()
+    output = await client.receive_output(2)
+    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+    assert await other.receive_nothing(0.2), "other users' connections stay"
+    await other.disconnect()
+
+
+@pytest.mark.parametrize("change", ["password", "deactivate"])
+async def test_password_change_or_deactivation_disconnects(change):
+    user, _, cookie = await logged_in(f"rue-{change}")
+    client = await connect(cookie)
+    if change == "password":
+        user.set_password("new-password")
+    else:
+        user.is_active = False
+    await sync_to_async(user.save)()
+    output = await client.receive_output(2)
+    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+
+
+async def test_saving_a_user_without_credential_changes_keeps_connections():
+    user, _, cookie = await logged_in("sam")
+    client = await connect(cookie)
+    user.first_name = "Sam"
+    await sync_to_async(user.save)()
+    assert await client.receive_nothing(0.2)
+    await client.disconnect()
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+async def test_status_and_disconnect_commands():
+    _, _, cookie = await logged_in("tess")
+    client = await connect(cookie)
+    await client.subscribe("public.busy")
+    out = io.StringIO()
+    await sync_to_async(call_command)("realtime_status", "--json", stdout=out)
+    status = json.loads(out.getvalue())
+    assert status["connections"] == 1
+    assert status["transports"] == {"websocket": 1}
+    assert status["topics"] == {"public.busy": 1}
+    out = io.StringIO()
+    await sync_to_async(call_command)("realtime_disconnect", "--user", "tess", stdout=out)
+    assert out.getvalue().strip() == "Disconnect sent to 1 connection(s)."
+    output = await client.receive_output(2)
+    assert output["code"] == 4403
+
+
+async def test_publish_command_prints_the_message_id():
+    client = await connect()
+    await client.subscribe("public.cron")
+    out = io.StringIO()
+    await sync_to_async(call_command)(
+        "realtime_publish", "public.cron", "tick", '{"n": 1}', "--ack", stdout=out
+    )
+    message = await client.receive_frame()
+    assert (message["id"], message["data"], message["ack"]) == (
+        out.getvalue().strip(),
+        {"n": 1},
+        True,
+    )
+    await client.disconnect()
