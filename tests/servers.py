@@ -99,6 +99,12 @@ class Daphne:
             self.stop()
             raise RuntimeError("daphne did not start:\n" + "".join(self.log))
 
+    def kill(self) -> None:
+        """SIGKILL: the node dies without cleaning anything up."""
+        self.process.kill()
+        self.process.wait(10)
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -139,11 +145,13 @@ class Client:
         await self.ws.send(json.dumps(frame))
 
     async def receive(self, timeout: float = 5, skip_pings: bool = True) -> dict[str, Any]:
+        """The next frame; ``ping`` frames are answered and skipped unless asked for."""
         while True:
             async with asyncio.timeout(timeout):
                 frame: dict[str, Any] = json.loads(await self.ws.recv())
             if not (skip_pings and frame["type"] == "ping"):
                 return frame
+            await self.send({"type": "pong"})
 
     async def subscribe(self, topic: str, cursor: dict[str, Any] | None = None) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "subscribe", "topic": topic}
