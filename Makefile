@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint format bench bench-quick clean
+.PHONY: demo demo-cluster test lint format bench bench-quick clean
+CLUSTER_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +22,20 @@ demo: $(VENV)/.installed
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/daphne -b $(HOST) -p $(PORT) demo_project.asgi:application
 
+# Two daphne nodes on one Redis (ports 8001 and 8002): multi-node broadcast and the admin
+# console across nodes. Needs a Redis (REDIS_URL, default 127.0.0.1:6379). Ctrl-C stops both.
+demo-cluster: $(VENV)/.installed
+	REDIS_URL=$(CLUSTER_REDIS_URL) $(BIN)/python manage.py migrate --noinput
+	REDIS_URL=$(CLUSTER_REDIS_URL) $(BIN)/python manage.py seed_demo
+	@echo "Node A: http://$(HOST):8001/  Node B: http://$(HOST):8002/"
+	@bash -c 'trap "kill 0" INT TERM EXIT; \
+	  REDIS_URL=$(CLUSTER_REDIS_URL) $(BIN)/daphne -b $(HOST) -p 8001 demo_project.asgi:application & \
+	  REDIS_URL=$(CLUSTER_REDIS_URL) $(BIN)/daphne -b $(HOST) -p 8002 demo_project.asgi:application & \
+	  wait'
+
 test: $(VENV)/.installed
 	@tests/ensure_redis.sh
+	@tests/browser/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -1,4 +1,5 @@
-"""The load generator: one worker process holding many WebSocket clients (asyncio + websockets).
+"""The load generator: one worker process holding many clients in one asyncio loop (WebSocket
+clients on ``websockets``; SSE and long-poll clients in ``bench.httpclients``).
 
 The orchestrator (``bench.run``) starts a few of these so the client side gets more than one
 core's worth of Python. A worker talks to it in JSON lines:
@@ -21,7 +22,9 @@ Protocols: ``realtime`` speaks docs/protocol.md (subprotocol ``realtime.v1``, ``
 resumes from its cursor when the server closes it with a code that says "reconnect". ``plain``
 (Channels baseline and bare server) expects one ``{"type": "ready"}`` frame and then raw
 ``{"seq": i, "t": ts}`` text frames; those servers have no resume, so a closed socket stays
-closed and its missing messages count as lost.
+closed and its missing messages count as lost. ``sse`` and ``longpoll`` are the realtime app's
+HTTP transports (docs/protocol.md, "SSE and long-poll"); both resume from their cursor string,
+and a long-poll client sends each poll to the next node (see ``bench.httpclients``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from bench._common import LOOPBACK_HOSTS, TOPIC, emit, machine_cpu_jiffies, raise_fd_limit
+from bench.httpclients import make_http_client
+from bench.recording import HandshakeError, Receiver, Stats
 
 REALTIME_SUBPROTOCOL = Subprotocol("realtime.v1")
 #: Close codes after which the realtime client reconnects and resumes (docs/protocol.md).
@@ -53,55 +58,32 @@ MAX_RECONNECTS = 3
 #: Further handshake attempts after a refused or failed one (HTTP 500 in a connection storm).
 CONNECT_RETRIES = 3
 PONG = '{"type":"pong"}'
+#: ``realtime`` and ``plain`` are WebSocket protocols; ``sse`` and ``longpoll`` are the realtime
+#: app's HTTP transports (bench.httpclients).
+HTTP_PROTOCOLS = ("sse", "longpoll")
+PROTOCOLS = ("realtime", "plain", *HTTP_PROTOCOLS)
 EXIT_WAIT_S = 30.0
 
 
-class HandshakeError(Exception):
-    """The server answered the handshake with something other than what the protocol says."""
-
-
-class Stats:
-    """Counters shared by all the clients of this worker (one event loop, no locks needed)."""
-
-    def __init__(self) -> None:
-        self.unique = 0
-        self.dups = 0
-        self.out_of_range = 0
-        self.resets = 0
-        self.reconnects = 0
-        self.latencies_ms: list[float] = []
-        self.first_rx: float | None = None
-        self.last_rx: float | None = None
-        self.closed: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.complete_clients = 0
-        self.gone_clients = 0  # closed for good before holding every message
-        self.recording = True
-
-
-class Client:
+class Client(Receiver):
     """One WebSocket connection: handshake, then record every benchmark message it receives."""
 
     def __init__(
         self, url: str, protocol: str, messages: int, stats: Stats, open_timeout: float
     ) -> None:
+        super().__init__(messages, stats)
         self.url = url
         self.protocol = protocol
-        self.messages = messages
-        self.stats = stats
         self.open_timeout = open_timeout
         parts = urlsplit(url)
         self.origin = f"http://{parts.hostname}:{parts.port}"
-        self.seen = bytearray(messages)
-        self.received = 0
         self.cursor: dict[str, Any] | None = None
         self.ws: ClientConnection | None = None
-        self.opened = False
 
     @property
-    def complete(self) -> bool:
-        """Whether this connection holds every message of the run."""
-        return self.received >= self.messages
+    def is_open(self) -> bool:
+        """Whether the socket is (still) held."""
+        return self.ws is not None
 
     async def open(self) -> None:
         """Connect and wait until the server says this socket will get every message."""
@@ -143,27 +125,6 @@ class Client:
                 raise HandshakeError(f"subscribe refused: {str(frame)[:160]}")
             await self._on_realtime_frame(ws, frame, time.time())
         raise HandshakeError("no subscribed frame after 10,000 frames")
-
-    def _record(self, data: Any, now: float) -> None:
-        if not self.stats.recording or not isinstance(data, dict):
-            return
-        seq = data.get("seq")
-        if not isinstance(seq, int) or not 0 <= seq < self.messages:
-            self.stats.out_of_range += 1
-            return
-        if self.seen[seq]:
-            self.stats.dups += 1
-            return
-        self.seen[seq] = 1
-        self.received += 1
-        stats = self.stats
-        stats.unique += 1
-        if self.received == self.messages:
-            stats.complete_clients += 1
-        stats.latencies_ms.append((now - float(data["t"])) * 1000.0)
-        if stats.first_rx is None:
-            stats.first_rx = now
-        stats.last_rx = now
 
     async def _on_realtime_frame(
         self, ws: ClientConnection, frame: dict[str, Any], now: float
@@ -235,6 +196,20 @@ class Client:
         """Drop the socket without a closing handshake (the server is about to be killed)."""
         if self.ws is not None:
             self.ws.transport.abort()
+        self.ws = None
+
+
+def make_client(
+    protocol: str, urls: list[str], index: int, messages: int, stats: Stats, open_timeout: float
+) -> Any:
+    """Client number ``index`` (counted over all workers) for ``protocol``.
+
+    WebSocket and SSE clients go round-robin over the nodes (``urls``); a long-poll client
+    sends each poll to the next node in turn, starting at node ``index % len(urls)``.
+    """
+    if protocol in HTTP_PROTOCOLS:
+        return make_http_client(protocol, urls, index, messages, stats, open_timeout)
+    return Client(urls[index % len(urls)], protocol, messages, stats, open_timeout)
 
 
 async def run_worker(args: argparse.Namespace) -> None:
@@ -245,7 +220,7 @@ async def run_worker(args: argparse.Namespace) -> None:
             raise SystemExit(f"bench.loadgen: refusing non-loopback URL {url!r}")
     stats = Stats()
     clients = [
-        Client(urls[(args.offset + i) % len(urls)], args.protocol, args.messages, stats, 30.0)
+        make_client(args.protocol, urls, args.offset + i, args.messages, stats, 30.0)
         for i in range(args.count)
     ]
     gate = asyncio.Semaphore(args.concurrency)
@@ -272,7 +247,6 @@ async def run_worker(args: argparse.Namespace) -> None:
                     else:
                         fail_reasons[reason] += 1
                     await client.abort()
-                    client.ws = None
             if ok:
                 break
         client.opened = ok
@@ -334,7 +308,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     stopped_at = time.time()
     machine_jiffies = machine_cpu_jiffies()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    still_open = sum(1 for c in clients if c.ws is not None)
+    still_open = sum(1 for c in clients if c.is_open)
     emit(
         "result",
         connected=connected,
@@ -346,6 +320,8 @@ async def run_worker(args: argparse.Namespace) -> None:
         resets=stats.resets,
         reconnects=stats.reconnects,
         complete_connections=sum(1 for c in clients if c.complete),
+        http_requests=stats.http_requests,
+        tcp_connects=stats.tcp_connects,
         closed=dict(stats.closed),
         errors=dict(stats.errors.most_common(5)),
         first_rx=stats.first_rx,
@@ -376,8 +352,10 @@ def main() -> None:
     """Command-line entry point (run by ``bench.run``; not meant to be started by hand)."""
     raise_fd_limit()
     parser = argparse.ArgumentParser(description="bench load-generator worker")
-    parser.add_argument("--urls", required=True, help="comma-separated ws:// URLs (loopback)")
-    parser.add_argument("--protocol", choices=("realtime", "plain"), required=True)
+    parser.add_argument(
+        "--urls", required=True, help="comma-separated ws:// (http:// for sse, longpoll) URLs"
+    )
+    parser.add_argument("--protocol", choices=PROTOCOLS, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--offset", type=int, default=0, help="round-robin start among --urls")
     parser.add_argument("--messages", type=int, required=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench._common import median
-from bench.targets import CHANNELS_TARGETS
+from bench.targets import CHANNELS_TARGETS, HTTP_TARGETS
 
 Row = dict[str, Any]
 
@@ -274,4 +274,76 @@ def format_checks(checks: Sequence[Row]) -> str:
             parts.append(f"deliv/s  {x['text']} of bare (>= {x['bound']:.2f}x) {x['result']}")
         head = f"{c['connections']:,} connections, {c['nodes']} node(s): realtime"
         lines.append(head + "\n    " + "\n    ".join(parts))
+    return "\n".join(lines)
+
+
+#: What the HTTP transports are compared on: (row field, label, field of the censored flag).
+TRANSPORT_METRICS = (
+    ("delivered_per_s", "deliv/s", None),
+    ("p50_ms", "p50", "p50_censored"),
+    ("p99_ms", "p99", "p99_censored"),
+    ("rss_per_conn_kib", "RSS/conn", None),
+    ("server_cpu_s", "srv cpu", None),
+)
+
+
+def compare_transports(rows: Sequence[Row]) -> list[Row]:
+    """SSE and long-poll rows against ``realtime`` over WebSocket at the same size and nodes.
+
+    The issue sets no ratio targets for them; the promise they share with the WebSocket is
+    zero loss and no duplicates. Where no WebSocket row of the same size ran (long-poll's
+    default 500 clients), only the loss check is given and the table holds the figures.
+    """
+    checks: list[Row] = []
+    for row in rows:
+        if row["target"] not in HTTP_TARGETS or row["status"] == "error":
+            continue
+        ws = next(
+            (
+                r
+                for r in rows
+                if r["target"] == "realtime"
+                and r["connections"] == row["connections"]
+                and r["nodes"] == row["nodes"]
+                and r["status"] != "error"
+            ),
+            None,
+        )
+        check: Row = {
+            "target": row["target"],
+            "connections": row["connections"],
+            "nodes": row["nodes"],
+            "lost": row.get("lost"),
+            "dups": row.get("dups"),
+            "zero_loss": "PASS" if not row.get("lost") and not row.get("dups") else "FAIL",
+            "vs_websocket": None,
+        }
+        if ws is not None:
+            ratios: Row = {}
+            for field, label, censored in TRANSPORT_METRICS:
+                ratio = Ratio.of(
+                    row.get(field),
+                    ws.get(field),
+                    bool(censored and row.get(censored)),
+                    bool(censored and ws.get(censored)),
+                )
+                ratios[label] = {"ratio": ratio.value, "ratio_kind": ratio.kind, "text": str(ratio)}
+            check["vs_websocket"] = ratios
+        checks.append(check)
+    return checks
+
+
+def format_transport_checks(checks: Sequence[Row]) -> str:
+    """The lines printed under the realtime targets for the SSE and long-poll rows."""
+    lines = []
+    for c in checks:
+        head = f"{c['connections']:,} connections, {c['nodes']} node(s): {c['target']}"
+        loss = f"lost {_num(c.get('lost'))}, dup {_num(c.get('dups'))} (target 0) {c['zero_loss']}"
+        ratios = c.get("vs_websocket")
+        if ratios:
+            versus = ", ".join(f"{label} {x['text']}" for label, x in ratios.items())
+            detail = f"vs realtime over WebSocket: {versus}"
+        else:
+            detail = "no WebSocket row at this size in this run: absolute figures in the table"
+        lines.append(f"{head}\n    {loss}\n    {detail}")
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """Run the broadcast scenario against every target in one go and print one table.
 
-    python -m bench.run                       # 1,000 and 5,000 connections, 1 and 2 nodes
-    python -m bench.run --quick               # smoke run: 200 connections, 20 messages
+    python -m bench.run                       # 1,000 and 5,000 WebSockets, 1,000 SSE streams,
+                                              # 500 long-poll clients; 1 and 2 nodes
+    python -m bench.run --quick               # smoke run: 200 of each, 20 messages
     python -m bench.run --connections 1000 --nodes 1 --targets channels-core,bare
+    python -m bench.run --targets realtime-sse,realtime-longpoll   # the HTTP transports only
 
 For each (nodes, connections, target) and each repeat: start the server node(s) on free
-127.0.0.1 ports, wait until they accept WebSockets, measure their idle RSS, open the
+127.0.0.1 ports, wait until they answer the target's client, measure their idle RSS, open the
 connections from a few load-generator worker processes (round-robin over the nodes), measure
 RSS again, run a separate publisher process at the given rate, drain, collect, stop every
 process started (by pid) and delete the run's Redis keys (a unique prefix per run; never a
@@ -43,12 +45,27 @@ from bench._common import (
     redis_url_from_env,
     require_loopback_redis,
 )
-from bench.loadgen import Client, Stats
+from bench.loadgen import make_client
 from bench.procs import Child, ChildFailed, Children
-from bench.report import aggregate, compare, format_checks, format_table
-from bench.targets import ASGI_SERVERS, TARGETS, Target
+from bench.recording import Stats
+from bench.report import (
+    aggregate,
+    compare,
+    compare_transports,
+    format_checks,
+    format_table,
+    format_transport_checks,
+)
+from bench.targets import ASGI_SERVERS, HTTP_TARGETS, REALTIME_TARGETS, TARGETS, Target
 
-DEFAULT_TARGETS = ("realtime", "channels-core", "channels-pubsub", "bare")
+DEFAULT_TARGETS = (
+    "realtime",
+    "channels-core",
+    "channels-pubsub",
+    "bare",
+    "realtime-sse",
+    "realtime-longpoll",
+)
 SERVER_START_TIMEOUT = 60.0
 SETTLE_S = 1.0
 SERVER_LOG_MARKERS = {
@@ -78,6 +95,17 @@ class Options:
     keep_logs: bool
     quick: bool
     server: str = "daphne"
+    #: Sizes of the HTTP-transport targets (``--connections`` sizes the WebSocket ones).
+    sse_connections: tuple[int, ...] = (1000,)
+    longpoll_connections: tuple[int, ...] = (500,)
+
+    def sizes(self, target: str) -> list[int]:
+        """The connection counts ``target`` runs at."""
+        if target == "realtime-sse":
+            return list(self.sse_connections)
+        if target == "realtime-longpoll":
+            return list(self.longpoll_connections)
+        return list(self.connections)
 
 
 def _int_list(text: str) -> list[int]:
@@ -91,9 +119,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
     """Parse the command line (``--quick`` changes the defaults it is not given)."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
-        description="Broadcast benchmark: realtime vs plain Channels vs a bare websockets server.",
+        description="Broadcast benchmark: realtime (WebSocket, SSE, long-poll) vs plain Channels "
+        "vs a bare websockets server.",
     )
-    parser.add_argument("--connections", type=_int_list, help="default 1000,5000 (quick: 200)")
+    parser.add_argument(
+        "--connections", type=_int_list, help="WebSocket targets: default 1000,5000 (quick: 200)"
+    )
+    parser.add_argument(
+        "--sse-connections", type=_int_list, help="SSE streams: default 1000 (quick: 200)"
+    )
+    parser.add_argument(
+        "--longpoll-connections",
+        type=_int_list,
+        help="long-poll clients: default 500 (quick: 200)",
+    )
     parser.add_argument("--messages", type=int, help="messages per run (default 40, quick: 20)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second (50)")
     parser.add_argument("--nodes", type=_int_list, default=[1, 2], help="default 1,2")
@@ -141,6 +180,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         keep_logs=args.keep_logs,
         quick=quick,
         server=args.server,
+        sse_connections=tuple(args.sse_connections or ([200] if quick else [1000])),
+        longpoll_connections=tuple(args.longpoll_connections or ([200] if quick else [500])),
     )
 
 
@@ -155,8 +196,13 @@ def base_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-async def check_realtime(env: dict[str, str], timeout: float = 90.0) -> str | None:
-    """None if the realtime target can run here; otherwise why not, in one line."""
+async def check_realtime(
+    env: dict[str, str], http: bool = False, timeout: float = 90.0
+) -> str | None:
+    """None if the realtime targets can run here; otherwise why not, in one line.
+
+    With ``http``, the HTTP transports' URLs (``realtime.urls``) must import too.
+    """
     if not (REPO_ROOT / "realtime" / "asgi.py").exists():
         return "realtime/asgi.py does not exist yet"
     code = (
@@ -165,6 +211,8 @@ async def check_realtime(env: dict[str, str], timeout: float = 90.0) -> str | No
         "from realtime.asgi import get_asgi_application; "
         "import bench.realtime_app.asgi"
     )
+    if http:
+        code += "; import realtime.urls; from django.urls import reverse; reverse('realtime:sse')"
     child_env = {
         **env,
         "DJANGO_SETTINGS_MODULE": TARGETS["realtime"].settings or "",
@@ -214,17 +262,18 @@ def cleanup_redis(redis_url: str, prefix: str) -> int:
 
 
 async def wait_ready(child: Child, port: int, target: Target, timeout: float) -> None:
-    """Wait until the node completes a WebSocket handshake the way a load client does."""
+    """Wait until the node completes a handshake (WebSocket, or subscribed over SSE or
+    long-poll) the way a load client does."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    url = f"ws://127.0.0.1:{port}{target.ws_path}"
+    url = target.url(port)
     last_error = "not tried"
     while loop.time() < deadline:
         if not child.alive():
             raise ChildFailed(
                 f"{child.name} exited (code {child.proc.returncode}):\n{child.log_tail()}"
             )
-        probe = Client(url, target.protocol, 1, Stats(), 5.0)
+        probe = make_client(target.protocol, [url], 0, 1, Stats(), 5.0)
         try:
             await asyncio.wait_for(probe.open(), 10.0)
             return
@@ -234,8 +283,8 @@ async def wait_ready(child: Child, port: int, target: Target, timeout: float) ->
             await probe.abort()
         await asyncio.sleep(0.25)
     raise ChildFailed(
-        f"{child.name} did not accept a WebSocket in {timeout:.0f} s ({last_error}):\n"
-        f"{child.log_tail()}"
+        f"{child.name} did not accept a {target.protocol} client in {timeout:.0f} s "
+        f"({last_error}):\n{child.log_tail()}"
     )
 
 
@@ -304,7 +353,7 @@ async def run_once(
         pids = [s.pid for s in servers]
         rss_before = _sum_over(pids, proc_rss_kib)
 
-        urls = ",".join(f"ws://127.0.0.1:{p}{target.ws_path}" for p in ports)
+        urls = ",".join(target.url(p) for p in ports)
         counts = [c for c in _split(conns, opts.client_procs) if c > 0]
         offset = 0
         connect_timeout = 60.0 + conns / 50.0
@@ -436,6 +485,8 @@ async def run_once(
         ),
         closed_codes=closed,
         reconnects=sum(int(r["reconnects"]) for r in results),
+        http_requests=sum(int(r.get("http_requests", 0)) for r in results),
+        tcp_connects=sum(int(r.get("tcp_connects", 0)) for r in results),
         resets=sum(int(r["resets"]) for r in results),
         client_errors=_merge_counts(r["errors"] for r in results),
         publisher={k: v for k, v in published.items() if k != "event"},
@@ -508,22 +559,30 @@ async def main_async(opts: Options) -> int:
     env = base_env(opts.redis_url)
     targets = list(opts.targets)
     unavailable: dict[str, str] = {}
-    if "realtime" in targets:
-        reason = await check_realtime(env)
+    wanted = [t for t in targets if t in REALTIME_TARGETS]
+    if wanted:
+        http = any(t in HTTP_TARGETS for t in wanted)
+        reason = await check_realtime(env, http=http)
+        # maybe only the HTTP transports are missing: keep the WebSocket target if it runs
+        if reason is not None and http and "realtime" in wanted and not await check_realtime(env):
+            wanted = [t for t in wanted if t in HTTP_TARGETS]
         if reason is not None:
-            unavailable["realtime"] = reason
-            targets.remove("realtime")
-            _progress(f"realtime target unavailable: {reason}")
+            for name in wanted:
+                unavailable[name] = reason
+                targets.remove(name)
+                _progress(f"{name} target unavailable: {reason}")
     log_root = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     started = time.time()
     load_before = os.getloadavg()
     runs: list[dict[str, Any]] = []
+    sizes = sorted({c for name in targets for c in opts.sizes(name)})
     plan = [
         (rep, nodes, conns, name)
         for rep in range(opts.repeat)
         for nodes in opts.nodes
-        for conns in opts.connections
+        for conns in sizes
         for name in targets
+        if conns in opts.sizes(name)
     ]
     for n, (rep, nodes, conns, name) in enumerate(plan, 1):
         _progress(f"[{n}/{len(plan)}] {name}: {conns:,} connections, {nodes} node(s) ...")
@@ -533,7 +592,7 @@ async def main_async(opts: Options) -> int:
         _progress(f"    {_summary(row)} ({time.monotonic() - t0:.0f} s)")
     rows = []
     for nodes in opts.nodes:
-        for conns in opts.connections:
+        for conns in sizes:
             for name in targets:
                 same = [
                     r
@@ -543,6 +602,7 @@ async def main_async(opts: Options) -> int:
                 if same:
                     rows.append(aggregate(same))
     checks = compare(rows)
+    transport_checks = compare_transports(rows)
     elapsed = time.time() - started
     meta = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -554,9 +614,15 @@ async def main_async(opts: Options) -> int:
         "unavailable": unavailable,
         "logs": str(log_root) if opts.keep_logs else None,
     }
-    print(render_report(meta, rows, checks, runs, opts))
+    print(render_report(meta, rows, checks, runs, opts, transport_checks))
     if opts.json_path:
-        document = {"meta": meta, "results": rows, "checks": checks, "runs": runs}
+        document = {
+            "meta": meta,
+            "results": rows,
+            "checks": checks,
+            "transport_checks": transport_checks,
+            "runs": runs,
+        }
         _write_json(Path(opts.json_path), document)
         print(f"JSON written to {opts.json_path}")
     if opts.keep_logs:
@@ -576,6 +642,7 @@ def render_report(
     checks: list[dict[str, Any]],
     runs: list[dict[str, Any]],
     opts: Options,
+    transport_checks: list[dict[str, Any]] | None = None,
 ) -> str:
     """The whole printed report: context, table, ratios, notes."""
     v = meta["versions"]
@@ -597,6 +664,13 @@ def render_report(
         "Targets for realtime (ratios within this run):",
         format_checks(checks),
     ]
+    if transport_checks:
+        lines += [
+            "",
+            "realtime over SSE and long-poll, against realtime over WebSocket at the same size "
+            "(ratios within this run; no targets set beyond zero loss):",
+            format_transport_checks(transport_checks),
+        ]
     for name, reason in meta["unavailable"].items():
         lines.append(f"{name} target unavailable: {reason}")
     notes = []
@@ -611,9 +685,14 @@ def render_report(
         if log.get("tracebacks"):
             notes.append(f"{where}: server log has {log['tracebacks']} tracebacks")
         if r.get("closed_codes"):
-            notes.append(f"{where}: sockets closed by the server: {r['closed_codes']}")
+            protocol = TARGETS[r["target"]].protocol
+            what = {
+                "sse": "streams that ended or broke",
+                "longpoll": "polls that failed (HTTP status or error)",
+            }.get(protocol, "sockets closed by the server")
+            notes.append(f"{where}: {what}: {r['closed_codes']}")
         if r.get("reconnects"):
-            notes.append(f"{where}: {r['reconnects']} resumed reconnects")
+            notes.append(f"{where}: {r['reconnects']} resumed reconnects (from the cursor)")
         if r.get("connect_retries"):
             notes.append(
                 f"{where}: {r['connect_retries']} handshakes retried {r['connect_retry_reasons']}"

@@ -10,11 +10,12 @@ from bench._common import TOPIC
 
 @dataclass(frozen=True)
 class Target:
-    """How to start one node of a target, reach its WebSocket endpoint and publish to it."""
+    """How to start one node of a target, reach its endpoint and publish to it."""
 
     name: str
     description: str
-    #: ``realtime`` (docs/protocol.md) or ``plain`` (a ready frame, then raw JSON payloads).
+    #: ``realtime`` (docs/protocol.md over WebSocket), ``plain`` (a ready frame, then raw JSON
+    #: payloads), or the realtime app's HTTP transports ``sse`` and ``longpoll``.
     protocol: str
     ws_path: str
     #: ``bench.publisher --kind``.
@@ -24,6 +25,14 @@ class Target:
     #: ``module:attribute`` of the ASGI application for daphne; None for the bare server.
     asgi: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: Path and query of the HTTP endpoint the clients use (SSE, long-poll); None: WebSocket.
+    http_path: str | None = None
+
+    def url(self, port: int) -> str:
+        """Where the load clients of one node on 127.0.0.1:``port`` connect."""
+        if self.http_path is not None:
+            return f"http://127.0.0.1:{port}{self.http_path}"
+        return f"ws://127.0.0.1:{port}{self.ws_path}"
 
     def server_command(
         self, port: int, prefix: str, redis_url: str, server: str = "daphne"
@@ -89,6 +98,27 @@ TARGETS: dict[str, Target] = {
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
     ),
+    # The same server as `realtime`; only the load clients' transport differs.
+    "realtime-sse": Target(
+        name="realtime-sse",
+        description="this app as `realtime`, clients on Server-Sent Events (realtime/sse/)",
+        protocol="sse",
+        ws_path="/realtime/ws/",
+        http_path=f"/realtime/sse/?topic={TOPIC}",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+    ),
+    "realtime-longpoll": Target(
+        name="realtime-longpoll",
+        description="this app as `realtime`, clients long-polling (realtime/poll/)",
+        protocol="longpoll",
+        ws_path="/realtime/ws/",
+        http_path=f"/realtime/poll/?topic={TOPIC}",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+    ),
     "channels-core": Target(
         name="channels-core",
         description="plain Channels, group per socket, channels_redis RedisChannelLayer, daphne",
@@ -118,4 +148,8 @@ TARGETS: dict[str, Target] = {
     ),
 }
 CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
+#: Targets served by the realtime app (bench/realtime_app), whatever the client transport.
+REALTIME_TARGETS = ("realtime", "realtime-sse", "realtime-longpoll")
+#: The realtime app over its HTTP transports, compared with `realtime` over WebSocket.
+HTTP_TARGETS = ("realtime-sse", "realtime-longpoll")
 ASGI_SERVERS = ("daphne", "uvicorn")

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "channels",
     "realtime",
     "demo_project.orders",
+    "demo_project.notifications",
 ]
 
 MIDDLEWARE = [
@@ -73,6 +74,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "demo_project.notifications.context_processors.notifications",
             ],
         },
     },
@@ -96,7 +98,11 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # The topic log and the connection registry follow REDIS_URL: in memory when it is unset.
-REALTIME = {"REDIS_URL": REDIS_URL}
+# CONSUMER: the hooks of every transport (ACKs mark notifications delivered).
+REALTIME = {
+    "REDIS_URL": REDIS_URL,
+    "CONSUMER": "demo_project.notifications.consumers.DemoConsumer",
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

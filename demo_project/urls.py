@@ -12,6 +12,7 @@ from demo_project.orders import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("orders/", include("demo_project.orders.urls")),
+    path("notifications/", include("demo_project.notifications.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("realtime/", include("realtime.urls")),

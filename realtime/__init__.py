@@ -13,6 +13,10 @@ _EXPORTS = {
     "publish": "realtime.publishing",
     "apublish": "realtime.publishing",
     "make_token": "realtime.auth",
+    "presence": "realtime.roster",
+    "apresence": "realtime.roster",
+    "get_cursors": "realtime.publishing",
+    "aget_cursors": "realtime.publishing",
     "RealtimeConsumer": "realtime.consumers",
     "register_topic": "realtime.topics",
     "topic": "realtime.topics",
@@ -45,11 +49,15 @@ __all__ = [
     "TokenExpired",
     "TokenInvalid",
     "UnknownEvent",
+    "aget_cursors",
     "allow_any",
     "allow_authenticated",
     "allow_staff",
+    "apresence",
     "apublish",
+    "get_cursors",
     "make_token",
+    "presence",
     "publish",
     "register_topic",
     "topic",
@@ -71,7 +79,8 @@ if TYPE_CHECKING:
         TokenInvalid,
         UnknownEvent,
     )
-    from realtime.publishing import apublish, publish
+    from realtime.publishing import aget_cursors, apublish, get_cursors, publish
+    from realtime.roster import apresence, presence
     from realtime.topics import allow_any, allow_authenticated, allow_staff, register_topic, topic
 
 

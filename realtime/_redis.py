@@ -23,14 +23,17 @@ def get_client(url: str) -> aioredis.Redis:
     per_loop = _clients.setdefault(loop, {})
     client = per_loop.get(url)
     if client is None:
-        client = per_loop[url] = aioredis.Redis.from_url(
+        # A blocking pool: a burst of requests waits up to 5 s for a free connection
+        # instead of failing at once with MaxConnectionsError.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=256,
+            timeout=5,
             socket_connect_timeout=5,
             socket_timeout=15,
             health_check_interval=30,
-            max_connections=256,
-            retry_on_timeout=True,
         )
+        client = per_loop[url] = aioredis.Redis.from_pool(pool)
     return client
 
 

@@ -104,6 +104,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E006",
             )
         )
+    middleware = list(getattr(settings, "MIDDLEWARE", []))
+    if "django.contrib.auth.middleware.AuthenticationMiddleware" not in middleware:
+        messages.append(
+            Warning(
+                "AuthenticationMiddleware is not in MIDDLEWARE: SSE and long-poll requests "
+                "can only authenticate with a bearer token or a ticket.",
+                hint="Add django.contrib.sessions' and django.contrib.auth's middleware.",
+                id="realtime.W003",
+            )
+        )
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             Warning(

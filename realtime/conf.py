@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     "SSE_KEEPALIVE": 15.0,
     "POLL_TIMEOUT": 25.0,
     "TICKET_TTL": 10.0,
+    # Prometheus endpoint realtime/metrics/: off by default; with METRICS_TOKEN set it wants
+    # "Authorization: Bearer <token>", else a staff session.
+    "METRICS": False,
+    "METRICS_TOKEN": None,
 }
 
 _NUMBER = (int, float)
@@ -86,6 +90,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "SSE_KEEPALIVE": _NUMBER,
     "POLL_TIMEOUT": _NUMBER,
     "TICKET_TTL": _NUMBER,
+    "METRICS": (bool,),
+    "METRICS_TOKEN": (str, type(None)),
 }
 
 
@@ -118,6 +124,8 @@ class Config:
     sse_keepalive: float
     poll_timeout: float
     ticket_ttl: float
+    metrics: bool
+    metrics_token: str | None
 
 
 def user_settings() -> dict[str, Any]:
@@ -134,7 +142,9 @@ def problems(values: dict[str, Any]) -> list[tuple[str, str]]:
     for key, value in values.items():
         if key not in DEFAULTS:
             found.append((key, f"Unknown REALTIME setting {key!r}."))
-        elif isinstance(value, bool) or not isinstance(value, TYPES[key]):
+        elif (isinstance(value, bool) and bool not in TYPES[key]) or not isinstance(
+            value, TYPES[key]
+        ):
             wanted = " or ".join(t.__name__ for t in TYPES[key])
             found.append((key, f"REALTIME[{key!r}] must be {wanted}, not {type(value).__name__}."))
         elif isinstance(value, _NUMBER) and value < 0:

@@ -44,6 +44,7 @@ from realtime.exceptions import (
 from realtime.hub import get_hub
 from realtime.log.base import Entry as LogEntry
 from realtime.log.base import Replay
+from realtime.metrics import ACKED, RETRIED, UNDELIVERED
 from realtime.registry.base import Entry
 from realtime.signals import connection_closed, connection_opened, message_undelivered
 from realtime.topics import validate_topic
@@ -239,6 +240,7 @@ class Connection:
                 return  # only the connection's own user may acknowledge its messages
             for message_id in message.get("ids", ()):
                 if self.pending.pop(message_id, None) is not None:
+                    ACKED.inc()
                     self._spawn(self.hooks.on_ack(message_id))
         elif operation == "disconnect":
             self.transport.close(CLOSE_DISCONNECTED, str(message.get("reason", ""))[:100])
@@ -253,7 +255,16 @@ class Connection:
                     "v": protocol.VERSION,
                     "connection_id": self.id,
                     "user": _user_id(self.user),
-                    "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
+                    # SSE has no pings, only keep-alive comments: announce their interval,
+                    # which is what a client's silence deadline must follow
+                    "heartbeat_interval_ms": int(
+                        (
+                            self.config.heartbeat_interval
+                            if self.heartbeat
+                            else self.config.sse_keepalive
+                        )
+                        * 1000
+                    ),
                     "heartbeat_timeout_ms": int(self.config.heartbeat_timeout * 1000),
                     "limits": {
                         "max_frame_bytes": self.config.max_frame_bytes,
@@ -453,10 +464,12 @@ class Connection:
                 continue
             if pending.attempts >= self.config.ack_max_retries:
                 del self.pending[message_id]
+                UNDELIVERED.inc()
                 message_undelivered.send(
                     sender=type(self), connection=self, topic=pending.topic, message_id=message_id
                 )
                 continue
+            RETRIED.inc()
             pending.attempts += 1
             pending.due = now + self.config.ack_timeout * 2**pending.attempts
             self.send(pending.frame)
@@ -507,6 +520,7 @@ class Connection:
         elif kind == "ack":
             for message_id in frame["ids"]:  # type: ignore[typeddict-item]
                 if self.pending.pop(message_id, None) is not None:
+                    ACKED.inc()
                     await self.hooks.on_ack(message_id)
         elif kind == "send":
             await self._on_send(frame)  # type: ignore[arg-type]

@@ -98,6 +98,7 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
         self.channel_layer = None
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._writer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._closing = False
         try:
             while True:
@@ -192,6 +193,7 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             close = {"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER, "reason": "slow"}
             self._queue.append(close)
             self._pump()
+            self._release(CLOSE_SLOW_CONSUMER)
             return
         self._queue.append({"type": "websocket.send", "text": text})
         if self._writer is None:
@@ -214,13 +216,22 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
                 return
 
     def close(self, code: int, reason: str = "") -> None:
-        """Close with ``code``. Frames queued before still go out first."""
+        """Close with ``code``. Frames queued before still go out first. The connection is
+        released at once, without waiting for the client's side of the closing handshake."""
         if self._closing:
             return
         self._queue.append({"type": "websocket.close", "code": code, "reason": reason[:120]})
         self._closing = True
         if self._writer is None:
             self._pump()
+        self._release(code)
+
+    def _release(self, code: int) -> None:
+        connection = getattr(self, "connection", None)
+        if connection is not None:
+            task = asyncio.get_running_loop().create_task(connection.closed(code))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
 
 def _anonymous_scope(session: Any) -> str:

@@ -120,9 +120,10 @@ class PublishTimeout(PublishError):
 
 # WebSocket close codes for errors that end a connection.
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_TOO_LARGE = 1009
-CLOSE_SERVER_ERROR = 1011
+# The RFC's 1009 (too big) and 1011 (server error) would fit, but daphne (autobahn) lets the
+# server send only 1000 and 3000-4999, so their 4xxx mirrors are used instead.
+CLOSE_TOO_LARGE = 4009
+CLOSE_SERVER_ERROR = 4011
 CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_DISCONNECTED = 4403

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +27,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime import protocol
 from realtime.conf import get_config
+from realtime.metrics import DELIVERED, LATENCY
 from realtime.topics import group_name
 
 if TYPE_CHECKING:
@@ -208,6 +210,13 @@ class Hub:
             del self.subscribers[topic]
             self._change_membership(topic, self.broker.leave)
 
+    def stop(self) -> None:
+        """Cancel the hub's background tasks (thread-safe)."""
+        for task in (self._refresher, self._reader):
+            if task is not None and not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(task.cancel)
+        self._refresher = self._reader = None
+
     async def address(self) -> str:
         """Where control messages for this hub's connections are sent."""
         return await self.broker.address(self)
@@ -234,6 +243,9 @@ class Hub:
 
         if self.connections.pop(connection.id, None) is None:
             return
+        if not self.connections and self._refresher is not None:
+            self._refresher.cancel()  # nothing left to keep alive; the record expires
+            self._refresher = None
         try:
             await get_registry().remove(self.node, connection.id)
         except Exception:
@@ -242,6 +254,7 @@ class Hub:
     async def _refresh(self) -> None:
         """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
         It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies."""
+        from realtime import roster
         from realtime.registry import get_registry
 
         ttl = get_config().heartbeat_timeout
@@ -250,6 +263,7 @@ class Hub:
             try:
                 entries = [c.entry() for c in self.connections.values()]
                 await get_registry().refresh(self.node, entries, ttl)
+                await roster.tick(self.node, list(self.subscribers), ttl / 3)
             except Exception:
                 logger.exception("Refreshing the registry failed; retrying")
 
@@ -278,6 +292,9 @@ class Hub:
             connection.deliver(
                 topic, message["epoch"], message["offset"], message["id"], message["ack"], frame
             )
+        DELIVERED.inc(len(subscribers))
+        if "time" in message:
+            LATENCY.observe(max(0.0, time.time() - message["time"]))
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
@@ -293,5 +310,7 @@ def get_hub() -> Hub:
 
 
 def reset_hubs() -> None:
-    """Forget all hubs (settings changed in tests)."""
+    """Stop and forget all hubs (settings changed in tests)."""
+    for hub in list(_hubs.values()):
+        hub.stop()
     _hubs.clear()

@@ -27,6 +27,7 @@ from realtime.backends import get_log
 from realtime.conf import get_config
 from realtime.exceptions import MessageTooLarge, PublishError, PublishTimeout
 from realtime.hub import MESSAGE_TYPE, get_broker
+from realtime.metrics import PUBLISHED
 from realtime.protocol import EVENT_RE
 from realtime.topics import validate_topic
 
@@ -73,7 +74,9 @@ async def _deliver(message: dict[str, Any]) -> None:
         message["ack"],
         time.time(),
     )
+    message["time"] = time.time()
     await get_broker().broadcast(message["topic"], message)
+    PUBLISHED.inc()
 
 
 async def _close_connections() -> None:

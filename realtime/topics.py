@@ -63,6 +63,7 @@ class TopicPattern:
     regex: re.Pattern[str]
     casts: dict[str, Callable[[str], Any]]
     permission: Permission
+    presence: bool = False
 
     def match(self, topic: str) -> dict[str, Any] | None:
         found = self.regex.fullmatch(topic)
@@ -71,7 +72,7 @@ class TopicPattern:
         return {name: self.casts[name](value) for name, value in found.groupdict().items()}
 
 
-def compile_pattern(pattern: str, permission: Permission) -> TopicPattern:
+def compile_pattern(pattern: str, permission: Permission, presence: bool = False) -> TopicPattern:
     """Compile ``"order.{order_id:int}"`` style patterns. Raises ``ValueError`` if malformed."""
     parts: list[str] = []
     casts: dict[str, Callable[[str], Any]] = {}
@@ -91,7 +92,7 @@ def compile_pattern(pattern: str, permission: Permission) -> TopicPattern:
     literal = _PLACEHOLDER.sub("x", pattern)
     if not TOPIC_RE.fullmatch(literal):
         raise ValueError(f"Topic pattern {pattern!r} can never match a valid topic. {TOPIC_HELP}")
-    return TopicPattern(pattern, re.compile("".join(parts)), casts, permission)
+    return TopicPattern(pattern, re.compile("".join(parts)), casts, permission, presence)
 
 
 class TopicRegistry:
@@ -100,9 +101,9 @@ class TopicRegistry:
     def __init__(self) -> None:
         self._patterns: list[TopicPattern] = []
 
-    def register(self, pattern: str, permission: Permission) -> None:
+    def register(self, pattern: str, permission: Permission, presence: bool = False) -> None:
         """Register (or replace) the permission for ``pattern``."""
-        compiled = compile_pattern(pattern, permission)
+        compiled = compile_pattern(pattern, permission, presence)
         self._patterns = [p for p in self._patterns if p.pattern != pattern] + [compiled]
 
     def unregister(self, pattern: str) -> None:
@@ -110,6 +111,13 @@ class TopicRegistry:
 
     def patterns(self) -> list[str]:
         return [p.pattern for p in self._patterns]
+
+    def presence_enabled(self, topic: str) -> bool:
+        """Whether ``topic`` announces joins and leaves (its pattern says ``presence=True``)."""
+        try:
+            return self.resolve(topic)[0].presence
+        except (Forbidden, InvalidTopic):
+            return False
 
     def resolve(self, topic: str) -> tuple[TopicPattern, dict[str, Any]]:
         """The pattern matching ``topic`` and its parameters; :class:`Forbidden` if none."""
@@ -136,17 +144,18 @@ class TopicRegistry:
 registry = TopicRegistry()
 
 
-def register_topic(pattern: str, permission: Permission) -> None:
+def register_topic(pattern: str, permission: Permission, *, presence: bool = False) -> None:
     """Allow subscribing to topics matching ``pattern`` when ``permission(user, **params)`` is
-    true. ``permission`` may be sync (run in a thread) or async."""
-    registry.register(pattern, permission)
+    true. ``permission`` may be sync (run in a thread) or async. With ``presence=True`` the
+    topic's subscribers get ``presence.join`` / ``presence.leave`` events (realtime.roster)."""
+    registry.register(pattern, permission, presence)
 
 
-def topic(pattern: str) -> Callable[[Permission], Permission]:
+def topic(pattern: str, *, presence: bool = False) -> Callable[[Permission], Permission]:
     """Decorator form of :func:`register_topic`."""
 
     def decorator(permission: Permission) -> Permission:
-        register_topic(pattern, permission)
+        register_topic(pattern, permission, presence=presence)
         return permission
 
     return decorator

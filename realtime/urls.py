@@ -8,6 +8,7 @@ from realtime.transports import longpoll, post, sse
 app_name = "realtime"
 urlpatterns = [
     path("token/", views.token, name="token"),
+    path("metrics/", views.metrics, name="metrics"),
     path("sse/", sse.sse, name="sse"),
     path("poll/", longpoll.poll, name="poll"),
     path("send/", post.send, name="send"),

@@ -90,7 +90,9 @@ def prefix() -> str:
 @pytest.fixture
 async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
     """Switch realtime to Redis (log, dedup, pub/sub layer) under a fresh key prefix."""
-    realtime_settings = {"REDIS_URL": redis_url, "KEY_PREFIX": prefix}
+    from django.conf import settings
+
+    realtime_settings = {**settings.REALTIME, "REDIS_URL": redis_url, "KEY_PREFIX": prefix}
     layers = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

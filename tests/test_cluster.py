@@ -61,9 +61,10 @@ def prefix(cluster_prefix: str) -> str:
 
 
 @pytest.fixture
-def cluster(use_redis, realtime_settings) -> None:
+def cluster(request, realtime_settings) -> None:
     """The test process reads the cluster's registry with the nodes' heartbeat settings."""
     realtime_settings(HEARTBEAT_INTERVAL=1.0, HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT)
+    request.getfixturevalue("use_redis")  # over those settings, so teardown restores cleanly
 
 
 def token_protocols(database: Any, name: str = "alice") -> list[str]:

@@ -345,7 +345,7 @@ async def test_too_many_topics(realtime_settings):
     await client.disconnect()
 
 
-async def test_oversized_frame_closes_1009_and_others_are_unaffected(realtime_settings):
+async def test_oversized_frame_closes_4009_and_others_are_unaffected(realtime_settings):
     realtime_settings(MAX_FRAME_BYTES=1024)
     bystander = await connect()
     await bystander.subscribe("public.calm")
@@ -353,7 +353,7 @@ async def test_oversized_frame_closes_1009_and_others_are_unaffected(realtime_se
     await client.send_to(
         text_data='{"type":"send","id":"big","event":"echo","data":"' + "x" * 2000 + '"}'
     )
-    await closed_with(client, 1009)
+    await closed_with(client, 4009)
     await publish("public.calm", "n", 1)
     assert (await bystander.receive_frame())["data"] == 1
     await bystander.disconnect()
@@ -551,11 +551,11 @@ async def test_anonymous_connection_logs_in_with_a_token():
     await client.disconnect()
 
 
-async def test_unreachable_log_closes_1011_so_the_client_resumes_elsewhere(realtime_settings):
+async def test_unreachable_log_closes_4011_so_the_client_resumes_elsewhere(realtime_settings):
     realtime_settings(REDIS_URL="redis://127.0.0.1:1/0")
     from realtime import backends
 
     backends.reset()
     client = await connect()
     await client.send_frame({"type": "subscribe", "topic": "public.down"})
-    await closed_with(client, 1011)
+    await closed_with(client, 4011)

@@ -99,6 +99,12 @@ async def test_token_in_subprotocol_over_a_real_socket(nodes, database):
     await client.close()
 
 
+async def test_oversized_frame_is_closed_4009_by_a_real_daphne(nodes):
+    client = await Client.connect(nodes[0])
+    await client.ws.send('{"type":"send","id":"x","event":"echo","data":"' + "x" * 70000 + '"}')
+    assert await client.close_code() == 4009
+
+
 async def test_client_without_origin_or_token_is_closed_4401(nodes):
     client = await Client.connect(nodes[0], origin=False)
     await client.send({"type": "subscribe", "topic": "public.x"})

@@ -241,6 +241,8 @@ async def test_bad_requests_get_documented_statuses(
         )
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+    if code in ("forbidden", "invalid_topic") and headers == "alice":
+        assert response.json()["error"]["ref"] == params["topic"]
 
 
 # ---- long-poll -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -24,15 +25,16 @@ def render(user=None, topics='"public.a" "public.b"') -> dict:
 
 
 def test_config_holds_url_topics_and_current_cursors():
-    realtime.publish("public.a", "n", 1)
-    realtime.publish("public.a", "n", 2)
-    config = render()
+    one, two = f"public.{uuid.uuid4().hex[:8]}", f"public.{uuid.uuid4().hex[:8]}"
+    realtime.publish(one, "n", 1)
+    realtime.publish(one, "n", 2)
+    config = render(topics=f'"{one}" "{two}"')
     assert config["url"] == "/realtime/"
     assert config["token"] is None
-    assert config["topics"] == ["public.a", "public.b"]
+    assert config["topics"] == [one, two]
     a, b = config["cursors"].split(",")
-    assert a.startswith("public.a~") and a.endswith("~2")
-    assert b.startswith("public.b~") and b.endswith("~0")
+    assert a.startswith(f"{one}~") and a.endswith("~2")
+    assert b.startswith(f"{two}~") and b.endswith("~0")
 
 
 @pytest.mark.django_db

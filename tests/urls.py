@@ -1,8 +1,10 @@
+from django.contrib import admin
 from django.urls import include, path
 
 from tests.testapp import views
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("realtime/", include("realtime.urls")),
     path("test/publish/", views.publish),
     path("test/login/", views.log_in),

@@ -23,3 +23,11 @@ CHANNEL_LAYERS = {
     }
 }
 REALTIME = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+# The HTTP transports (SSE, long-poll) authenticate a request without a bearer token by its
+# session (``request.auser()``), which only AuthenticationMiddleware provides. The benchmark's
+# clients are anonymous and send no cookie; signed-cookie sessions keep the database out of it.
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"

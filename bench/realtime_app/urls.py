@@ -1,5 +1,9 @@
-"""No HTTP views: the target only serves the realtime WebSocket endpoint."""
+"""The realtime HTTP transports (SSE ``realtime/sse/``, long-poll ``realtime/poll/``, POST
+``realtime/send/``) for the ``realtime-sse`` and ``realtime-longpoll`` targets; the WebSocket
+endpoint is routed by ``realtime.asgi``, not here."""
 
 from __future__ import annotations
 
-urlpatterns: list[object] = []
+from django.urls import include, path
+
+urlpatterns = [path("realtime/", include("realtime.urls"))]

@@ -34,9 +34,20 @@ from realtime.topics import validate_topic
 
 
 def error_response(error: RealtimeError) -> JsonResponse:
-    """The documented JSON error body with the error's HTTP status."""
-    body = {"error": {"code": error.code, "reason": error.reason}}
-    return JsonResponse(body, status=http_status_for(error))
+    """The documented JSON error body with the error's HTTP status; ``ref`` names the topic
+    (or id) concerned, so a client can drop just that topic."""
+    body: dict[str, Any] = {"code": error.code, "reason": error.reason}
+    if error.ref is not None:
+        body["ref"] = error.ref
+    return JsonResponse({"error": body}, status=http_status_for(error))
+
+
+def unavailable() -> JsonResponse:
+    """503 when a backend (Redis) failed: the client retries from its cursor."""
+    body = {"error": {"code": "unavailable", "reason": "Try again shortly."}}
+    response = JsonResponse(body, status=503)
+    response["Retry-After"] = "1"
+    return response
 
 
 @dataclass
@@ -69,7 +80,8 @@ async def authenticate(request: HttpRequest) -> Caller:
             raise TokenInvalid("The ticket is unknown, expired or already used.")
         user = await _active_user(user_pk)
         return Caller(user, "ticket", None, f"u:{user.pk}")
-    user = await request.auser()
+    auser = getattr(request, "auser", None)  # set by AuthenticationMiddleware (check W003)
+    user = await auser() if auser is not None else AnonymousUser()
     if user.is_authenticated:
         return Caller(user, "session", None, f"u:{user.pk}")
     session_key = getattr(getattr(request, "session", None), "session_key", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
@@ -24,7 +25,10 @@ from realtime.transports.http import (
     frame_type,
     open_connection,
     topics_and_cursors,
+    unavailable,
 )
+
+logger = logging.getLogger("realtime.transports")
 
 
 def _wanted(text: str) -> bool:
@@ -40,12 +44,17 @@ async def poll(request: HttpRequest) -> HttpResponse:
         caller = await authenticate(request)
         buckets.take(caller.scope)
         topics, cursors = topics_and_cursors(request)
-        connection, hooks = open_connection(request, caller, transport, "longpoll")
+        # Not registered: a poll lives for one request, and three registry writes per poll
+        # would cost more than the poll itself (docs/operations.md).
+        connection, hooks = open_connection(request, caller, transport, "longpoll", register=False)
         for topic in topics:
             await hooks.can_subscribe(topic)
         await connection.authenticated(caller.user, welcome=False)
     except RealtimeError as error:
         return error_response(error)
+    except Exception:
+        logger.exception("A long-poll request failed")
+        return unavailable()
     try:
         for topic in topics:
             await connection.subscribe(topic, cursors.get(topic))
@@ -62,6 +71,9 @@ async def poll(request: HttpRequest) -> HttpResponse:
         cursor = protocol.encode_cursors(connection.positions())
     except RealtimeError as error:
         return error_response(error)
+    except Exception:
+        logger.exception("A long-poll request failed")
+        return unavailable()
     finally:
         await connection.closed(1000)
     body = '{"frames":[' + ",".join(frames) + '],"cursor":' + json.dumps(cursor) + "}"

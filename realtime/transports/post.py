@@ -3,6 +3,8 @@ realtime/ticket/`` (single-use tickets for a bare EventSource). See docs/protoco
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -19,9 +21,11 @@ from realtime.transports.http import (
     buckets,
     error_response,
     open_connection,
+    unavailable,
 )
 
 CONNECTION_HEADER = "X-Realtime-Connection"
+logger = logging.getLogger("realtime.transports")
 
 
 def _csrf_failure(request: HttpRequest, caller: Caller) -> HttpResponse | None:
@@ -49,7 +53,7 @@ async def send(request: HttpRequest) -> HttpResponse:
             raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
         frame = protocol.parse_client_frame(request.body.decode("utf-8", "replace"))
         if frame["type"] == "ack":
-            await _relay_ack(request, caller, frame["ids"])
+            await _acknowledge(request, caller, frame["ids"])
             return HttpResponse(status=204)
         if frame["type"] != "send":
             raise InvalidFrame("Only 'send' and 'ack' frames may be POSTed.")
@@ -62,15 +66,23 @@ async def send(request: HttpRequest) -> HttpResponse:
             await connection.closed(1000)
     except RealtimeError as error:
         return error_response(error)
+    except Exception:
+        logger.exception("A POSTed frame failed")
+        return unavailable()
     return HttpResponse(transport.frames[-1], content_type="application/json")
 
 
-async def _relay_ack(request: HttpRequest, caller: Caller, ids: list[str]) -> None:
-    """Send the ACKs to the node holding the SSE stream, through the channel layer."""
+async def _acknowledge(request: HttpRequest, caller: Caller, ids: list[str]) -> None:
+    """With the header of an SSE stream: send the ACKs to the node holding it, through the
+    channel layer (it stops redelivering them and runs ``on_ack``). Without it (long-poll,
+    which redelivers by cursor): run the consumer's ``on_ack`` here."""
     target = request.headers.get(CONNECTION_HEADER, "")
     _, _, address = target.partition("@")
     if not address:
-        raise InvalidFrame(f"An 'ack' needs the {CONNECTION_HEADER} header of its stream.")
+        _, hooks = open_connection(request, caller, CollectingTransport(), "post", register=False)
+        for message_id in ids:
+            await hooks.on_ack(message_id)
+        return
     user_id = caller.user.pk if caller.user.is_authenticated else None
     message = {"type": CONTROL_TYPE, "connection": target, "op": "ack", "user": user_id, "ids": ids}
     await get_hub().broker.send_control(address, message)

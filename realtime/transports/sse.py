@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +27,10 @@ from realtime.transports.http import (
     frame_type,
     open_connection,
     topics_and_cursors,
+    unavailable,
 )
+
+logger = logging.getLogger("realtime.transports")
 
 # Old proxies and some browsers hold the first bytes of a response back: 2 KiB of comment
 # pushes them through at once.
@@ -100,6 +104,9 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
             await hooks.can_subscribe(topic)
     except RealtimeError as error:
         return error_response(error)
+    except Exception:
+        logger.exception("Opening an SSE stream failed")
+        return unavailable()
     response = StreamingHttpResponse(
         _guarded(stream.events(connection, caller, topics, cursors)),
         content_type="text/event-stream; charset=utf-8",

@@ -6,6 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.settings import *  # noqa: F403
+from tests.settings import REALTIME
+
+# tests.asgi serves EchoConsumer on the WebSocket; the HTTP transports take the consumer from
+# this setting, so that client messages find the same handlers over SSE and long-poll.
+REALTIME["CONSUMER"] = "tests.testapp.consumers.EchoConsumer"
 
 ROOT_URLCONF = "tests.browser.urls"
 TEMPLATES = [

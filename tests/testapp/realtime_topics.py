@@ -8,6 +8,7 @@ import realtime
 
 realtime.register_topic("public.{name}", realtime.allow_any)
 realtime.register_topic("staff.{name}", realtime.allow_staff)
+realtime.register_topic("room.{name}", realtime.allow_authenticated, presence=True)
 
 
 @realtime.topic("user.{user_id:int}")

@@ -743,9 +743,10 @@ class BaseTransport {
   async _httpFailure(response) {
     const error = await errorBody(response);
     const status = response.status;
-    if (status === 401 && this.client._canRenewToken() && !this.client._renewedForFailure) {
-      this.client._renewedForFailure = true;
-      this._down({ code: status, reason: error.reason, retryToken: true });
+    const failure = new RealtimeError(error.code, error.reason, { status });
+    if (status === 401) {
+      // the client renews the token and tries again once, else gives up
+      this._down({ code: status, reason: error.reason, retryToken: true, error: failure });
       return;
     }
     const topic = error.ref && this.client._subs.has(error.ref) ? error.ref : null;
@@ -759,8 +760,7 @@ class BaseTransport {
       this._down({ code: status, reason: error.reason, retry: true }); // a garbled cursor
       return;
     }
-    const final = [400, 401, 403, 409].includes(status);
-    const failure = new RealtimeError(error.code, error.reason, { status });
+    const final = [400, 403, 409].includes(status);
     this._down({ code: status, reason: error.reason, final, error: failure });
   }
 }
@@ -968,8 +968,8 @@ class SseTransport extends BaseTransport {
   }
 
   topicsChanged() {
-    if (this.closed || !this.opened) return;
-    // The open stream carries a fixed set of topics: replace it, resuming from the cursors.
+    if (this.closed) return;
+    // A stream carries a fixed set of topics: replace it, resuming from the cursors.
     this._stream();
   }
 
@@ -1113,7 +1113,8 @@ class SseTransport extends BaseTransport {
 }
 
 /** Long-poll: GET `poll/` with the cursor in a loop. Acknowledging is implicit (the next poll
- * starts after what was handled); client messages go by POST. */
+ * starts after what was handled), and the ids are POSTed for the server's `on_ack` hook;
+ * client messages go by POST. */
 class LongPollTransport extends BaseTransport {
   /** @param {Realtime} client */
   constructor(client) {
@@ -1144,7 +1145,7 @@ class LongPollTransport extends BaseTransport {
   }
 
   topicsChanged() {
-    if (!this.closed && this.opened) this._poll();
+    if (!this.closed) this._poll(); // the pending poll has the old topics: ask again
   }
 
   async _poll() {
@@ -1226,6 +1227,16 @@ class LongPollTransport extends BaseTransport {
   async sendPush(push) {
     if (this.closed) return false;
     return this._postPush(push);
+  }
+
+  /**
+   * The next poll's cursor is the acknowledgement; the ids are POSTed as well (no connection
+   * header: there is no stream), so that the server can run its `on_ack` hook.
+   * @param {string[]} ids
+   */
+  async _sendAcks(ids) {
+    const response = await this._post({ type: "ack", ids });
+    if (response === null || !response.ok) this.client._debug("poll ack failed", response?.status);
   }
 }
 
@@ -1324,7 +1335,7 @@ export class Realtime {
     this._roundIndex = 0;
     /** Set by close() (and a final close by the server); cleared by connect(). */
     this._closed = false;
-    /** @type {{name: TransportName, since: number}|null} when storage is unavailable */
+    /** @type {{name: TransportName, since: number, list: string}|null} without storage */
     this._memoryTransport = null;
     this._flushing = false;
     this._topicsDirty = false;
@@ -1592,24 +1603,38 @@ export class Realtime {
 
   // ---- remembering the working transport and upgrading ------------------------------------------
 
-  /** @returns {{name: TransportName, since: number}|null} */
+  /**
+   * The transport that worked last in this tab for this very list of transports (what a
+   * client pinned to one transport learned says nothing about the others), and since when.
+   * @returns {{name: TransportName, since: number}|null}
+   */
   _remembered() {
+    const list = this.options.transports.join(",");
+    let value = this._memoryTransport;
     try {
-      const value = JSON.parse(this._storageRef?.getItem(this._memoryKey) ?? "null");
-      if (value && typeof value.name === "string" && Number.isFinite(value.since)) return value;
+      value = JSON.parse(this._storageRef?.getItem(this._memoryKey) ?? "null") ?? value;
     } catch {
       // nothing usable stored
     }
-    return this._memoryTransport ?? null;
+    if (!value || value.list !== list || !this.options.transports.includes(value.name)) {
+      return null;
+    }
+    return Number.isFinite(value.since) ? value : null;
   }
 
-  /** @param {TransportName} name @param {boolean} [again] restart the upgrade wait */
+  /**
+   * Remember the transport that works; the best of the list needs no remembering.
+   * @param {TransportName} name @param {boolean} [again] restart the wait before an upgrade
+   */
   _remember(name, again = false) {
+    const list = this.options.transports.join(",");
     const current = this._remembered();
     const since = !again && current?.name === name ? current.since : Date.now();
-    this._memoryTransport = { name, since };
+    const best = this.options.transports[0] === name;
+    this._memoryTransport = best ? null : { name, since, list };
     try {
-      this._storageRef?.setItem(this._memoryKey, JSON.stringify(this._memoryTransport));
+      if (best) this._storageRef?.removeItem(this._memoryKey);
+      else this._storageRef?.setItem(this._memoryKey, JSON.stringify(this._memoryTransport));
     } catch {
       // memory only
     }

@@ -1,0 +1,38 @@
+"""Sending notifications: one function, called from views, the consumer and the command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+import realtime
+
+from .models import STAFF_TOPIC, Notification, user_topic
+
+
+def notify(user: Any, title: str, body: str = "") -> Notification:
+    """Create a notification for ``user`` and push it to the user's browsers.
+
+    It is published with ``ack=True``: the server sends it again until a browser acknowledges
+    it, and the acknowledgement marks it delivered (see ``consumers.DemoConsumer.on_ack``).
+    The message is sent when the transaction commits, never for a rolled-back row."""
+    with transaction.atomic():
+        notification = Notification.objects.create(user=user, title=title, body=body)
+        notification.message_id = realtime.publish(
+            user_topic(user.pk), "notification", notification.as_data(), ack=True
+        )
+        notification.save(update_fields=["message_id"])
+        realtime.publish(STAFF_TOPIC, "created", staff_row(notification))
+    return notification
+
+
+def staff_row(notification: Notification) -> dict[str, Any]:
+    """A row of the staff page's table."""
+    return {
+        "id": notification.pk,
+        "user": notification.user.get_username(),
+        "title": notification.title,
+        "created": notification.created,
+        "delivered_at": notification.delivered_at,
+    }

@@ -1,0 +1,353 @@
+"""The browser tests' ASGI application: tests.asgi (with tests.browser.settings) behind a
+switchboard of network faults, set by the tests over HTTP.
+
+``POST /_test/faults`` with a JSON object of :class:`Faults` fields sets them (fields left out
+are reset to off); ``POST /_test/drop`` cuts every live realtime connection from the server
+side (WebSocket closed with 3000, SSE stream ended, pending long-poll answered 502, as a
+restarting proxy would; daphne lets a server send only 1000 or 3000-4999, and 1000 means "do
+not reconnect"); ``GET /_test/stats`` reports what went over the wire. Faults:
+
+- ``block_ws``: WebSocket handshakes refused (HTTP 403), like a proxy without WebSocket;
+- ``silent_ws``: handshakes accepted, then nothing, ever (a proxy that buffers);
+- ``mute_ws``: the server's first frame (``welcome``) passes, nothing after it;
+- ``block_sse``: ``realtime/sse/`` answers 502; ``silent_sse``: it never answers;
+- ``hold``: every new realtime connection is refused (WS 403, HTTP 503): the server is away;
+- ``duplicate``: every ``message`` frame is delivered twice (WS, SSE, long-poll);
+- ``lose_ack``: the server runs the next client ``send``, but its answer is lost (WebSocket:
+  the ``ack`` frame is swallowed and the connection cut; POST: a 502 instead of the answer).
+  Once: the fault switches itself off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.browser.settings"
+
+from tests.asgi import application as inner
+
+DROP_CODE = 3000  # not a protocol close code: the client just reconnects
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+@dataclasses.dataclass
+class Faults:
+    block_ws: bool = False
+    silent_ws: bool = False
+    mute_ws: bool = False
+    block_sse: bool = False
+    silent_sse: bool = False
+    hold: bool = False
+    duplicate: bool = False
+    lose_ack: bool = False
+
+
+faults = Faults()
+links: set[Link] = set()
+stats: dict[str, Any] = {}
+
+
+def reset_stats() -> None:
+    stats.update(
+        ws_attempts=0,  # WebSocket handshakes, refused and silent ones included
+        ws_opened=0,
+        sse_opened=0,
+        polls=[],  # the cursor parameter of every long-poll
+        streams=[],  # the cursor parameter of every SSE request
+        client_frames=[],  # WebSocket frames and POST bodies from clients, decoded
+        post_headers=[],  # the X-Realtime-Connection header of each POST
+        delivered=Counter(),  # message id -> times sent to a client
+        answers=[],  # every answer (`ack` frame) to a client `send`, lost ones included
+    )
+
+
+reset_stats()
+
+
+class Link:
+    """One live realtime connection through the wrapper, which a test can cut."""
+
+    def __init__(self, receive: Any, send: Any, kind: str) -> None:
+        self.kind = kind
+        self._receive = receive
+        self._send = send
+        self._injected: asyncio.Queue[Message] = asyncio.Queue()
+        self._pending: asyncio.Future[Message] | None = None
+        self.started = False  # HTTP: the response has started
+        self.dropped = False
+
+    async def receive(self) -> Message:
+        """The client's next message, or one injected by :meth:`drop`."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._receive())
+        injected = asyncio.ensure_future(self._injected.get())
+        done, _ = await asyncio.wait({self._pending, injected}, return_when=asyncio.FIRST_COMPLETED)
+        if injected in done:
+            return injected.result()
+        injected.cancel()
+        message = self._pending.result()
+        self._pending = None
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.dropped:
+            return  # the app goes on for a moment; the client is gone
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    async def drop(self) -> None:
+        if self.dropped:
+            return
+        if self.kind == "websocket":
+            await self._send({"type": "websocket.close", "code": DROP_CODE})
+            self.dropped = True
+            await self._injected.put({"type": "websocket.disconnect", "code": DROP_CODE})
+            return
+        if self.started:
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await self._send(
+                {"type": "http.response.start", "status": 502, "headers": []},
+            )
+            await self._send({"type": "http.response.body", "body": b"proxy: upstream gone"})
+        self.dropped = True
+        await self._injected.put({"type": "http.disconnect"})
+
+    def close(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+
+
+async def application(scope: Scope, receive: Any, send: Any) -> None:
+    path = scope.get("path", "")
+    if scope["type"] == "http" and path.startswith("/_test/") and path[7:] in CONTROL:
+        await CONTROL[path[7:]](scope, receive, send)
+    elif scope["type"] == "websocket" and path.startswith("/realtime/"):
+        await websocket(scope, receive, send)
+    elif scope["type"] == "http" and path in ("/realtime/sse/", "/realtime/poll/"):
+        await stream(scope, receive, send)
+    elif scope["type"] == "http" and path == "/realtime/send/":
+        await post(scope, receive, send)
+    else:
+        await inner(scope, receive, send)
+
+
+# ---- WebSocket --------------------------------------------------------------------------------
+
+
+async def websocket(scope: Scope, receive: Any, send: Any) -> None:
+    stats["ws_attempts"] += 1
+    if faults.block_ws or faults.hold:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close"})  # before accept: HTTP 403
+        return
+    if faults.silent_ws:
+        await receive()
+        accept: Message = {"type": "websocket.accept"}
+        if "realtime.v1" in scope.get("subprotocols", ()):
+            accept["subprotocol"] = "realtime.v1"
+        await send(accept)
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        return
+    link = Link(receive, send, "websocket")
+    stats["ws_opened"] += 1
+    sent_frames = 0
+    mute = faults.mute_ws
+    duplicate = faults.duplicate
+
+    async def receive_frames() -> Message:
+        message = await link.receive()
+        if message["type"] == "websocket.receive" and message.get("text"):
+            with contextlib.suppress(ValueError):
+                stats["client_frames"].append(json.loads(message["text"]))
+        return message
+
+    async def send_frames(message: Message) -> None:
+        nonlocal sent_frames
+        if message["type"] == "websocket.send":
+            sent_frames += 1
+            if mute and sent_frames > 1:
+                return
+            text = message.get("text") or ""
+            if text.startswith('{"type":"ack"'):
+                stats["answers"].append(json.loads(text))
+                if faults.lose_ack:
+                    faults.lose_ack = False
+                    await link.drop()
+                    return
+            if text.startswith('{"type":"message"'):
+                stats["delivered"][json.loads(text)["id"]] += 1
+                if duplicate:
+                    await link.send(message)
+        await link.send(message)
+
+    links.add(link)
+    try:
+        await inner(scope, receive_frames, send_frames)
+    finally:
+        links.discard(link)
+        link.close()
+
+
+# ---- SSE and long-poll ------------------------------------------------------------------------
+
+
+async def stream(scope: Scope, receive: Any, send: Any) -> None:
+    sse = scope["path"] == "/realtime/sse/"
+    if faults.hold or (sse and faults.block_sse):
+        await respond(send, 503 if faults.hold else 502, b"unavailable")
+        return
+    if sse and faults.silent_sse:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        return
+    cursor = parse_qs(scope.get("query_string", b"").decode()).get("cursor", [""])[0]
+    stats["streams" if sse else "polls"].append(cursor)
+    if sse:
+        stats["sse_opened"] += 1
+    link = Link(receive, send, "sse" if sse else "longpoll")
+    duplicate = faults.duplicate
+    held: list[Message] = []  # a long-poll's response start, held until its body is known
+
+    async def send_events(message: Message) -> None:
+        if message["type"] == "http.response.start" and not sse:
+            held.append(message)
+            return
+        if message["type"] != "http.response.body":
+            await link.send(message)
+            return
+        body = message.get("body", b"")
+        if sse:
+            if b"event: message\n" in body:
+                stats["delivered"][json.loads(body.split(b"data: ", 1)[1])["id"]] += 1
+                if duplicate:
+                    await link.send({**message, "more_body": True})
+            await link.send(message)
+            return
+        start = held.pop(0) if held else None
+        if body.startswith(b'{"frames"'):
+            answer = json.loads(body)
+            frames = []
+            for frame in answer["frames"]:
+                frames.append(frame)
+                if frame["type"] == "message":
+                    stats["delivered"][frame["id"]] += 1
+                    if duplicate:
+                        frames.append(frame)
+            if duplicate:
+                body = json.dumps({**answer, "frames": frames}).encode()
+        if start is not None:
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await link.send({**start, "headers": headers})
+        await link.send({**message, "body": body})
+
+    links.add(link)
+    try:
+        await inner(scope, link.receive, send_events)
+    finally:
+        links.discard(link)
+        link.close()
+
+
+async def post(scope: Scope, receive: Any, send: Any) -> None:
+    if faults.hold:
+        await respond(send, 503, b"unavailable")
+        return
+    body = b""
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    with contextlib.suppress(ValueError):
+        stats["client_frames"].append(json.loads(body))
+    headers = dict(scope.get("headers", ()))
+    stats["post_headers"].append(headers.get(b"x-realtime-connection", b"").decode() or None)
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    lose = faults.lose_ack and stats["client_frames"][-1:] and body.startswith(b'{"type":"send"')
+    if lose:
+        faults.lose_ack = False
+
+    async def answer(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body", b"").startswith(
+            b'{"type":"ack"'
+        ):
+            stats["answers"].append(json.loads(message["body"]))
+        if not lose:
+            await send(message)
+
+    await inner(scope, replay, answer)
+    if lose:
+        await respond(send, 502, b"proxy: the answer was lost")
+
+
+async def respond(send: Any, status: int, body: bytes, content_type: bytes = b"text/plain") -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type)],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# ---- control endpoints ------------------------------------------------------------------------
+
+
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def set_faults(scope: Scope, receive: Any, send: Any) -> None:
+    values = json.loads(await read_body(receive) or b"{}")
+    if values.pop("reset_stats", False):
+        reset_stats()
+    unknown = set(values) - {f.name for f in dataclasses.fields(Faults)}
+    if unknown:
+        await respond(send, 400, f"unknown faults: {sorted(unknown)}".encode())
+        return
+    for field in dataclasses.fields(Faults):
+        setattr(faults, field.name, bool(values.get(field.name, False)))
+    await respond(send, 204, b"")
+
+
+async def drop(scope: Scope, receive: Any, send: Any) -> None:
+    await read_body(receive)
+    cut = list(links)
+    for link in cut:
+        await link.drop()
+    kinds = Counter(link.kind for link in cut)
+    await respond(send, 200, json.dumps(kinds).encode(), b"application/json")
+
+
+async def get_stats(scope: Scope, receive: Any, send: Any) -> None:
+    await read_body(receive)
+    body = json.dumps({**stats, "live": sorted(link.kind for link in links)}).encode()
+    await respond(send, 200, body, b"application/json")
+
+
+CONTROL = {"faults": set_faults, "drop": drop, "stats": get_stats}

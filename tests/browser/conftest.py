@@ -1,0 +1,214 @@
+"""Fixtures of the browser tests: one daphne serving tests.browser.asgi (the test suite's app
+behind a switchboard of network faults), and Debian's headless Chromium driven by Playwright.
+
+Chromium is /usr/bin/chromium (``tests/browser/ensure_chromium.sh`` installs it); Playwright's
+own browser downloads are never used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.servers import make_database
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Short server timings, so that silence and fallbacks happen within a test's patience.
+SERVER_ENV = {
+    "RT_HEARTBEAT_INTERVAL": "1.5",
+    "RT_HEARTBEAT_TIMEOUT": "1.5",
+    "RT_SSE_KEEPALIVE": "1.0",
+    "RT_POLL_TIMEOUT": "3.0",
+    "RT_ACK_TIMEOUT": "1.0",
+}
+# What each test's client is told (ms): a transport that says nothing for this long is
+# abandoned; long-polls are abandoned well after the server's POLL_TIMEOUT.
+CLIENT_OPTIONS = {"connectTimeoutMs": 2000, "pollTimeoutMs": 8000, "backoffMaxMs": 2000}
+TRANSPORTS = ["websocket", "sse", "longpoll"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.e2e)
+
+
+class Server:
+    """A daphne process serving tests.browser.asgi on a free port; stopped by pid."""
+
+    def __init__(self, database: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.browser.settings",
+            "RT_TEST_DB": database,
+            **SERVER_ENV,
+            **(env or {}),
+        }
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "tests.browser.asgi:application"],
+            env=full_env,
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.log.append(line)
+                if "Listening on TCP address" in line:
+                    listening.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not listening.wait(30):
+            self.stop()
+            raise RuntimeError("daphne did not start:\n" + "".join(self.log))
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def faults(self, **faults: bool) -> None:
+        """Switch network faults on (the others off); see tests/browser/asgi.py."""
+        response = self.http.post("/_test/faults", content=json.dumps(faults))
+        assert response.status_code == 204, response.text
+
+    def drop(self) -> dict[str, int]:
+        """Cut every live realtime connection from the server side."""
+        response = self.http.post("/_test/drop")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def stats(self) -> dict[str, Any]:
+        response = self.http.get("/_test/stats")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def publish(self, topic: str, data: Any, *, event: str = "n", ack: bool = False) -> str:
+        """Publish through the server's own process (the in-memory log lives there)."""
+        body = {"topic": topic, "event": event, "data": data, "ack": ack}
+        response = self.http.post("/test/publish/", content=json.dumps(body))
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def stop(self) -> None:
+        if getattr(self, "http", None) is not None:
+            self.http.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._reader.join(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def browser_database() -> Iterator[tuple[str, dict[str, Any]]]:
+    path, users = make_database()
+    yield path, users
+    os.unlink(path)
+
+
+@pytest.fixture(scope="module")
+def server(browser_database: tuple[str, dict[str, Any]]) -> Iterator[Server]:
+    instance = Server(browser_database[0])
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "server" not in request.fixturenames:
+        yield
+        return
+    server: Server = request.getfixturevalue("server")
+    server.faults(reset_stats=True)
+    yield
+    server.faults()
+
+
+# Module scope, not session: while Playwright's sync API is open it keeps an asyncio loop
+# running in the main thread, which breaks every async test (and sync publish()) run after it.
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"No Chromium at {CHROMIUM}: run tests/browser/ensure_chromium.sh.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(chromium: Any, server: Server) -> Iterator[Any]:
+    """A fresh browser profile (cookies, sessionStorage) per test."""
+    context = chromium.new_context(base_url=server.url)
+    context.set_default_timeout(15_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def open_page(context: Any, server: Server) -> Iterator[Callable[..., Any]]:
+    """``open_page(topics, user="alice", config=False)``: log in, open the test page."""
+    console: list[str] = []
+
+    def open_(topics: list[str], user: str | None = "alice", config: bool = False) -> Any:
+        page = context.new_page()
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+        if user:
+            response = page.goto(f"/_test/login/{user}/")
+            assert response is not None and response.ok
+        query = "&".join(f"topic={topic}" for topic in topics)
+        page.goto(f"/_test/page/?{query}{'&config=1' if config else ''}")
+        page.wait_for_function("window.ready === true")
+        return page
+
+    yield open_
+    # Failed loads during a deliberate fault are expected; uncaught script errors are not.
+    assert not [line for line in console if line.startswith("pageerror")], "\n".join(console)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10, what: str = "") -> Any:
+    """Poll ``predicate`` (a server-side fact) until it is truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.05)

@@ -1,0 +1,160 @@
+"""Fixtures of the admin console's browser test: two real daphne nodes sharing the real Redis
+(tests/browser_admin/asgi.py: the test app with the Django admin and its static files), a
+database with an operator, and Debian's headless Chromium driven by Playwright (never
+Playwright's own browser downloads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SETTINGS = "tests.settings"
+DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
+
+SETUP_SCRIPT = """
+import json, django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+import realtime
+call_command("migrate", verbosity=0)
+User = get_user_model()
+operator = User.objects.create_user("operator", password="operator-pw", is_staff=True)
+operator.user_permissions.add(*Permission.objects.filter(
+    content_type__app_label="realtime", codename__in=["view_connections", "manage_connections"]
+))
+users = {}
+for name in ("alice", "bob", "carol", "dave"):
+    user = User.objects.create_user(name, password="pw")
+    users[name] = {"pk": user.pk, "token": realtime.make_token(user)}
+print(json.dumps(users))
+"""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.e2e)
+
+
+class Node:
+    """One daphne process serving tests.browser_admin.asgi on a free port; stopped by pid."""
+
+    def __init__(self, database: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.http = f"http://127.0.0.1:{self.port}"
+        self.ws = f"ws://127.0.0.1:{self.port}/realtime/ws/"
+        full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "RT_TEST_DB": database}
+        self.process = subprocess.Popen(
+            [*DAPHNE, "-p", str(self.port), "tests.browser_admin.asgi:application"],
+            env={**full_env, **env},
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.log.append(line)
+                if "Listening on TCP address" in line:
+                    listening.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not listening.wait(30):
+            self.stop()
+            raise RuntimeError("daphne did not start:\n" + "".join(self.log))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._reader.join(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A migrated SQLite file with the admin, an operator (staff with both console
+    permissions) and users alice, bob, carol and dave (each with a token)."""
+    path = tempfile.mktemp(prefix="rt-admin-", suffix=".sqlite3")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "RT_TEST_DB": path}
+    output = subprocess.run(
+        [sys.executable, "-c", SETUP_SCRIPT],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    yield path, json.loads(output.strip().splitlines()[-1])
+    os.unlink(path)
+
+
+@pytest.fixture(scope="module")
+def nodes(database: tuple[str, dict[str, Any]], redis_url: str) -> Iterator[list[Node]]:
+    """Two nodes on one Redis, under a key prefix of their own (deleted afterwards)."""
+    prefix = f"rt-admin-{uuid.uuid4().hex[:8]}"
+    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": prefix, "RT_HEARTBEAT_INTERVAL": "60"}
+    started: list[Node] = []
+    try:
+        started.append(Node(database[0], env))
+        started.append(Node(database[0], env))
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install -y chromium (or set RT_CHROMIUM).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
