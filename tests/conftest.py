@@ -49,37 +49,55 @@ def redis_url() -> Iterator[str]:
     if _answers("redis://127.0.0.1:6379/0"):
         yield "redis://127.0.0.1:6379/0"
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("No Redis: set REDIS_URL, or run `make test`, which installs redis-server.")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="rt-redis-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while not _answers(url):
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            pytest.fail("The private redis-server did not start")
-        time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(10)
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, without persistence: stopping and
+    starting it again is a Redis restart that lost every key."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("No redis-server: run `make test`, which installs it.")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = tempfile.mkdtemp(prefix="rt-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _answers(self.url):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()
+                pytest.fail("The private redis-server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
 
 
 @pytest.fixture

@@ -1,0 +1,144 @@
+"""Redis restarted under load (without persistence, so every key is lost): the nodes
+reconnect by themselves, live clients are told `reset` and go on receiving, a client resuming
+with an old cursor gets `reset`, and a publish during the outage fails loudly instead of
+vanishing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from django.test import override_settings
+
+import realtime
+from realtime import backends, hub
+from realtime.publishing import close_publisher
+from tests.conftest import RedisServer
+from tests.servers import Client, Daphne, make_database
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(private_redis) -> Iterator[list[Daphne]]:
+    path, _ = make_database()
+    env = {"RT_REDIS_URL": private_redis.url, "RT_PREFIX": "rt-restart"}
+    servers = [Daphne(path, env), Daphne(path, env)]
+    yield servers
+    for server in servers:
+        server.stop()
+    os.unlink(path)
+
+
+@pytest.fixture
+def publisher(private_redis) -> Iterator[None]:
+    from channels.layers import channel_layers
+
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [private_redis.url], "prefix": "rt-restart"},
+        }
+    }
+    with override_settings(
+        REALTIME={"REDIS_URL": private_redis.url, "KEY_PREFIX": "rt-restart"},
+        CHANNEL_LAYERS=layers,
+    ):
+        channel_layers.backends.clear()
+        hub.reset_hubs()
+        backends.reset()
+        yield
+        close_publisher()
+    channel_layers.backends.clear()
+
+
+async def publish_until_it_works(topic: str, data: Any, within: float = 15) -> str:
+    """Publish, retrying while Redis is still coming back; every failure is an exception."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await sync_to_async(realtime.publish)(topic, "n", data)
+        except realtime.PublishError:
+            assert time.monotonic() < deadline, "publishing never recovered"
+            await asyncio.sleep(0.2)
+
+
+class Follower:
+    """A client as the JS client behaves: it keeps its cursor and, when the server closes the
+    socket (4011 while Redis is away), reconnects and resumes from it."""
+
+    def __init__(self, nodes: list[Daphne], topic: str, client: Client, cursor: dict[str, Any]):
+        self.nodes, self.topic, self.client, self.cursor = nodes, topic, client, cursor
+        self.frames: list[dict[str, Any]] = []
+        self.closes: list[int | None] = []
+
+    async def drain(self) -> None:
+        """Read what is there now; reconnect and resume if the server closed the socket."""
+        try:
+            while True:
+                frame = await self.client.receive(timeout=0.5)
+                self.frames.append(frame)
+                if frame["type"] in ("message", "reset"):
+                    self.cursor = {"epoch": frame["epoch"], "offset": frame["offset"]}
+        except TimeoutError:
+            return
+        except websockets.ConnectionClosed as closed:
+            self.closes.append(closed.rcvd.code if closed.rcvd else None)
+        node = self.nodes[len(self.closes) % len(self.nodes)]
+        try:
+            self.client = await Client.connect(node)
+            self.frames.append(await self.client.subscribe(self.topic, self.cursor))
+        except (OSError, websockets.WebSocketException, AssertionError, TimeoutError):
+            pass  # the server is still unhappy: the next drain tries again
+
+
+async def test_nodes_and_clients_survive_a_redis_restart(nodes, private_redis, publisher):
+    topic = f"public.restart-{uuid.uuid4().hex[:6]}"
+    clients = [await Client.connect(node) for node in nodes]
+    for client in clients:
+        await client.subscribe(topic)
+    await publish_until_it_works(topic, "before")
+    before = [await client.receive() for client in clients]
+    followers = [
+        Follower(nodes, topic, c, {"epoch": b["epoch"], "offset": b["offset"]})
+        for c, b in zip(clients, before, strict=True)
+    ]
+
+    private_redis.stop()
+    with pytest.raises(realtime.PublishError):
+        await sync_to_async(realtime.publish)(topic, "n", "during")  # loud, not lost silently
+    private_redis.start()
+
+    deadline = time.monotonic() + 30
+    while not all(any(f["type"] == "reset" for f in x.frames) for x in followers):
+        assert time.monotonic() < deadline, [x.frames for x in followers]
+        await publish_until_it_works(topic, "after")
+        for follower in followers:
+            await follower.drain()
+
+    for follower, first in zip(followers, before, strict=True):
+        reset = next(f for f in follower.frames if f["type"] == "reset")
+        assert (reset["reason"], reset["topic"]) == ("epoch_changed", topic)
+        assert reset["epoch"] != first["epoch"]
+        assert set(follower.closes) <= {4011}, "only the documented server-error close"
+        after = [
+            f for f in follower.frames[follower.frames.index(reset) + 1 :] if f["type"] == "message"
+        ]
+        offsets = [m["offset"] for m in after]
+        assert offsets == sorted(set(offsets)), "in order, no duplicates"
+        assert all(m["epoch"] == reset["epoch"] for m in after)
+        await follower.client.close()
