@@ -100,6 +100,23 @@ class RedisServer:
         self.process = None
 
 
+@pytest.fixture(scope="module")
+def database() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A migrated SQLite file shared by a module's daphne nodes, with users alice, bob and
+    staff (their pks and tokens)."""
+    from tests.servers import make_database
+
+    path, users = make_database()
+    yield path, users
+    os.unlink(path)
+
+
+@pytest.fixture(scope="module")
+def cluster_prefix() -> str:
+    """The Redis key and channel prefix a module's nodes share with the test process."""
+    return f"rt-e2e-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"rt-test-{uuid.uuid4().hex[:10]}"

@@ -54,16 +54,24 @@ def make_database() -> tuple[str, dict[str, Any]]:
 
 
 class Daphne:
-    """One daphne process serving tests.asgi; started on a free port, stopped by pid."""
+    """One daphne process serving an ASGI application of the tests (tests.asgi unless told
+    otherwise); started on a free port, stopped by pid."""
 
-    def __init__(self, database: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database: str,
+        env: dict[str, str] | None = None,
+        *,
+        application: str = "tests.asgi:application",
+        settings: str = "tests.settings",
+    ) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/realtime/ws/"
         self.http = f"http://127.0.0.1:{self.port}"
         self.origin = f"http://127.0.0.1:{self.port}"
         full_env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": settings,
             "RT_TEST_DB": database,
             **(env or {}),
         }
@@ -76,7 +84,7 @@ class Daphne:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "tests.asgi:application",
+                application,
             ],
             env=full_env,
             cwd=ROOT,

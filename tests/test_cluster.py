@@ -4,7 +4,6 @@ registry across nodes, disconnect orders, a node killed with SIGKILL, revocation
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,23 +17,11 @@ from asgiref.sync import sync_to_async
 import realtime
 from realtime import control
 from realtime.registry import Query, get_registry
-from tests.servers import Client, Daphne, make_database
+from tests.servers import Client, Daphne
 
 pytestmark = pytest.mark.e2e
 
 HEARTBEAT_TIMEOUT = 0.6
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[tuple[str, dict[str, Any]]]:
-    path, users = make_database()
-    yield path, users
-    os.unlink(path)
-
-
-@pytest.fixture(scope="module")
-def cluster_prefix() -> str:
-    return f"rt-cluster-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,21 +14,9 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
-from tests.servers import Client, Daphne, make_database
+from tests.servers import Client, Daphne
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[tuple[str, dict[str, Any]]]:
-    path, users = make_database()
-    yield path, users
-    os.unlink(path)
-
-
-@pytest.fixture(scope="module")
-def cluster_prefix() -> str:
-    return f"rt-e2e-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

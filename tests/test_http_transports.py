@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,21 +18,9 @@ from asgiref.sync import sync_to_async
 import realtime
 from realtime.publishing import aget_cursors
 from realtime.topics import group_name
-from tests.servers import Daphne, SSEReader, make_database
+from tests.servers import Daphne, SSEReader
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[tuple[str, dict[str, Any]]]:
-    path, users = make_database()
-    yield path, users
-    os.unlink(path)
-
-
-@pytest.fixture(scope="module")
-def cluster_prefix() -> str:
-    return f"rt-http-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.servers import make_database
+from tests.servers import Daphne, make_database
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
@@ -56,80 +52,45 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-class Server:
-    """A daphne process serving tests.browser.asgi on a free port; stopped by pid."""
+class Server(Daphne):
+    """A daphne process serving tests.browser.asgi, with its fault switches."""
 
     def __init__(self, database: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.browser.settings",
-            "RT_TEST_DB": database,
-            **SERVER_ENV,
-            **(env or {}),
-        }
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        self.process = subprocess.Popen(
-            [*command, "tests.browser.asgi:application"],
-            env=full_env,
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            database,
+            {**SERVER_ENV, **(env or {})},
+            application="tests.browser.asgi:application",
+            settings="tests.browser.settings",
         )
-        self.log: list[str] = []
-        listening = threading.Event()
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.log.append(line)
-                if "Listening on TCP address" in line:
-                    listening.set()
-
-        self._reader = threading.Thread(target=read, daemon=True)
-        self._reader.start()
-        if not listening.wait(30):
-            self.stop()
-            raise RuntimeError("daphne did not start:\n" + "".join(self.log))
-        self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.url = self.http  # the pages' base URL
+        self.api = httpx.Client(base_url=self.http, timeout=10)
 
     def faults(self, **faults: bool) -> None:
         """Switch network faults on (the others off); see tests/browser/asgi.py."""
-        response = self.http.post("/_test/faults", content=json.dumps(faults))
+        response = self.api.post("/_test/faults", content=json.dumps(faults))
         assert response.status_code == 204, response.text
 
     def drop(self) -> dict[str, int]:
         """Cut every live realtime connection from the server side."""
-        response = self.http.post("/_test/drop")
+        response = self.api.post("/_test/drop")
         response.raise_for_status()
         return dict(response.json())
 
     def stats(self) -> dict[str, Any]:
-        response = self.http.get("/_test/stats")
+        response = self.api.get("/_test/stats")
         response.raise_for_status()
         return dict(response.json())
 
     def publish(self, topic: str, data: Any, *, event: str = "n", ack: bool = False) -> str:
         """Publish through the server's own process (the in-memory log lives there)."""
         body = {"topic": topic, "event": event, "data": data, "ack": ack}
-        response = self.http.post("/test/publish/", content=json.dumps(body))
+        response = self.api.post("/test/publish/", content=json.dumps(body))
         response.raise_for_status()
         return str(response.json()["id"])
 
     def stop(self) -> None:
-        if getattr(self, "http", None) is not None:
-            self.http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._reader.join(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        self.api.close()
+        super().stop()
 
 
 @pytest.fixture(scope="module")

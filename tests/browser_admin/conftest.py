@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.servers import Daphne
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
@@ -65,48 +64,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-class Node:
-    """One daphne process serving tests.browser_admin.asgi on a free port; stopped by pid."""
+class Node(Daphne):
+    """One daphne process serving tests.browser_admin.asgi (static files included)."""
 
     def __init__(self, database: str, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}/realtime/ws/"
-        full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "RT_TEST_DB": database}
-        self.process = subprocess.Popen(
-            [*DAPHNE, "-p", str(self.port), "tests.browser_admin.asgi:application"],
-            env={**full_env, **env},
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.log: list[str] = []
-        listening = threading.Event()
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.log.append(line)
-                if "Listening on TCP address" in line:
-                    listening.set()
-
-        self._reader = threading.Thread(target=read, daemon=True)
-        self._reader.start()
-        if not listening.wait(30):
-            self.stop()
-            raise RuntimeError("daphne did not start:\n" + "".join(self.log))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._reader.join(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        super().__init__(database, env, application="tests.browser_admin.asgi:application")
+        self.ws = self.url
 
 
 @pytest.fixture(scope="module")
