@@ -10,6 +10,7 @@ SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 USE_TZ = True
+TIME_ZONE = "UTC"
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.contenttypes",

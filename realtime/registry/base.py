@@ -55,8 +55,11 @@ class Entry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _ENTRY_FIELDS
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_ENTRY_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry))
 
 
 @dataclass

@@ -83,9 +83,18 @@ class SSEStream:
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                # Everything already queued goes out as one chunk: one ASGI message and one
+                # socket write for a burst, instead of one per event.
+                chunk = []
+                while item is not _CLOSE:
+                    chunk.append(item)
+                    if self.queue.empty():
+                        break
+                    item = self.queue.get_nowait()
+                if chunk:
+                    yield "".join(chunk)
                 if item is _CLOSE:
                     return
-                yield item
         finally:
             await connection.closed(self.code)
 

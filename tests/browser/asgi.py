@@ -228,10 +228,16 @@ async def stream(scope: Scope, receive: Any, send: Any) -> None:
             return
         body = message.get("body", b"")
         if sse:
-            if b"event: message\n" in body:
-                stats["delivered"][json.loads(body.split(b"data: ", 1)[1])["id"]] += 1
-                if duplicate:
-                    await link.send({**message, "more_body": True})
+            # a chunk may hold several events (the server sends a burst as one chunk)
+            messages = [
+                event
+                for event in body.split(b"\n\n")
+                if event.startswith(b"event: message\n") or b"\nevent: message\n" in event
+            ]
+            for event in messages:
+                stats["delivered"][json.loads(event.split(b"data: ", 1)[1])["id"]] += 1
+            if messages and duplicate:
+                await link.send({**message, "more_body": True})
             await link.send(message)
             return
         start = held.pop(0) if held else None
