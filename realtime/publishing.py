@@ -129,29 +129,39 @@ class _PublisherLoop:
         loop.call_soon_threadsafe(loop.stop)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        """Run ``coro`` on the loop and return its result; raises what it raises, or
+        ``TimeoutError`` (after cancelling it) when it takes longer than ``timeout``."""
         future = asyncio.run_coroutine_threadsafe(coro, self._ensure())
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise PublishTimeout(
-                f"The topic log did not confirm the message within {timeout} s "
-                "(REALTIME['PUBLISH_TIMEOUT']); is Redis reachable?"
-            ) from None
-        except PublishError:
-            raise
-        except Exception as exc:
-            raise PublishError(f"Publishing failed: {exc!r}") from exc
+            raise TimeoutError(f"No result within {timeout} s; is Redis reachable?") from None
 
 
 _publisher = _PublisherLoop()
 close_publisher = _publisher.close
 
 
+def _deliver_sync(message: dict[str, Any], timeout: float) -> None:
+    try:
+        _publisher.run(_deliver(message), timeout)
+    except TimeoutError:
+        raise PublishTimeout(
+            f"The topic log did not confirm the message within {timeout} s "
+            "(REALTIME['PUBLISH_TIMEOUT']); is Redis reachable?"
+        ) from None
+    except PublishError:
+        raise
+    except Exception as exc:
+        raise PublishError(f"Publishing failed: {exc!r}") from exc
+
+
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on the process's publisher loop from sync code and return its result
     (registry reads, operator actions, cursor capture): one loop and one Redis pool per
-    process, whatever thread calls."""
+    process, whatever thread calls. Raises what the coroutine raises, or ``TimeoutError``
+    after ``PUBLISH_TIMEOUT``."""
     result: T = _publisher.run(coroutine, get_config().publish_timeout)
     return result
 
@@ -180,9 +190,9 @@ def publish(
     message = _prepare(topic, event, data, ack)
     timeout = get_config().publish_timeout
     if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: _publisher.run(_deliver(message), timeout), using=using)
+        transaction.on_commit(lambda: _deliver_sync(message, timeout), using=using)
     else:
-        _publisher.run(_deliver(message), timeout)
+        _deliver_sync(message, timeout)
     return str(message["id"])
 
 

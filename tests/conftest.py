@@ -111,6 +111,19 @@ def database() -> Iterator[tuple[str, dict[str, Any]]]:
     os.unlink(path)
 
 
+# Module scope, not session: while Playwright's sync API is open it keeps an asyncio loop
+# running in the main thread, which breaks every async test (and sync publish()) run after it.
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from tests.servers import launch_chromium
+
+    try:
+        with launch_chromium() as browser:
+            yield browser
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
+
+
 @pytest.fixture(scope="module")
 def cluster_prefix() -> str:
     """The Redis key and channel prefix a module's nodes share with the test process."""

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,16 @@ print(json.dumps(users))
 """
 
 
-def make_database() -> tuple[str, dict[str, Any]]:
-    """A migrated SQLite file with users alice, bob and staff; returns its path and, per
-    user, the pk and a token."""
+def make_database(
+    script: str = SETUP_SCRIPT, settings: str = "tests.settings"
+) -> tuple[str, dict[str, Any]]:
+    """A migrated SQLite file prepared by ``script`` (default: users alice, bob and staff),
+    which prints a JSON summary as its last line; returns the path and that summary (per
+    user, the pk and a token)."""
     path = tempfile.mktemp(prefix="rt-e2e-", suffix=".sqlite3")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "RT_TEST_DB": path}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "RT_TEST_DB": path}
     output = subprocess.run(
-        [sys.executable, "-c", SETUP_SCRIPT],
+        [sys.executable, "-c", script],
         env=env,
         cwd=ROOT,
         check=True,
@@ -51,6 +56,35 @@ def make_database() -> tuple[str, dict[str, Any]]:
         timeout=120,
     ).stdout
     return path, json.loads(output.strip().splitlines()[-1])
+
+
+# Debian's Chromium, driven by Playwright through executable_path: `playwright install`
+# cannot download here and is never used. Without the background-networking flags Chromium
+# keeps trying to reach Google's hosts.
+CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def launch_chromium() -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's sync API)."""
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"No Chromium at {CHROMIUM}: run tests/browser/ensure_chromium.sh.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 class Daphne:

@@ -21,7 +21,7 @@ from realtime import control
 from realtime.conf import get_config
 from realtime.console import listing
 from realtime.console.topics import atopic_stats
-from realtime.exceptions import InvalidTopic, RealtimeError
+from realtime.exceptions import InvalidTopic
 from realtime.publishing import run_sync
 from realtime.topics import validate_topic
 
@@ -100,7 +100,7 @@ def console(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpRespo
     error = ""
     try:
         snapshot = _snapshot(params)
-    except RealtimeError as exc:  # the registry (Redis) is unreachable: say so, list nothing
+    except Exception as exc:  # the registry (Redis) is unreachable: say so, list nothing
         logger.warning("Reading the registry failed: %s", exc)
         error = f"The registry could not be read: {exc}"
         snapshot = listing.snapshot_of([], params, 0.0)
@@ -127,7 +127,7 @@ def poll(request: HttpRequest, model_admin: LiveConnectionAdmin) -> JsonResponse
     params = listing.Params.from_query(request.GET)
     try:
         snapshot = _snapshot(params)
-    except RealtimeError as exc:
+    except Exception as exc:  # the registry (Redis) is unreachable
         return JsonResponse({"error": f"The registry could not be read: {exc}"}, status=503)
     return JsonResponse(
         {
@@ -168,7 +168,7 @@ def actions(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpRespo
         else:
             messages.error(request, f"Unknown action {action!r}.")
             return HttpResponseRedirect(target)
-    except RealtimeError as exc:
+    except Exception as exc:  # the registry or the channel layer is unreachable
         messages.error(request, f"The order could not be sent: {exc}")
         return HttpResponseRedirect(target)
     logger.info(

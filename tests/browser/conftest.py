@@ -7,7 +7,6 @@ own browser downloads are never used."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,20 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import Daphne, make_database
+from tests.servers import Daphne
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Short server timings, so that silence and fallbacks happen within a test's patience.
 SERVER_ENV = {
     "RT_HEARTBEAT_INTERVAL": "1.5",
@@ -94,15 +82,8 @@ class Server(Daphne):
 
 
 @pytest.fixture(scope="module")
-def browser_database() -> Iterator[tuple[str, dict[str, Any]]]:
-    path, users = make_database()
-    yield path, users
-    os.unlink(path)
-
-
-@pytest.fixture(scope="module")
-def server(browser_database: tuple[str, dict[str, Any]]) -> Iterator[Server]:
-    instance = Server(browser_database[0])
+def server(database: tuple[str, dict[str, Any]]) -> Iterator[Server]:
+    instance = Server(database[0])
     yield instance
     instance.stop()
 
@@ -116,20 +97,6 @@ def _no_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     server.faults(reset_stats=True)
     yield
     server.faults()
-
-
-# Module scope, not session: while Playwright's sync API is open it keeps an asyncio loop
-# running in the main thread, which breaks every async test (and sync publish()) run after it.
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: run tests/browser/ensure_chromium.sh.")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

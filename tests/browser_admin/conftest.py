@@ -5,11 +5,8 @@ Playwright's own browser downloads)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.servers import Daphne
+from tests.servers import Daphne, make_database
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("RT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SETTINGS = "tests.settings"
 DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
 
@@ -76,18 +62,8 @@ class Node(Daphne):
 def database() -> Iterator[tuple[str, dict[str, Any]]]:
     """A migrated SQLite file with the admin, an operator (staff with both console
     permissions) and users alice, bob, carol and dave (each with a token)."""
-    path = tempfile.mktemp(prefix="rt-admin-", suffix=".sqlite3")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "RT_TEST_DB": path}
-    output = subprocess.run(
-        [sys.executable, "-c", SETUP_SCRIPT],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    yield path, json.loads(output.strip().splitlines()[-1])
+    path, users = make_database(SETUP_SCRIPT, SETTINGS)
+    yield path, users
     os.unlink(path)
 
 
@@ -109,15 +85,3 @@ def nodes(database: tuple[str, dict[str, Any]], redis_url: str) -> Iterator[list
         if keys:
             client.delete(*keys)
         client.close()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install -y chromium (or set RT_CHROMIUM).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()

@@ -713,6 +713,56 @@ class BaseTransport {
   }
 
   /**
+   * Start the GET of an HTTP transport (SSE stream or poll) for the wanted topics, with their
+   * cursors, and watch it for silence. Resolves to the response and the request's generation,
+   * or null when there is nothing more to do: no topics (idle), no token, superseded, or a
+   * network error (each already handled).
+   * @param {string} path @param {string} accept @param {number} silenceLimitMs
+   * @param {() => void} [beforeFetch]
+   * @returns {Promise<{response: Response, generation: number} | null>}
+   */
+  async _request(path, accept, silenceLimitMs, beforeFetch = () => {}) {
+    const generation = ++this._generation;
+    this._abort?.abort();
+    const abort = (this._abort = new AbortController());
+    const topics = [...this.client._wantedTopics()];
+    if (topics.length === 0) {
+      this._idle(); // nothing to receive, but usable for sending
+      return null;
+    }
+    let token;
+    try {
+      token = await this.client._token();
+    } catch (error) {
+      this._down({ reason: "no token", ...tokenFailure(error) });
+      return null;
+    }
+    if (this.closed || generation !== this._generation) return null;
+    const url = new URL(this.client._endpoint(path));
+    for (const topic of topics) url.searchParams.append("topic", topic);
+    const cursor = this.client._cursors.encode(topics);
+    if (cursor) url.searchParams.set("cursor", cursor);
+    this.silenceLimitMs = silenceLimitMs;
+    this._heard();
+    this._watch();
+    beforeFetch();
+    let response;
+    try {
+      response = await fetch(url, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: accept, ...this._headers(token, false) },
+        signal: abort.signal,
+      });
+    } catch {
+      if (generation === this._generation) this._down({ reason: "network error" });
+      return null;
+    }
+    if (this.closed || generation !== this._generation) return null;
+    return { response, generation };
+  }
+
+  /**
    * POST a `send`: the answer is its `ack` frame. False when it should be tried again later.
    * @param {Push} push
    */
@@ -974,45 +1024,15 @@ class SseTransport extends BaseTransport {
   }
 
   async _stream() {
-    const generation = ++this._generation;
-    this._abort?.abort();
-    const abort = (this._abort = new AbortController());
-    const topics = [...this.client._wantedTopics()];
-    if (topics.length === 0) {
-      // Nothing to stream: idle, but usable for sending.
-      this.connectionId = null;
-      this._idle();
-      return;
-    }
-    let token;
-    try {
-      token = await this.client._token();
-    } catch (error) {
-      this._down({ reason: "no token", ...tokenFailure(error) });
-      return;
-    }
-    if (this.closed || generation !== this._generation) return;
-    const url = new URL(this.client._endpoint(WIRE.paths.sse));
-    for (const topic of topics) url.searchParams.append("topic", topic);
-    const cursor = this.client._cursors.encode(topics);
-    if (cursor) url.searchParams.set("cursor", cursor);
+    this.connectionId = null; // the next `welcome` names the new stream
     // Every stream, a replacement too, must say `welcome` within the connect timeout.
-    this.silenceLimitMs = this.client.options.connectTimeoutMs;
-    this._heard();
-    this._watch();
-    let response;
-    try {
-      response = await fetch(url, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { Accept: "text/event-stream", ...this._headers(token, false) },
-        signal: abort.signal,
-      });
-    } catch {
-      if (generation === this._generation) this._down({ reason: "network error" });
-      return;
-    }
-    if (this.closed || generation !== this._generation) return;
+    const started = await this._request(
+      WIRE.paths.sse,
+      "text/event-stream",
+      this.client.options.connectTimeoutMs,
+    );
+    if (started === null) return;
+    const { response, generation } = started;
     if (!response.ok || !response.body) {
       await this._httpFailure(response);
       return;
@@ -1149,45 +1169,18 @@ class LongPollTransport extends BaseTransport {
   }
 
   async _poll() {
-    const generation = ++this._generation;
-    this._abort?.abort();
-    const abort = (this._abort = new AbortController());
-    const topics = [...this.client._wantedTopics()];
-    if (topics.length === 0) {
-      this._idle();
-      return;
-    }
-    let token;
-    try {
-      token = await this.client._token();
-    } catch (error) {
-      this._down({ reason: "no token", ...tokenFailure(error) });
-      return;
-    }
-    if (this.closed || generation !== this._generation) return;
-    const url = new URL(this.client._endpoint(WIRE.paths.longpoll));
-    for (const topic of topics) url.searchParams.append("topic", topic);
-    const cursor = this.client._cursors.encode(topics);
-    if (cursor) url.searchParams.set("cursor", cursor);
     // The server holds a poll up to its POLL_TIMEOUT: give up on it a while after that.
-    this.silenceLimitMs = this.client.options.pollTimeoutMs;
-    this._heard();
-    this._watch();
-    // No `welcome` on long-poll: an answer, or a request held without error, means connected.
-    if (!this.opened) this._openTimer.in(TIMING.longpollOpenMs);
-    let response;
-    try {
-      response = await fetch(url, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { Accept: "application/json", ...this._headers(token, false) },
-        signal: abort.signal,
-      });
-    } catch {
-      if (generation === this._generation) this._down({ reason: "network error" });
-      return;
-    }
-    if (this.closed || generation !== this._generation) return;
+    const started = await this._request(
+      WIRE.paths.longpoll,
+      "application/json",
+      this.client.options.pollTimeoutMs,
+      () => {
+        // No `welcome` on long-poll: an answer, or a request held without error, means connected.
+        if (!this.opened) this._openTimer.in(TIMING.longpollOpenMs);
+      },
+    );
+    if (started === null) return;
+    const { response, generation } = started;
     this._heard();
     if (response.status === 204) {
       this._answered();
