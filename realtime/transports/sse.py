@@ -3,7 +3,11 @@
 Written as an async Django view streaming from an async generator: a Channels HTTP consumer
 cannot receive layer messages while it streams, and the hub hands messages to the connection
 directly anyway. The client's position travels in every event's ``id:``, so a reconnect to any
-node resumes with ``Last-Event-ID``."""
+node resumes with ``Last-Event-ID``.
+
+Every topic of a request is subscribed (hub joined, log read) before the response starts: a
+backend failure is still answered with a status (503), and every ``id:`` can carry the position
+of every topic of the stream."""
 
 from __future__ import annotations
 
@@ -19,7 +23,12 @@ from django.views.decorators.http import require_GET
 from realtime import protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
-from realtime.exceptions import CLOSE_NORMAL, CLOSE_SLOW_CONSUMER, RealtimeError
+from realtime.exceptions import (
+    CLOSE_NORMAL,
+    CLOSE_SERVER_ERROR,
+    CLOSE_SLOW_CONSUMER,
+    RealtimeError,
+)
 from realtime.transports.http import (
     authenticate,
     buckets,
@@ -39,44 +48,87 @@ RETRY_MS = 1000
 POSITION_TYPES = frozenset({"message", "subscribed", "reset"})
 _CLOSE = object()
 
+Positions = dict[str, tuple[str, int]]
+
 
 class SSEStream:
     """The transport of one SSE response: frames become events in a bounded queue that the
-    response generator drains."""
+    response generator drains.
 
-    def __init__(self) -> None:
+    Until :meth:`start`, frames are held back with a snapshot of the connection's positions:
+    the request's topics are still being subscribed one by one, and an ``id:`` written then
+    must already name the topics subscribed after it (see :meth:`start`)."""
+
+    def __init__(self, cursors: dict[str, protocol.Cursor] | None = None) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.limit = get_config().outbound_queue_size
         self.connection: Connection | None = None
         self.code = CLOSE_NORMAL
+        self.closing = False
+        # the position of each topic as of the last event queued; starts at the request's
+        self.positions: Positions = {
+            topic: (cursor["epoch"], cursor["offset"]) for topic, cursor in (cursors or {}).items()
+        }
+        self._held: list[tuple[str, str, Positions | None]] | None = []
+        self._close_reason = ""
 
     def send_text(self, text: str) -> None:
-        if self.queue.qsize() >= self.limit:
+        if self.closing:
+            return
+        if self.queue.qsize() + len(self._held or ()) >= self.limit:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
         kind = frame_type(text)
-        event = f"event: {kind}\n"
-        if kind in POSITION_TYPES and self.connection is not None:
+        moves = kind in POSITION_TYPES and self.connection is not None
+        if self._held is not None:
+            snapshot = self.connection.positions() if moves and self.connection else None
+            self._held.append((kind, text, snapshot))
+            return
+        if moves and self.connection is not None:
             # the position after this very event, taken now, not when it is written
-            event += f"id: {protocol.encode_cursors(self.connection.positions())}\n"
+            self.positions.update(self.connection.positions())
+        self._put(kind, text, moves)
+
+    def _put(self, kind: str, text: str, moves: bool) -> None:
+        event = f"event: {kind}\n"
+        if moves:
+            event += f"id: {protocol.encode_cursors(self.positions)}\n"
         self.queue.put_nowait(f"{event}data: {text}\n\n")
 
+    def start(self) -> None:
+        """Every topic is subscribed: queue the held frames with their ids. A topic not yet
+        subscribed when a frame was sent is named by the request's cursor or, without one, by
+        the position its subscription started at (nothing of it was sent before that)."""
+        held, self._held = self._held or [], None
+        for _, _, snapshot in held:
+            for topic, position in (snapshot or {}).items():
+                self.positions.setdefault(topic, position)
+        for kind, text, snapshot in held:
+            if snapshot is not None:
+                self.positions.update(snapshot)
+            self._put(kind, text, snapshot is not None)
+        if self.closing:
+            self._end()
+
     def close(self, code: int, reason: str = "") -> None:
+        """End the stream with a final ``close`` event naming ``code`` (docs/protocol.md)."""
+        if self.closing:
+            return
+        self.closing = True
         self.code = code
+        self._close_reason = reason
+        if self._held is None:
+            self._end()
+
+    def _end(self) -> None:
+        frame = {"type": "close", "code": self.code, "reason": self._close_reason[:120]}
+        self.queue.put_nowait(f"event: close\ndata: {protocol.encode(frame)}\n\n")
         self.queue.put_nowait(_CLOSE)
 
-    async def events(
-        self, connection: Connection, caller: Any, topics: list[str], cursors: dict[str, Any]
-    ) -> AsyncIterator[str]:
+    async def events(self, connection: Connection) -> AsyncIterator[str]:
         keepalive = get_config().sse_keepalive
-        yield f"{PADDING}retry: {RETRY_MS}\n\n"
         try:
-            await connection.authenticated(caller.user, caller.token_expires_at)
-            for topic in topics:
-                try:
-                    await connection.subscribe(topic, cursors.get(topic))
-                except RealtimeError as error:
-                    connection.send(protocol.error_frame(error.code, error.reason, topic))
+            yield f"{PADDING}retry: {RETRY_MS}\n\n"
             while True:
                 try:
                     item = await asyncio.wait_for(self.queue.get(), keepalive)
@@ -106,7 +158,7 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         caller = await authenticate(request)
         buckets.take(caller.scope)
         topics, cursors = topics_and_cursors(request)
-        stream = SSEStream()
+        stream = SSEStream({t: c for t, c in cursors.items() if t in topics})
         connection, hooks = open_connection(request, caller, stream, "sse")
         stream.connection = connection
         for topic in topics:  # refuse a forbidden topic with 403 before streaming
@@ -116,8 +168,24 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
     except Exception:
         logger.exception("Opening an SSE stream failed")
         return unavailable()
+    try:
+        await connection.authenticated(caller.user, caller.token_expires_at)
+        for topic in topics:
+            try:
+                await connection.subscribe(topic, cursors.get(topic))
+            except RealtimeError as error:
+                connection.send(protocol.error_frame(error.code, error.reason, topic))
+    except RealtimeError as error:  # the consumer's authenticate hook refused the user
+        await _discard(connection, CLOSE_NORMAL)
+        return error_response(error)
+    except Exception:
+        # A backend (Redis) failed: answer with a status, never with 200 and then silence.
+        logger.exception("Opening an SSE stream failed")
+        await _discard(connection, CLOSE_SERVER_ERROR)
+        return unavailable()
+    stream.start()
     response = StreamingHttpResponse(
-        _guarded(stream.events(connection, caller, topics, cursors)),
+        _guarded(stream.events(connection), connection, stream),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache, no-store"
@@ -125,12 +193,20 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
     return response
 
 
-async def _guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _discard(connection: Connection, code: int) -> None:
+    with contextlib.suppress(Exception):
+        await connection.closed(code)
+
+
+async def _guarded(
+    events: AsyncIterator[str], connection: Connection, stream: SSEStream
+) -> AsyncIterator[str]:
     # Django cancels the response when the client disconnects; make sure the generator's
-    # cleanup runs even then.
+    # cleanup runs even then (and the connection is released even if it never started).
     try:
         async for event in events:
             yield event
     finally:
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
+        await _discard(connection, stream.code)

@@ -1093,6 +1093,12 @@ class SseTransport extends BaseTransport {
       return;
     }
     if (!frame || typeof frame !== "object") return;
+    if (frame.type === "close") {
+      // The server ended the stream and says why with a WebSocket close code: act on it
+      // exactly as on a WebSocket closed with that code (4419: renew the token, 4403: stop).
+      this._down({ code: Number(frame.code), reason: String(frame.reason ?? "") });
+      return;
+    }
     if (frame.type === "welcome") {
       this.connectionId = frame.connection_id ?? null;
       if (!this.opened) {
