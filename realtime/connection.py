@@ -300,6 +300,12 @@ class Connection:
         """Close the connection for ``error`` with its documented close code."""
         self.transport.close(close_code_for(error), error.reason)
 
+    def refuse(self, error: RealtimeError) -> None:
+        """Say why in an ``error`` frame, then close with the error's close code: a refused
+        token (4401; 4419 when expired) before the connection was authenticated."""
+        self.send(protocol.error_frame(error.code, error.reason, error.ref))
+        self.close(error)
+
     async def closed(self, code: int) -> None:
         """Called by the transport once the connection is gone: release everything."""
         if self.state is State.CLOSED:
@@ -489,13 +495,13 @@ class Connection:
                 raise RateLimited("Too many frames; slow down and reconnect.")
             frame = protocol.parse_client_frame(text)
             await self._dispatch(frame)
-        except (RateLimited, AuthRequired) as error:
+        except RateLimited as error:
             self.close(error)
         except TokenInvalid as error:
             if self.state is State.OPEN:
                 self.send(protocol.error_frame(error.code, error.reason, error.ref))
             else:
-                self.close(error)
+                self.refuse(error)
         except RealtimeError as error:
             self.send(protocol.error_frame(error.code, error.reason, error.ref))
         except Exception:
@@ -505,13 +511,15 @@ class Connection:
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         kind = frame["type"]
-        if kind == "pong":
-            return
         if kind == "auth":
             await self._on_auth(frame["token"])  # type: ignore[typeddict-item]
             return
         if self.state is not State.OPEN:
+            # answered, not closed: the client learns what is missing; AUTH_TIMEOUT and the
+            # rate limit bound how long and how often it may try (docs/protocol.md)
             raise AuthRequired("Authenticate with an 'auth' frame first.")
+        if kind == "pong":
+            return
         if kind == "subscribe":
             cursor: protocol.Cursor | None = frame.get("cursor")  # type: ignore[assignment]
             await self.subscribe(frame["topic"], cursor)  # type: ignore[typeddict-item]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import uuid
@@ -32,6 +33,7 @@ from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import (
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_SERVER_ERROR,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOO_LARGE,
     TokenInvalid,
@@ -153,7 +155,7 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             else:
                 await self.connection.authenticated(user)
         except TokenInvalid as error:
-            self.connection.close(error)
+            self.connection.refuse(error)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         text = message.get("text")
@@ -200,20 +202,46 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             self._pump()
 
     def _pump(self, finished: asyncio.Task[None] | None = None) -> None:
-        if finished is not None and finished is not self._writer:
-            return  # a writer cancelled by the slow-consumer close
+        if finished is not None:
+            if finished is not self._writer or finished.cancelled():
+                return  # cancelled: the socket is gone, or closed past a slow reader
+            if finished.exception() is not None:
+                self._broken(finished.exception())
+                return
         self._writer = None
         while self._queue:
+            message = self._queue.popleft()
             try:
-                task = _eager.start(self.base_send(self._queue.popleft()))
-            except Exception:
-                logger.exception("Sending a frame failed")
-                self._queue.clear()
+                task = _eager.start(self.base_send(message))
+            except (UnicodeError, TypeError, ValueError):
+                # This one frame cannot be sent (it holds what the wire cannot carry): drop
+                # it alone; the frames queued behind it are fine.
+                logger.exception("A frame could not be sent and was dropped")
+                continue
+            except Exception as error:
+                self._broken(error)
                 return
             if task is not None:
                 self._writer = task
                 task.add_done_callback(self._pump)
                 return
+
+    def _broken(self, error: BaseException | None) -> None:
+        """The socket refused a send: nothing queued can go out any more. Close (if the
+        server can still say so) and release the connection; the client resumes from its
+        cursors."""
+        logger.warning("Sending on a WebSocket failed (%r); closing it", error)
+        self._queue.clear()
+        self._writer = None
+        if self._closing:
+            return
+        self._closing = True
+        close = {"type": "websocket.close", "code": CLOSE_SERVER_ERROR, "reason": "server error"}
+        with contextlib.suppress(Exception):
+            task = _eager.start(self.base_send(close))
+            if task is not None:  # retrieve its outcome: the socket may refuse this too
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._release(CLOSE_SERVER_ERROR)
 
     def close(self, code: int, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first. The connection is

@@ -20,6 +20,10 @@ MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 EVENT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 MAX_ACK_IDS = 100
 
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff). Valid JSON, but a lone one decodes
+# to a str that no UTF-8 encoder accepts, so a frame holding one could never be answered.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
 
 class Cursor(TypedDict):
     epoch: str
@@ -106,6 +110,8 @@ def parse_client_frame(text: str) -> ClientFrame:
         raise InvalidJSON("The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise InvalidJSON("A frame must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(text) and not encodable(frame):
+        raise InvalidFrame("A string of the frame holds a lone UTF-16 surrogate.")
     kind = frame.get("type")
     if not isinstance(kind, str):
         raise InvalidFrame("A frame needs a string 'type'.")
@@ -136,15 +142,42 @@ def parse_client_frame(text: str) -> ClientFrame:
     return frame  # type: ignore[return-value]
 
 
+def encodable(value: Any) -> bool:
+    """Whether every string in a decoded JSON value (keys included) can be encoded as UTF-8,
+    i.e. holds no lone surrogate."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def encode(frame: dict[str, Any]) -> str:
-    """Encode a server frame compactly; payloads go through DjangoJSONEncoder."""
-    return json.dumps(frame, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    """Encode a server frame compactly; payloads go through DjangoJSONEncoder. Raises
+    ``TypeError`` for what JSON cannot hold and ``ValueError`` for a string that UTF-8 cannot
+    (a lone surrogate): such a frame could never be sent."""
+    text = json.dumps(frame, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"A string holds a lone surrogate ({text[error.start : error.end]!a}), which "
+                "UTF-8 cannot encode."
+            ) from None
+    return text
+
+
+def _printable(text: str) -> str:
+    # what the client sent may be echoed: lone surrogates become \udXXX escapes
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def error_frame(code: str, reason: str, ref: str | None = None) -> str:
-    frame: dict[str, Any] = {"type": "error", "code": code, "reason": reason}
+    """An ``error`` frame; always encodable, whatever ``reason`` and ``ref`` echo."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "reason": _printable(reason)}
     if ref is not None:
-        frame["ref"] = ref
+        frame["ref"] = _printable(ref)
     return encode(frame)
 
 
@@ -162,6 +195,7 @@ def message_frame(
 CURSOR_SEPARATOR = ","
 CURSOR_FIELD_SEPARATOR = "~"
 MAX_CURSOR_STRING = 16384
+MAX_OFFSET_DIGITS = 18
 
 
 def encode_cursors(positions: dict[str, tuple[str, int]]) -> str:
@@ -179,7 +213,11 @@ def parse_cursors(text: str) -> dict[str, Cursor]:
     cursors: dict[str, Cursor] = {}
     for part in filter(None, text.split(CURSOR_SEPARATOR)):
         fields = part.split(CURSOR_FIELD_SEPARATOR)
-        if len(fields) != 3 or not fields[0] or not fields[1] or not fields[2].isdigit():
+        if len(fields) != 3 or not fields[0] or not fields[1]:
+            raise InvalidFrame(f"Bad cursor {part[:80]!r}: use topic~epoch~offset.")
+        offset = fields[2]
+        if not (offset.isascii() and offset.isdigit() and len(offset) <= MAX_OFFSET_DIGITS):
+            # "-1", "²" and 5,000 digits are not offsets (nor ints Python parses by default)
             raise InvalidFrame(f"Bad cursor {part[:80]!r}: use topic~epoch~offset.")
         cursor = parse_cursor({"epoch": fields[1], "offset": int(fields[2])})
         if cursor is not None:

@@ -400,9 +400,11 @@ async def test_session_cookie_authenticates_a_browser():
     await client.disconnect()
 
 
-async def test_client_without_origin_must_bring_a_token():
+async def test_client_without_origin_must_bring_a_token(realtime_settings):
+    realtime_settings(AUTH_TIMEOUT=0.3)
     client = await connect(origin=None, welcome=False)
     await client.send_frame({"type": "subscribe", "topic": "public.x"})
+    assert (await client.receive_frame())["code"] == "auth_required"
     await closed_with(client, 4401)
 
 

@@ -22,7 +22,12 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
     """Two daphne nodes sharing one Redis (channel layer, log, dedup)."""
-    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": cluster_prefix, "RT_ACK_TIMEOUT": "0.3"}
+    env = {
+        "RT_REDIS_URL": redis_url,
+        "RT_PREFIX": cluster_prefix,
+        "RT_ACK_TIMEOUT": "0.3",
+        "RT_AUTH_TIMEOUT": "2",
+    }
     servers = [Daphne(database[0], env), Daphne(database[0], env)]
     yield servers
     for server in servers:
@@ -95,7 +100,8 @@ async def test_oversized_frame_is_closed_4009_by_a_real_daphne(nodes):
 async def test_client_without_origin_or_token_is_closed_4401(nodes):
     client = await Client.connect(nodes[0], origin=False)
     await client.send({"type": "subscribe", "topic": "public.x"})
-    assert await client.close_code() == 4401
+    assert (await client.receive())["code"] == "auth_required"
+    assert await client.close_code(timeout=10) == 4401  # after AUTH_TIMEOUT (2 s here)
 
 
 # ---- two nodes, one Redis ------------------------------------------------------------------
