@@ -19,6 +19,8 @@ SUBPROTOCOL_PREFIX = "realtime.v"
 MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 EVENT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 MAX_ACK_IDS = 100
+MAX_OFFSET_DIGITS = 18
+MAX_OFFSET = 10**MAX_OFFSET_DIGITS
 
 # A JSON escape of a UTF-16 surrogate (\ud800-\udfff). Valid JSON, but a lone one decodes
 # to a str that no UTF-8 encoder accepts, so a frame holding one could never be answered.
@@ -95,9 +97,12 @@ def parse_cursor(value: object) -> Cursor | None:
         or not 0 < len(value["epoch"]) <= 64
         or isinstance(value["offset"], bool)
         or not isinstance(value["offset"], int)
-        or value["offset"] < 0
+        or not 0 <= value["offset"] < MAX_OFFSET
     ):
-        raise InvalidFrame('\'cursor\' must be {"epoch": string, "offset": integer >= 0}.')
+        raise InvalidFrame(
+            '\'cursor\' must be {"epoch": string of 1 to 64 characters, "offset": integer '
+            "from 0 to 10**18 - 1}."
+        )
     return Cursor(epoch=value["epoch"], offset=value["offset"])
 
 
@@ -195,7 +200,6 @@ def message_frame(
 CURSOR_SEPARATOR = ","
 CURSOR_FIELD_SEPARATOR = "~"
 MAX_CURSOR_STRING = 16384
-MAX_OFFSET_DIGITS = 18
 
 
 def encode_cursors(positions: dict[str, tuple[str, int]]) -> str:

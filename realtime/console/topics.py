@@ -45,7 +45,7 @@ async def _available(log: Log, topic: str, size: int) -> tuple[str, int, list[En
         replay = await log.read_after(topic, epoch, low)
         if replay.reset is None:
             return epoch, last, replay.entries
-        if replay.reset == "epoch_changed":
+        if replay.reset in ("epoch_changed", "cursor_ahead"):  # the log moved: look again
             continue
         # Trimmed by age: the smallest offset "after" which the log still answers lies in
         # (low, last]; reading after `last` always answers (with nothing).

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-ResetReason = Literal["epoch_changed", "too_old"]
+ResetReason = Literal["epoch_changed", "too_old", "cursor_ahead"]
 
 
 def new_epoch() -> str:
@@ -59,8 +59,9 @@ class Log(Protocol):
         """Entries after ``offset`` in ``epoch``, oldest first.
 
         With ``epoch=None`` return no entries and the current position (a fresh subscribe).
-        If the epoch differs, or the log no longer holds the entry right after ``offset``
-        (trimmed by count or age), return no entries and a ``reset`` reason."""
+        If the epoch differs (``epoch_changed``), the log no longer holds the entry right
+        after ``offset`` (trimmed by count or age: ``too_old``), or ``offset`` is past the
+        epoch's last offset (``cursor_ahead``), return no entries and that ``reset`` reason."""
         ...
 
     async def clear(self) -> None:

@@ -54,8 +54,10 @@ class MemoryLog:
             self._trim(state, _time.time())
             if epoch is None:
                 return Replay(state.epoch, state.offset, [])
-            if epoch != state.epoch or offset > state.offset:
+            if epoch != state.epoch:
                 return Replay(state.epoch, state.offset, [], "epoch_changed")
+            if offset > state.offset:
+                return Replay(state.epoch, state.offset, [], "cursor_ahead")
             if offset == state.offset:
                 return Replay(state.epoch, offset, [])
             first = state.entries[0].offset if state.entries else state.offset + 1

@@ -99,8 +99,10 @@ class RedisLog:
         current, top = _text(current), int(top)
         if epoch is None:
             return Replay(current, top, [])
-        if epoch != current or offset > top:
+        if epoch != current:
             return Replay(current, top, [], "epoch_changed")
+        if offset > top:
+            return Replay(current, top, [], "cursor_ahead")
         if offset == top:
             return Replay(current, offset, [])
         horizon = _time.time() - self.ttl

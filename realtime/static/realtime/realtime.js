@@ -167,7 +167,8 @@ const TIMING = Object.freeze({
  * What a topic handler receives. `type` says which:
  * - `"message"`: a published message (`event`, `data`, `id`, `epoch`, `offset`, `ack`);
  * - `"reset"`: the server could not replay what this page missed (`reason` is
- *   `"epoch_changed"` or `"too_old"`): reload the state from the source of truth;
+ *   `"epoch_changed"`, `"too_old"` or `"cursor_ahead"`): reload the state from the source
+ *   of truth;
  * - `"subscribed"`: the subscription is live (`recovered`: the missed messages were or are
  *   being replayed);
  * - `"error"`: the subscription was refused (`code`, e.g. `"forbidden"`, and `reason`).
