@@ -5,7 +5,9 @@ switchboard of network faults, set by the tests over HTTP.
 are reset to off); ``POST /_test/drop`` cuts every live realtime connection from the server
 side (WebSocket closed with 3000, SSE stream ended, pending long-poll answered 502, as a
 restarting proxy would; daphne lets a server send only 1000 or 3000-4999, and 1000 means "do
-not reconnect"); ``GET /_test/stats`` reports what went over the wire. Faults:
+not reconnect"); ``POST /_test/disconnect`` disconnects every open realtime connection as an
+operator does (4403; on SSE a final ``close`` event); ``GET /_test/stats`` reports what went
+over the wire. Faults:
 
 - ``block_ws``: WebSocket handshakes refused (HTTP 403), like a proxy without WebSocket;
 - ``silent_ws``: handshakes accepted, then nothing, ever (a proxy that buffers);
@@ -356,4 +358,14 @@ async def get_stats(scope: Scope, receive: Any, send: Any) -> None:
     await respond(send, 200, body, b"application/json")
 
 
-CONTROL = {"faults": set_faults, "drop": drop, "stats": get_stats}
+async def disconnect(scope: Scope, receive: Any, send: Any) -> None:
+    from realtime.hub import get_hub
+
+    await read_body(receive)
+    connections = list(get_hub().connections.values())
+    for connection in connections:
+        connection.on_control({"op": "disconnect", "reason": "by the test"})
+    await respond(send, 200, json.dumps(len(connections)).encode(), b"application/json")
+
+
+CONTROL = {"faults": set_faults, "drop": drop, "stats": get_stats, "disconnect": disconnect}

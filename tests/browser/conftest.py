@@ -64,6 +64,12 @@ class Server(Daphne):
         response.raise_for_status()
         return dict(response.json())
 
+    def disconnect(self) -> int:
+        """Disconnect every open realtime connection as an operator does (4403)."""
+        response = self.api.post("/_test/disconnect")
+        response.raise_for_status()
+        return int(response.json())
+
     def stats(self) -> dict[str, Any]:
         response = self.api.get("/_test/stats")
         response.raise_for_status()

@@ -390,6 +390,20 @@ def test_answers_pings(open_page: Any, server: Server) -> None:
     assert server.stats()["ws_opened"] == 1
 
 
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_disconnected_by_an_operator_closes_for_good(
+    open_page: Any, server: Server, transport: str
+) -> None:
+    # SSE learns it from the stream's final `close` event (4403), as WebSocket from its close
+    topic = new_topic()
+    page = open_page([topic])
+    connected(page, server, transport, topic)
+    assert server.disconnect() >= 1
+    wait_state(page, "closed")
+    opened = server.stats()["sse_opened" if transport == "sse" else "ws_opened"]
+    assert opened == 1, "the client must not reconnect after 4403"
+
+
 # ---- tokens -----------------------------------------------------------------------------------
 
 
