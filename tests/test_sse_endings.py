@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from realtime.conf import DEFAULTS
 from realtime.exceptions import CLOSE_DISCONNECTED, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED
 from realtime.transports.sse import SSEStream
 from tests.conftest import RedisServer
@@ -83,6 +84,19 @@ async def test_sse_stream_ends_with_a_close_event_at_token_expiry(node, database
         assert frame["reason"]
         with pytest.raises(EOFError):
             await events.next()
+
+
+@pytest.mark.e2e
+async def test_sse_welcome_announces_the_keepalive_interval_as_heartbeat(node, database):
+    headers = {"Authorization": f"Bearer {database[1]['alice']['token']}"}
+    params = {"topic": f"public.hb-{uuid.uuid4().hex[:8]}"}
+    async with (
+        httpx.AsyncClient(base_url=node.http, timeout=10) as http,
+        http.stream("GET", "/realtime/sse/", params=params, headers=headers) as response,
+    ):
+        welcome = await SSEReader(response).frame()
+    assert welcome["heartbeat_interval_ms"] == int(DEFAULTS["SSE_KEEPALIVE"] * 1000)
+    assert welcome["heartbeat_timeout_ms"] == int(DEFAULTS["HEARTBEAT_TIMEOUT"] * 1000)
 
 
 @pytest.mark.e2e
