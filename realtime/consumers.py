@@ -43,6 +43,10 @@ from realtime.topics import registry
 
 logger = logging.getLogger("realtime.consumers")
 
+# What a send raises for a frame the wire cannot carry (e.g. a string UTF-8 cannot encode), as
+# opposed to a socket that can carry nothing any more.
+_FRAME_ERRORS = (UnicodeError, TypeError, ValueError)
+
 
 class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
     """A realtime WebSocket connection. Override the hooks below; each says when it runs."""
@@ -205,15 +209,18 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
         if finished is not None:
             if finished is not self._writer or finished.cancelled():
                 return  # cancelled: the socket is gone, or closed past a slow reader
-            if finished.exception() is not None:
-                self._broken(finished.exception())
+            error = finished.exception()
+            if isinstance(error, _FRAME_ERRORS):
+                logger.error("A frame could not be sent and was dropped", exc_info=error)
+            elif error is not None:
+                self._broken(error)
                 return
         self._writer = None
         while self._queue:
             message = self._queue.popleft()
             try:
                 task = _eager.start(self.base_send(message))
-            except (UnicodeError, TypeError, ValueError):
+            except _FRAME_ERRORS:
                 # This one frame cannot be sent (it holds what the wire cannot carry): drop
                 # it alone; the frames queued behind it are fine.
                 logger.exception("A frame could not be sent and was dropped")

@@ -133,6 +133,39 @@ async def test_a_frame_that_cannot_be_sent_does_not_take_the_queued_frames_with_
     assert not consumer._closing
 
 
+class BrokenSend:
+    """An ASGI send on a socket that broke after its first frame."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if self.sent:
+            raise OSError("the socket is gone")
+        self.sent.append(message)
+
+
+async def test_a_broken_socket_drops_the_queue_and_releases_the_connection_4011():
+    send = BrokenSend()
+    consumer = waiting_consumer(send)  # type: ignore[arg-type]
+    released: list[int] = []
+    done = asyncio.Event()
+
+    async def closed(code: int) -> None:
+        released.append(code)
+        done.set()
+
+    consumer.connection.closed = closed  # type: ignore[attr-defined]
+    consumer.send_text('{"type":"notice","text":"first"}')
+    consumer.send_text('{"type":"notice","text":"second"}')
+    consumer.send_text('{"type":"notice","text":"third"}')
+    async with asyncio.timeout(5):
+        await done.wait()
+    assert released == [4011]
+    assert [m["text"] for m in send.sent] == ['{"type":"notice","text":"first"}']
+    assert not consumer._queue and consumer._closing
+
+
 # ---- over a real daphne ------------------------------------------------------------------------
 
 
