@@ -601,7 +601,21 @@ class Connection:
         return self.anonymous_scope if user_id is None else f"u:{user_id}"
 
     async def _on_send(self, frame: protocol.SendFrame) -> None:
-        answer = await self.answer_send(frame)
+        answer = await self.answer_send(frame, wait=0.0)
+        if answer is not None:
+            self.send(answer)
+        else:
+            # Another attempt runs the handler: wait for its answer in a task, so that this
+            # connection's other frames (pongs included) are handled meanwhile.
+            self._spawn(self._send_when_answered(frame))
+
+    async def _send_when_answered(self, frame: protocol.SendFrame) -> None:
+        try:
+            answer = await self.answer_send(frame)
+        except Exception:
+            logger.exception("Waiting for the answer of a client message failed")
+            self.transport.close(CLOSE_SERVER_ERROR, "server error")
+            return
         if answer is None:
             error = InProgress()
             answer = protocol.encode(
@@ -613,17 +627,18 @@ class Connection:
             )
         self.send(answer)
 
-    async def answer_send(self, frame: protocol.SendFrame) -> str | None:
+    async def answer_send(self, frame: protocol.SendFrame, wait: float | None = None) -> str | None:
         """The encoded ``ack`` for a client ``send``: the handler's, run once per id across
         the cluster (see :mod:`realtime.dedup`), or the answer stored for the id. None when
-        another attempt with the id still runs the handler after ``SEND_WAIT`` seconds: the
-        client is to send it again (``in_progress``). Raises what the dedup store raises."""
+        another attempt with the id still runs the handler after ``wait`` seconds (default
+        ``SEND_WAIT``): the client is to send it again (``in_progress``). Raises what the
+        dedup store raises."""
         key = f"{self.dedup_scope}:{frame['id']}"
         return await answer_once(
             get_dedup(),
             key,
             lambda: self._run_handler(frame),
-            wait=self.config.send_wait,
+            wait=self.config.send_wait if wait is None else wait,
             lease=self.config.send_lease,
         )
 

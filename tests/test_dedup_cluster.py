@@ -20,7 +20,7 @@ from tests.servers import Client, Daphne
 pytestmark = pytest.mark.e2e
 
 LEASE = 2.0  # SEND_LEASE of the nodes
-WAIT = 1.0  # SEND_WAIT of the nodes
+WAIT = 3.0  # SEND_WAIT of the nodes
 DEDUP_TTL = 300.0  # the default the nodes keep
 
 
@@ -131,6 +131,8 @@ async def test_overlapping_send_is_answered_in_progress_then_gets_the_answer(nod
     await first.send(frame)
     await hold.started(1)
     await second.send(frame)
+    subscribed = await second.subscribe(f"public.wait-{uuid.uuid4().hex[:6]}")
+    assert subscribed["type"] == "subscribed", "other frames are handled while a send waits"
     answer = await second.receive(timeout=WAIT + 10)
     assert answer == {
         "type": "ack",
