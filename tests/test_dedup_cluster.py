@@ -40,6 +40,8 @@ def nodes(database: Any, env: dict[str, str]) -> Iterator[list[Daphne]]:
     yield servers
     for server in servers:
         server.stop()
+    for server in servers:
+        assert "Traceback" not in "".join(server.log), "".join(server.log)
 
 
 class Hold:
