@@ -14,6 +14,11 @@ holds either a **claim** (an attempt is running the handler) or the **answer** (
   otherwise told the message is still in progress (``in_progress``: send it again, same id).
   If the claim expires while it waits, it claims the key itself.
 
+Why a bounded wait and then ``in_progress``: waiting answers the usual overlap (a retry sent a
+moment after a reconnect, while the first attempt finishes) in one round trip; the bound keeps
+a long handler, or a claim whose node just died, from holding a request open without limit,
+and the client's retry of ``in_progress`` then finds the answer or the expired lease.
+
 Claims carry a unique owner token, so only the owner renews its claim; the first answer
 stored wins, so even a handler that ran twice (its lease lapsed while Redis was unreachable)
 gives every attempt one answer.
