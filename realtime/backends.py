@@ -28,8 +28,8 @@ def get_dedup() -> Dedup:
     """The client-message dedup store of this process."""
     config = get_config()
     if config.redis_url:
-        return RedisDedup(config.redis_url, config.key_prefix, config.dedup_ttl)
-    return MemoryDedup(config.dedup_ttl)
+        return RedisDedup(config.redis_url, config.key_prefix, config.dedup_ttl, config.send_lease)
+    return MemoryDedup(config.dedup_ttl, config.send_lease)
 
 
 def reset() -> None:

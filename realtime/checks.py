@@ -61,6 +61,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E003",
             )
         )
+    if config.send_lease <= 0:
+        messages.append(
+            Error(
+                "REALTIME['SEND_LEASE'] must be above 0.",
+                hint="It is how long a client message's claim outlives a node that died "
+                "while running its handler; the default is 5.0 s.",
+                id="realtime.E007",
+            )
+        )
     backend = _layer_backend()
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if layers and backend is None:

@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "ACK_MAX_RETRIES": 5,
     # Client->server dedup: message ids remembered per user for this many seconds.
     "DEDUP_TTL": 300.0,
+    # A `send` being handled holds its id for SEND_LEASE seconds, renewed while the handler
+    # runs: the claim of a node that died expires after one lease. Another attempt with the
+    # id waits up to SEND_WAIT seconds for the answer, else it is answered `in_progress`.
+    "SEND_LEASE": 5.0,
+    "SEND_WAIT": 5.0,
     # Limits.
     "MAX_FRAME_BYTES": 65536,
     "MAX_MESSAGE_BYTES": 65536,
@@ -78,6 +83,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "ACK_TIMEOUT": _NUMBER,
     "ACK_MAX_RETRIES": (int,),
     "DEDUP_TTL": _NUMBER,
+    "SEND_LEASE": _NUMBER,
+    "SEND_WAIT": _NUMBER,
     "MAX_FRAME_BYTES": (int,),
     "MAX_MESSAGE_BYTES": (int,),
     "MAX_TOPICS": (int,),
@@ -112,6 +119,8 @@ class Config:
     ack_timeout: float
     ack_max_retries: int
     dedup_ttl: float
+    send_lease: float
+    send_wait: float
     max_frame_bytes: int
     max_message_bytes: int
     max_topics: int

@@ -26,12 +26,14 @@ from typing import Any, Protocol
 from realtime import protocol
 from realtime.backends import get_dedup, get_log
 from realtime.conf import Config, get_config
+from realtime.dedup import answer_once
 from realtime.exceptions import (
     CLOSE_DISCONNECTED,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_SERVER_ERROR,
     CLOSE_TOKEN_EXPIRED,
     AuthRequired,
+    InProgress,
     InvalidFrame,
     NotSubscribed,
     RateLimited,
@@ -607,15 +609,50 @@ class Connection:
         return self.anonymous_scope if user_id is None else f"u:{user_id}"
 
     async def _on_send(self, frame: protocol.SendFrame) -> None:
-        message_id = frame["id"]
-        key = f"{self.dedup_scope}:{message_id}"
-        dedup = get_dedup()
-        state, answer = await dedup.begin(key)
-        if state == "done" and answer is not None:
+        answer = await self.answer_send(frame, wait=0.0)
+        if answer is not None:
             self.send(answer)
+        else:
+            # Another attempt runs the handler: wait for its answer in a task, so that this
+            # connection's other frames (pongs included) are handled meanwhile.
+            self._spawn(self._send_when_answered(frame))
+
+    async def _send_when_answered(self, frame: protocol.SendFrame) -> None:
+        try:
+            answer = await self.answer_send(frame)
+        except Exception:
+            logger.exception("Waiting for the answer of a client message failed")
+            self.transport.close(CLOSE_SERVER_ERROR, "server error")
             return
-        if state == "pending":
-            return  # the first attempt is still running; it answers when done
+        if answer is None:
+            error = InProgress()
+            answer = protocol.encode(
+                {
+                    "type": "ack",
+                    "id": frame["id"],
+                    "error": {"code": error.code, "reason": error.reason},
+                }
+            )
+        self.send(answer)
+
+    async def answer_send(self, frame: protocol.SendFrame, wait: float | None = None) -> str | None:
+        """The encoded ``ack`` for a client ``send``: the handler's, run once per id across
+        the cluster (see :mod:`realtime.dedup`), or the answer stored for the id. None when
+        another attempt with the id still runs the handler after ``wait`` seconds (default
+        ``SEND_WAIT``): the client is to send it again (``in_progress``). Raises what the
+        dedup store raises."""
+        key = f"{self.dedup_scope}:{frame['id']}"
+        return await answer_once(
+            get_dedup(),
+            key,
+            lambda: self._run_handler(frame),
+            wait=self.config.send_wait if wait is None else wait,
+            lease=self.config.send_lease,
+        )
+
+    async def _run_handler(self, frame: protocol.SendFrame) -> str:
+        """Run the consumer's handler; its result or error, encoded as the ``ack`` frame."""
+        message_id = frame["id"]
         reply: dict[str, Any] = {"type": "ack", "id": message_id}
         try:
             reply["result"] = await self.hooks.on_message(frame["event"], frame.get("data"))
@@ -625,10 +662,10 @@ class Connection:
             logger.exception("Handler for event %r failed", frame["event"])
             reply["error"] = {"code": "handler_error", "reason": "The handler failed."}
         try:
-            answer = protocol.encode(reply)
+            return protocol.encode(reply)
         except (TypeError, ValueError):
             logger.exception("Handler for event %r returned a non-JSON result", frame["event"])
-            answer = protocol.encode(
+            return protocol.encode(
                 {
                     "type": "ack",
                     "id": message_id,
@@ -638,8 +675,6 @@ class Connection:
                     },
                 }
             )
-        await dedup.finish(key, answer)
-        self.send(answer)
 
 
 def _user_id(user: Any) -> Any:

@@ -100,6 +100,12 @@ class Rejected(RealtimeError):
     code = "rejected"
 
 
+class InProgress(RealtimeError):
+    """Another attempt with this id is still running; send it again with the same id."""
+
+    code = "in_progress"
+
+
 class RateLimited(RealtimeError):
     """More frames than the rate limit allows."""
 
@@ -153,6 +159,7 @@ HTTP_STATUSES: dict[type[RealtimeError], int] = {
     Forbidden: 403,
     TooManyTopics: 409,
     NotSubscribed: 409,
+    InProgress: 409,
     RateLimited: 429,
 }
 

@@ -75,6 +75,8 @@ for _key in (
     "AUTH_TIMEOUT",
     "POLL_TIMEOUT",
     "SSE_KEEPALIVE",
+    "SEND_LEASE",
+    "SEND_WAIT",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])

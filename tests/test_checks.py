@@ -54,6 +54,27 @@ def test_heartbeat_timeout_must_be_below_interval():
     assert [m.id for m in run()] == ["realtime.E003"]
 
 
+@override_settings(REALTIME={"SEND_LEASE": 0}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_send_lease_must_be_above_zero():
+    assert run() == [
+        Error(
+            "REALTIME['SEND_LEASE'] must be above 0.",
+            hint="It is how long a client message's claim outlives a node that died while "
+            "running its handler; the default is 5.0 s.",
+            id="realtime.E007",
+        )
+    ]
+
+
+@override_settings(REALTIME={"SEND_LEASE": "5"}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_send_lease_and_wait_must_be_numbers():
+    [error] = run()
+    assert (error.id, error.msg) == (
+        "realtime.E002",
+        "REALTIME['SEND_LEASE'] must be int or float, not str.",
+    )
+
+
 @override_settings(REALTIME={"CHANNEL_LAYER": "fanout"}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
 def test_missing_channel_layer_alias():
     [error] = run()

@@ -12,7 +12,13 @@ from django.views.decorators.http import require_POST
 
 from realtime import protocol, tickets
 from realtime.conf import get_config
-from realtime.exceptions import AuthRequired, InvalidFrame, MessageTooLarge, RealtimeError
+from realtime.exceptions import (
+    AuthRequired,
+    InProgress,
+    InvalidFrame,
+    MessageTooLarge,
+    RealtimeError,
+)
 from realtime.hub import CONTROL_TYPE, get_hub
 from realtime.transports.http import (
     Caller,
@@ -57,19 +63,30 @@ async def send(request: HttpRequest) -> HttpResponse:
             return HttpResponse(status=204)
         if frame["type"] != "send":
             raise InvalidFrame("Only 'send' and 'ack' frames may be POSTed.")
-        transport = CollectingTransport()
-        connection, _ = open_connection(request, caller, transport, "post", register=False)
+        connection, _ = open_connection(
+            request, caller, CollectingTransport(), "post", register=False
+        )
         await connection.authenticated(caller.user, welcome=False)
         try:
-            await connection.handle_text(request.body.decode())
+            answer = await connection.answer_send(frame)
         finally:
             await connection.closed(1000)
+        if answer is None:
+            return in_progress(frame["id"])
     except RealtimeError as error:
         return error_response(error)
     except Exception:
         logger.exception("A POSTed frame failed")
         return unavailable()
-    return HttpResponse(transport.frames[-1], content_type="application/json")
+    return HttpResponse(answer, content_type="application/json")
+
+
+def in_progress(message_id: str) -> HttpResponse:
+    """409 ``in_progress`` with ``Retry-After``: another attempt with this id is still running
+    its handler; POST it again (same id) to get its answer."""
+    response = error_response(InProgress(ref=message_id))
+    response["Retry-After"] = "1"
+    return response
 
 
 async def _acknowledge(request: HttpRequest, caller: Caller, ids: list[str]) -> None:

@@ -18,6 +18,9 @@ over the wire. Faults:
 - ``lose_ack``: the server runs the next client ``send``, but its answer is lost (WebSocket:
   the ``ack`` frame is swallowed and the connection cut; POST: a 502 instead of the answer).
   Once: the fault switches itself off.
+- ``in_progress``: the next client ``send`` does not reach the app and is answered
+  ``in_progress``, as a node answers while another attempt with the id runs its handler
+  (WebSocket: that ``ack`` frame; POST: 409 with ``Retry-After``). Once, like ``lose_ack``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from urllib.parse import parse_qs
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.browser.settings"
 
+from realtime.exceptions import InProgress
 from tests.asgi import application as inner
 
 DROP_CODE = 3000  # not a protocol close code: the client just reconnects
@@ -50,6 +54,7 @@ class Faults:
     hold: bool = False
     duplicate: bool = False
     lose_ack: bool = False
+    in_progress: bool = False
 
 
 faults = Faults()
@@ -168,11 +173,18 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
     duplicate = faults.duplicate
 
     async def receive_frames() -> Message:
-        message = await link.receive()
-        if message["type"] == "websocket.receive" and message.get("text"):
+        while True:
+            message = await link.receive()
+            text = message.get("text") if message["type"] == "websocket.receive" else None
+            if not text:
+                return message
             with contextlib.suppress(ValueError):
-                stats["client_frames"].append(json.loads(message["text"]))
-        return message
+                stats["client_frames"].append(json.loads(text))
+            if not (faults.in_progress and text.startswith('{"type":"send"')):
+                return message
+            faults.in_progress = False
+            answer = in_progress_answer(json.loads(text)["id"])
+            await link.send({"type": "websocket.send", "text": json.dumps(answer)})
 
     async def send_frames(message: Message) -> None:
         nonlocal sent_frames
@@ -290,6 +302,19 @@ async def post(scope: Scope, receive: Any, send: Any) -> None:
             return messages.pop(0)
         return await receive()
 
+    if faults.in_progress and body.startswith(b'{"type":"send"'):
+        faults.in_progress = False
+        message_id = json.loads(body)["id"]
+        error = {**in_progress_answer(message_id)["error"], "ref": message_id}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 409,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps({"error": error}).encode()})
+        return
     lose = faults.lose_ack and stats["client_frames"][-1:] and body.startswith(b'{"type":"send"')
     if lose:
         faults.lose_ack = False
@@ -305,6 +330,16 @@ async def post(scope: Scope, receive: Any, send: Any) -> None:
     await inner(scope, replay, answer)
     if lose:
         await respond(send, 502, b"proxy: the answer was lost")
+
+
+def in_progress_answer(message_id: str) -> dict[str, Any]:
+    """The server's ``in_progress`` answer (docs/protocol.md) to a ``send``."""
+    error = InProgress()
+    return {
+        "type": "ack",
+        "id": message_id,
+        "error": {"code": error.code, "reason": error.reason},
+    }
 
 
 async def respond(send: Any, status: int, body: bytes, content_type: bytes = b"text/plain") -> None:

@@ -488,6 +488,21 @@ def test_sends_made_offline_go_out_in_order_once_connected(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_send_answered_in_progress_is_sent_again_until_it_gets_the_answer(
+    open_page: Any, server: Server, transport: str
+) -> None:
+    page = open_page([new_topic()])
+    start(page, [transport])
+    wait_open(page, transport)
+    server.faults(in_progress=True)  # as while another attempt with the id runs the handler
+    result = page.evaluate("() => window.client.send('stamp')")
+    stats = server.stats()
+    sends = [f for f in stats["client_frames"] if f.get("type") == "send"]
+    assert len(sends) == 2 and len({f["id"] for f in sends}) == 1, sends
+    assert [a["result"] for a in stats["answers"]] == [result], "in_progress is not the answer"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_retried_send_keeps_its_id_and_runs_once(
     open_page: Any, server: Server, transport: str
 ) -> None:

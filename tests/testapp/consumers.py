@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import redis.asyncio as aioredis
+
 import realtime
+from realtime.conf import get_config
 
 CALLS: list[tuple[str, Any]] = []
 
@@ -29,3 +32,19 @@ class EchoConsumer(realtime.RealtimeConsumer):
 
     async def handle_crash(self, data: Any) -> Any:
         raise ZeroDivisionError("boom")
+
+    async def handle_hold(self, data: Any) -> Any:
+        """A slow handler the test controls, for overlapping retries: ``data`` is a Redis key
+        name. Each run counts itself in ``<key>:runs``, pushes its run number to
+        ``<key>:started``, then waits (at most 30 s) for the test to push to ``<key>:go``."""
+        url = get_config().redis_url
+        if url is None or not isinstance(data, str):
+            raise realtime.Rejected("'hold' needs REDIS_URL and a key name")
+        client = aioredis.Redis.from_url(url)
+        try:
+            run = await client.incr(f"{data}:runs")
+            await client.rpush(f"{data}:started", run)
+            await client.blpop([f"{data}:go"], timeout=30)
+        finally:
+            await client.aclose()
+        return {"run": run, "stamp": uuid.uuid4().hex}

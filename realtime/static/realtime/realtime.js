@@ -95,6 +95,9 @@ const WIRE = Object.freeze({
   subprotocol: "realtime.v1",
   tokenSubprotocolPrefix: "realtime.token.",
   maxAckIds: 100,
+  /** The `ack` error (POST: 409) for a `send` whose id another attempt is still running: not
+   * an answer, send it again with the same id. */
+  inProgress: "in_progress",
   cursorSeparator: ",",
   cursorFieldSeparator: "~",
   connectionHeader: "X-Realtime-Connection",
@@ -783,6 +786,8 @@ class BaseTransport {
       return true;
     }
     const error = await errorBody(response);
+    // 409 in_progress: another attempt runs the handler; POST it again for its answer
+    if (error.code === WIRE.inProgress) return false;
     this.client._frame(this, { type: "ack", id: push.id, error });
     return true;
   }
@@ -1821,6 +1826,12 @@ export class Realtime {
   _answer(frame) {
     const push = this._outbox.get(frame.id);
     if (!push) return;
+    if (frame.error?.code === WIRE.inProgress) {
+      // Not the answer: another attempt with this id still runs the handler. The WebSocket
+      // resends it on its timer (`sendRetryMs` after the last send).
+      this._flush();
+      return;
+    }
     this._outbox.delete(frame.id);
     push.timer.cancel();
     if (frame.error) {
