@@ -75,9 +75,12 @@ for _key in (
     "AUTH_TIMEOUT",
     "POLL_TIMEOUT",
     "SSE_KEEPALIVE",
+    "RATE",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
+if os.environ.get("RT_BURST"):
+    REALTIME["BURST"] = int(os.environ["RT_BURST"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
