@@ -74,7 +74,7 @@ def read_token(token: str) -> TokenClaims:
         claims = TokenClaims(
             str(payload["u"]), float(payload["x"]), str(payload["h"]), float(payload.get("i", 0))
         )
-    except (signing.BadSignature, KeyError, TypeError, ValueError):
+    except (signing.BadSignature, AttributeError, KeyError, TypeError, ValueError):
         raise TokenInvalid("The token is malformed or its signature is wrong.") from None
     if claims.expires_at <= time.time():
         raise TokenExpired("The token has expired; fetch a new one.")

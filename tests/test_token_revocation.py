@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,6 +116,26 @@ async def test_a_deactivation_rolled_back_revokes_nothing():
     await deactivate_then_roll_back()
     authenticated, _ = await aauthenticate_token(token)
     assert authenticated.pk == user.pk
+
+
+def _old_format_token(user: Any) -> str:
+    """A token as made before issue times were added: no "i"."""
+    from realtime import auth
+
+    payload = {"u": str(user.pk), "x": time.time() + 60, "h": auth._auth_hash(user)}
+    return auth._signer().sign_object(payload, compress=False)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_old_tokens_without_issue_time_count_as_issued_before_any_deactivation():
+    kept, toggled = await _user("gail"), await _user("hank")
+    kept_token, toggled_token = _old_format_token(kept), _old_format_token(toggled)
+    await _set_active(toggled, False)
+    await _set_active(toggled, True)
+    authenticated, _ = await aauthenticate_token(kept_token)
+    assert authenticated.pk == kept.pk
+    with pytest.raises(TokenInvalid, match="deactivat"):
+        await aauthenticate_token(toggled_token)
 
 
 # ---- over real daphne nodes ------------------------------------------------------------------

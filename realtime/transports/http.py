@@ -113,8 +113,7 @@ async def _anonymous_rate_scope(request: HttpRequest) -> str:
 
 
 async def _ticket_user(user_pk: str) -> Any:
-    user = await database_sync_to_async(_load_ticket_user)(user_pk)
-    return user
+    return await database_sync_to_async(_load_ticket_user)(user_pk)
 
 
 def _load_ticket_user(user_pk: str) -> Any:
