@@ -4,6 +4,10 @@ daphne."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import Daphne
+from tests.servers import ROOT, Daphne
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +72,51 @@ async def test_the_anonymous_bucket_is_not_an_authenticated_users(node, database
         assert 429 in statuses
         response = await http.get("/realtime/poll/", params={"topic": topic()}, headers=alice)
     assert response.status_code == 200, response.text
+
+
+# An anonymous session that holds data, as a site's cart or preferences would make one.
+SESSION_SCRIPT = """
+import json, django
+django.setup()
+from django.contrib.sessions.backends.db import SessionStore
+session = SessionStore()
+session["cart"] = [1, 2]
+session.create()
+print(json.dumps({"key": session.session_key}))
+"""
+
+
+def anonymous_session(database: str) -> str:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "RT_TEST_DB": database}
+    output = subprocess.run(
+        [sys.executable, "-c", SESSION_SCRIPT],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    return str(json.loads(output.strip().splitlines()[-1])["key"])
+
+
+async def test_a_made_up_session_cookie_does_not_buy_a_fresh_bucket(node):
+    async with httpx.AsyncClient(base_url=node.http, timeout=10) as http:
+        statuses, _ = await rapid(http, "/realtime/poll/")
+        assert 429 in statuses
+    forged = {"sessionid": uuid.uuid4().hex}
+    async with httpx.AsyncClient(base_url=node.http, timeout=10, cookies=forged) as http:
+        response = await http.get("/realtime/poll/", params={"topic": topic()})
+    assert response.status_code == 429, response.text
+
+
+async def test_an_anonymous_session_has_its_own_bucket(node, database):
+    session = {"sessionid": anonymous_session(database[0])}
+    async with httpx.AsyncClient(base_url=node.http, timeout=10) as http:
+        statuses, _ = await rapid(http, "/realtime/poll/")
+        assert 429 in statuses  # the address's bucket is empty
+    async with httpx.AsyncClient(base_url=node.http, timeout=10, cookies=session) as http:
+        served = await http.get("/realtime/poll/", params={"topic": topic()})
+        assert served.status_code == 200, served.text
+        statuses, elapsed = await rapid(http, "/realtime/poll/")
+    assert_limited([200, *statuses], elapsed)  # and it is limited in turn

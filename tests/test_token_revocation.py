@@ -138,6 +138,21 @@ async def test_old_tokens_without_issue_time_count_as_issued_before_any_deactiva
         await aauthenticate_token(toggled_token)
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_ticket_is_refused_when_its_user_was_deactivated_since():
+    from django.test import RequestFactory
+
+    from realtime import tickets
+    from realtime.transports.http import authenticate
+
+    user = await _user("ivy")
+    ticket = await tickets.issue(str(user.pk))
+    await _set_active(user, False)
+    await _set_active(user, True)
+    with pytest.raises(TokenInvalid, match="deactivated"):
+        await authenticate(RequestFactory().get("/realtime/sse/", {"ticket": ticket}))
+
+
 # ---- over real daphne nodes ------------------------------------------------------------------
 
 
