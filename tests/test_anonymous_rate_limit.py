@@ -120,3 +120,14 @@ async def test_an_anonymous_session_has_its_own_bucket(node, database):
         assert served.status_code == 200, served.text
         statuses, elapsed = await rapid(http, "/realtime/poll/")
     assert_limited([200, *statuses], elapsed)  # and it is limited in turn
+
+
+async def test_ticket_requests_spend_the_users_bucket(node, database):
+    alice = {"Authorization": f"Bearer {database[1]['alice']['token']}"}
+    statuses = []
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=node.http, timeout=10, headers=alice) as http:
+        for _ in range(ATTEMPTS):
+            statuses.append((await http.post("/realtime/ticket/")).status_code)
+    assert set(statuses) <= {201, 429}, statuses
+    assert_limited([200 if s == 201 else s for s in statuses], time.monotonic() - started)

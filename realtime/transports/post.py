@@ -98,6 +98,7 @@ async def ticket(request: HttpRequest) -> HttpResponse:
             raise AuthRequired("Log in or send a bearer token first.")
         if (failure := _csrf_failure(request, caller)) is not None:
             return failure
+        buckets.take(caller.rate_scope)  # each ticket is a key in Redis for TICKET_TTL
         value = await tickets.issue(str(caller.user.pk))
     except RealtimeError as error:
         return error_response(error)
