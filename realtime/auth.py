@@ -1,8 +1,10 @@
 """Tokens and Origin checks.
 
 Tokens are signed with ``django.core.signing`` under their own salt and carry the user's pk,
-an expiry time and a fragment of the user's session auth hash, so changing the password
-invalidates every token issued before. They use only characters allowed in a
+their issue and expiry times and a fragment of the user's session auth hash: changing the
+password invalidates every token issued before, and so does deactivating the user (the
+deactivation time is kept in :class:`realtime.models.TokenCutoff`, so a reactivation does not
+revive them). They use only characters allowed in a
 ``Sec-WebSocket-Protocol`` value, so a client may send one as the ``realtime.token.<token>``
 subprotocol instead of in an ``auth`` frame; they never belong in a URL."""
 
@@ -35,12 +37,21 @@ def _auth_hash(user: Any) -> str:
 
 def make_token(user: Any, *, expires_in: float | None = None) -> str:
     """A signed token that authenticates ``user`` for ``expires_in`` seconds (default
-    ``TOKEN_MAX_AGE``). Give it to non-browser clients, or to browsers that connect from
-    another site; browsers on the same site are authenticated by their session cookie."""
+    ``TOKEN_MAX_AGE``; not capped by it; zero or less gives an already expired token). Give it
+    to non-browser clients, or to browsers that connect from another site; browsers on the
+    same site are authenticated by their session cookie. Pure computation: no query, so it may
+    be called from async code. Raises :class:`ValueError` when ``user`` is ``None`` or
+    anonymous."""
     if user is None or not user.is_authenticated:
         raise ValueError("make_token() needs an authenticated user.")
+    now = time.time()
     lifetime = get_config().token_max_age if expires_in is None else expires_in
-    payload = {"u": str(user.pk), "x": round(time.time() + lifetime, 3), "h": _auth_hash(user)}
+    payload = {
+        "u": str(user.pk),
+        "i": now,  # full precision: compared with the time of a later deactivation
+        "x": round(now + lifetime, 3),
+        "h": _auth_hash(user),
+    }
     return _signer().sign_object(payload, compress=False)
 
 
@@ -49,6 +60,8 @@ class TokenClaims:
     user_pk: str
     expires_at: float
     auth_hash: str
+    # Tokens made before issue times were added carry none: 0.0, issued before any cutoff.
+    issued_at: float = 0.0
 
 
 def read_token(token: str) -> TokenClaims:
@@ -58,22 +71,39 @@ def read_token(token: str) -> TokenClaims:
         raise TokenInvalid("The token is malformed.")
     try:
         payload = _signer().unsign_object(token)
-        claims = TokenClaims(str(payload["u"]), float(payload["x"]), str(payload["h"]))
-    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        claims = TokenClaims(
+            str(payload["u"]), float(payload["x"]), str(payload["h"]), float(payload.get("i", 0))
+        )
+    except (signing.BadSignature, AttributeError, KeyError, TypeError, ValueError):
         raise TokenInvalid("The token is malformed or its signature is wrong.") from None
     if claims.expires_at <= time.time():
         raise TokenExpired("The token has expired; fetch a new one.")
     return claims
 
 
-def _load_user(claims: TokenClaims) -> Any:
+CUTOFF = "realtime_token_cutoff"  # TokenCutoff's related name on the user model
+
+
+def load_user(user_pk: str, issued_at: float) -> Any:
+    """The active user with primary key ``user_pk``, for a credential issued at ``issued_at``
+    (Unix time). One query: the user's :class:`~realtime.models.TokenCutoff` is joined in.
+    Raises :class:`TokenInvalid` when the user does not exist, is inactive, or was deactivated
+    after ``issued_at``. Sync: call it through ``database_sync_to_async``."""
     model = get_user_model()
     try:
-        user = model._default_manager.get(pk=claims.user_pk)
-    except (model.DoesNotExist, ValueError):
+        user = model._default_manager.select_related(CUTOFF).get(pk=user_pk)
+    except (model.DoesNotExist, ValueError, TypeError):
         raise TokenInvalid("The token's user does not exist.") from None
     if not getattr(user, "is_active", True):
         raise TokenInvalid("The token's user is inactive.")
+    cutoff = getattr(user, CUTOFF, None)  # None when the user was never deactivated
+    if cutoff is not None and issued_at < cutoff.not_before:
+        raise TokenInvalid("The token was issued before the user was deactivated.")
+    return user
+
+
+def _load_user(claims: TokenClaims) -> Any:
+    user = load_user(claims.user_pk, claims.issued_at)
     if _auth_hash(user) != claims.auth_hash:
         raise TokenInvalid("The token was issued before a password change.")
     return user

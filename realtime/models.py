@@ -1,4 +1,9 @@
-"""No tables: one unmanaged model that carries the admin console's permissions.
+"""The app's models: one table, and one unmanaged model that carries the admin console's
+permissions.
+
+:class:`TokenCutoff` holds, per user who was ever deactivated, the time before which that
+user's tokens are refused (realtime.auth), so that reactivating a user does not revive the
+tokens issued before the deactivation, on any node and across restarts.
 
 :class:`LiveConnection` exists so that the console has an entry under "Realtime" on the admin
 index and two dedicated permissions to grant: ``realtime.view_connections`` (see the console)
@@ -8,7 +13,29 @@ database."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+
+
+class TokenCutoff(models.Model):
+    """Tokens of ``user`` issued before ``not_before`` (Unix time, seconds) are refused.
+    Written by realtime.revocation when the user is deactivated; deleted with the user."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="realtime_token_cutoff",
+    )
+    not_before = models.FloatField()
+
+    class Meta:
+        default_permissions = ()
+        verbose_name = "token cutoff"
+        verbose_name_plural = "token cutoffs"
+
+    def __str__(self) -> str:
+        return f"tokens of user {self.pk} issued before {self.not_before}"
 
 
 class LiveConnection(models.Model):

@@ -1,10 +1,14 @@
 """Revocation: when a user logs out, is deactivated or changes password, their live
 connections are closed on every node (close code 4403). Tokens issued before a password change
-or deactivation are refused already (realtime.auth); this closes what is already open."""
+are refused by realtime.auth (they carry a fragment of the password's hash); for a
+deactivation this module records the time in :class:`realtime.models.TokenCutoff`, so the
+tokens issued before it stay refused after a reactivation. Only changes made through
+``save()`` are seen: ``QuerySet.update()`` sends no signal."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -36,18 +40,43 @@ def remember_credentials(sender: Any, instance: Any, **kwargs: Any) -> None:
     instance._realtime_credentials = old
 
 
+def _cut_off_tokens(user_id: Any, *, at_commit: bool = False) -> None:
+    from realtime.models import TokenCutoff
+
+    if at_commit:
+        # Tokens issued while the deactivation was not yet committed are refused too.
+        try:
+            TokenCutoff.objects.filter(user_id=user_id).update(not_before=time.time())
+        except Exception:  # the cutoff written with the save stands
+            logger.exception("Moving the token cutoff of user %s failed", user_id)
+        return
+    TokenCutoff.objects.update_or_create(user_id=user_id, defaults={"not_before": time.time()})
+
+
 def on_user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     old = getattr(instance, "_realtime_credentials", None)
     if created or old is None:
         return
+    deactivated = old["is_active"] and not instance.is_active
     if old["password"] != instance.password:
         reason = "password changed"
-    elif old["is_active"] and not instance.is_active:
+    elif deactivated:
         reason = "deactivated"
     else:
         return
     user_id = instance.pk
-    transaction.on_commit(lambda: _revoke(user_id, reason))
+    if deactivated:
+        # In the save's transaction: a rolled-back deactivation revokes nothing, and one that
+        # commits cannot lose its cutoff. Errors propagate: a deactivation that cannot be
+        # recorded must not look done (run `migrate` after upgrading).
+        _cut_off_tokens(user_id)
+
+    def after_commit() -> None:
+        if deactivated:
+            _cut_off_tokens(user_id, at_commit=True)
+        _revoke(user_id, reason)
+
+    transaction.on_commit(after_commit)
 
 
 def connect() -> None:

@@ -77,9 +77,12 @@ for _key in (
     "SSE_KEEPALIVE",
     "SEND_LEASE",
     "SEND_WAIT",
+    "RATE",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
+if os.environ.get("RT_BURST"):
+    REALTIME["BURST"] = int(os.environ["RT_BURST"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

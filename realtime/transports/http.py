@@ -7,21 +7,22 @@ import asyncio
 import collections
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.contrib.auth import get_user_model
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, JsonResponse
 from django.utils.module_loading import import_string
 
 from realtime import protocol, tickets
-from realtime.auth import aauthenticate_token, origin_allowed
+from realtime.auth import aauthenticate_token, load_user, origin_allowed
 from realtime.conf import get_config
 from realtime.connection import Connection, TokenBucket
 from realtime.exceptions import (
+    AuthRequired,
     Forbidden,
     InvalidFrame,
     RateLimited,
@@ -35,11 +36,19 @@ from realtime.topics import validate_topic
 
 def error_response(error: RealtimeError) -> JsonResponse:
     """The documented JSON error body with the error's HTTP status; ``ref`` names the topic
-    (or id) concerned, so a client can drop just that topic."""
+    (or id) concerned, so a client can drop just that topic. A 401 carries the
+    ``WWW-Authenticate: Bearer`` challenge HTTP requires (RFC 6750), which browsers never
+    answer with a login prompt."""
     body: dict[str, Any] = {"code": error.code, "reason": error.reason}
     if error.ref is not None:
         body["ref"] = error.ref
-    return JsonResponse({"error": body}, status=http_status_for(error))
+    response = JsonResponse({"error": body}, status=http_status_for(error))
+    if response.status_code == 401:
+        challenge = 'Bearer realm="realtime"'
+        if isinstance(error, TokenInvalid):
+            challenge += ', error="invalid_token"'
+        response["WWW-Authenticate"] = challenge
+    return response
 
 
 def unavailable() -> JsonResponse:
@@ -55,14 +64,16 @@ class Caller:
     """Who made a request, and how they proved it."""
 
     user: Any
-    via: str  # "session", "token" or "ticket"
+    via: str  # "session", "token" or "ticket" (a caller without credentials: "session")
     token_expires_at: float | None
-    scope: str  # dedup / rate-limit scope
+    scope: str  # whose `send` ids these are (dedup): the user, else the session or request
+    rate_scope: str  # whose rate-limit bucket the request spends
 
 
 async def authenticate(request: HttpRequest) -> Caller:
-    """Authenticate by bearer token, ticket, or session cookie (in that order). Raises
-    :class:`Forbidden` for a disallowed Origin and :class:`TokenInvalid` for bad credentials."""
+    """Authenticate by bearer token, ticket, or session cookie (in that order); without any of
+    them the caller is anonymous. Raises :class:`Forbidden` for a disallowed Origin and
+    :class:`TokenInvalid` for bad credentials."""
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(origin):
         raise Forbidden("This Origin may not use realtime.")
@@ -72,30 +83,65 @@ async def authenticate(request: HttpRequest) -> Caller:
         if scheme.lower() != "bearer" or not token:
             raise TokenInvalid("Use 'Authorization: Bearer <token>'.")
         user, expires_at = await aauthenticate_token(token.strip())
-        return Caller(user, "token", expires_at, f"u:{user.pk}")
+        return Caller(user, "token", expires_at, f"u:{user.pk}", f"u:{user.pk}")
     ticket = request.GET.get("ticket")
     if ticket is not None:
         user_pk = await tickets.redeem(ticket)
         if user_pk is None:
             raise TokenInvalid("The ticket is unknown, expired or already used.")
-        user = await _active_user(user_pk)
-        return Caller(user, "ticket", None, f"u:{user.pk}")
+        user = await _ticket_user(user_pk)
+        return Caller(user, "ticket", None, f"u:{user.pk}", f"u:{user.pk}")
     auser = getattr(request, "auser", None)  # set by AuthenticationMiddleware (check W003)
     user = await auser() if auser is not None else AnonymousUser()
     if user.is_authenticated:
-        return Caller(user, "session", None, f"u:{user.pk}")
-    session_key = getattr(getattr(request, "session", None), "session_key", None)
+        return Caller(user, "session", None, f"u:{user.pk}", f"u:{user.pk}")
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None)
     scope = f"s:{session_key}" if session_key else f"c:{uuid.uuid4().hex}"
-    return Caller(AnonymousUser(), "session", None, scope)
+    return Caller(AnonymousUser(), "session", None, scope, await _anonymous_rate_scope(request))
 
 
-@sync_to_async
-def _active_user(user_pk: str) -> Any:
-    model = get_user_model()
-    user = model._default_manager.filter(pk=user_pk).first()
-    if user is None or not getattr(user, "is_active", True):
-        raise TokenInvalid("The ticket's user no longer exists or is inactive.")
-    return user
+async def _anonymous_rate_scope(request: HttpRequest) -> str:
+    """The bucket of a caller without credentials: its session's when the request carries a
+    session that holds data, else its client address (``REMOTE_ADDR``, as the ASGI server
+    reports it; ``X-Forwarded-For`` is not read). A made-up or expired session cookie loads
+    as an empty session, so it cannot buy a fresh bucket."""
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key and await session.aitems():
+        return f"s:{session.session_key}"
+    return f"a:{request.META.get('REMOTE_ADDR', '')}"
+
+
+async def _ticket_user(user_pk: str) -> Any:
+    return await database_sync_to_async(_load_ticket_user)(user_pk)
+
+
+def _load_ticket_user(user_pk: str) -> Any:
+    # A ticket was issued at most TICKET_TTL ago: taking the earliest possible issue time
+    # refuses it when its user was deactivated since (fail closed, for TICKET_TTL at most).
+    try:
+        return load_user(user_pk, time.time() - get_config().ticket_ttl)
+    except TokenInvalid:
+        raise TokenInvalid(
+            "The ticket's user no longer exists, is inactive or was deactivated since."
+        ) from None
+
+
+async def check_topics(hooks: Any, caller: Caller, topics: list[str]) -> None:
+    """Run the consumer's ``can_subscribe`` hook for each topic before a stream or poll starts.
+    Raises :class:`Forbidden` (HTTP 403) when an authenticated caller is refused a topic, and
+    :class:`AuthRequired` (HTTP 401) when a caller without credentials is: "who are you" and
+    "you may not" need different answers from a client, and an HTTP request has no
+    ``welcome`` that would tell it it is anonymous. Both name the topic in ``ref``."""
+    for topic in topics:
+        try:
+            await hooks.can_subscribe(topic)
+        except Forbidden as refused:
+            if caller.user.is_authenticated:
+                raise
+            raise AuthRequired(
+                f"{refused.reason} Log in or send a bearer token.", ref=refused.ref or topic
+            ) from None
 
 
 def topics_and_cursors(request: HttpRequest) -> tuple[list[str], dict[str, protocol.Cursor]]:

@@ -21,6 +21,7 @@ from realtime.transports.http import (
     CollectingTransport,
     authenticate,
     buckets,
+    check_topics,
     error_response,
     frame_type,
     open_connection,
@@ -42,13 +43,12 @@ async def poll(request: HttpRequest) -> HttpResponse:
     transport = CollectingTransport()
     try:
         caller = await authenticate(request)
-        buckets.take(caller.scope)
+        buckets.take(caller.rate_scope)
         topics, cursors = topics_and_cursors(request)
         # Not registered: a poll lives for one request, and three registry writes per poll
         # would cost more than the poll itself (docs/operations.md).
         connection, hooks = open_connection(request, caller, transport, "longpoll", register=False)
-        for topic in topics:
-            await hooks.can_subscribe(topic)
+        await check_topics(hooks, caller, topics)
         await connection.authenticated(caller.user, welcome=False)
     except RealtimeError as error:
         return error_response(error)

@@ -53,7 +53,7 @@ async def send(request: HttpRequest) -> HttpResponse:
         caller = await authenticate(request)
         if (failure := _csrf_failure(request, caller)) is not None:
             return failure
-        buckets.take(caller.scope)
+        buckets.take(caller.rate_scope)
         limit = get_config().max_frame_bytes
         if len(request.body) > limit:
             raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
@@ -111,10 +111,11 @@ async def ticket(request: HttpRequest) -> HttpResponse:
     """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource)."""
     try:
         caller = await authenticate(request)
+        if not caller.user.is_authenticated:  # before CSRF: there is nothing to protect
+            raise AuthRequired("Log in or send a bearer token first.")
         if (failure := _csrf_failure(request, caller)) is not None:
             return failure
-        if not caller.user.is_authenticated:
-            raise AuthRequired("Log in or send a bearer token first.")
+        buckets.take(caller.rate_scope)  # each ticket is a key in Redis for TICKET_TTL
         value = await tickets.issue(str(caller.user.pk))
     except RealtimeError as error:
         return error_response(error)

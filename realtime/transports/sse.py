@@ -32,6 +32,7 @@ from realtime.exceptions import (
 from realtime.transports.http import (
     authenticate,
     buckets,
+    check_topics,
     error_response,
     frame_type,
     open_connection,
@@ -156,13 +157,12 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
     """Open an event stream for the ``topic`` parameters (see docs/protocol.md)."""
     try:
         caller = await authenticate(request)
-        buckets.take(caller.scope)
+        buckets.take(caller.rate_scope)
         topics, cursors = topics_and_cursors(request)
         stream = SSEStream({t: c for t, c in cursors.items() if t in topics})
         connection, hooks = open_connection(request, caller, stream, "sse")
         stream.connection = connection
-        for topic in topics:  # refuse a forbidden topic with 403 before streaming
-            await hooks.can_subscribe(topic)
+        await check_topics(hooks, caller, topics)  # refuse with 401/403 before streaming
     except RealtimeError as error:
         return error_response(error)
     except Exception:

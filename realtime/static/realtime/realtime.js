@@ -800,13 +800,16 @@ class BaseTransport {
     const error = await errorBody(response);
     const status = response.status;
     const failure = new RealtimeError(error.code, error.reason, { status });
-    if (status === 401) {
+    const topic = error.ref && this.client._subs.has(error.ref) ? error.ref : null;
+    // 401 naming a topic: the request had no credentials and the topic needs some. A page
+    // that cannot get a token drops that topic, as the WebSocket's `forbidden` does.
+    const anonymousRefusal = status === 401 && topic !== null && !this.client._canRenewToken();
+    if (status === 401 && !anonymousRefusal) {
       // the client renews the token and tries again once, else gives up
       this._down({ code: status, reason: error.reason, retryToken: true, error: failure });
       return;
     }
-    const topic = error.ref && this.client._subs.has(error.ref) ? error.ref : null;
-    if (topic && [400, 403, 409].includes(status)) {
+    if (topic && [400, 401, 403, 409].includes(status)) {
       // One topic was refused: drop it, keep the others.
       this.client._refuse(topic, error.code, error.reason);
       this._down({ code: status, reason: error.reason, retry: true });
