@@ -165,7 +165,8 @@ def carol_database() -> Iterator[tuple[str, dict[str, Any]]]:
 
 async def _ws_close_code(node: Daphne, token: str) -> int | None:
     """Connect without Origin with the token as subprotocol; the close code, or None when the
-    server said ``welcome``."""
+    server said ``welcome``. A refused token is first answered with an ``error`` frame that
+    says why (docs/protocol.md), then the close."""
     async with websockets.connect(
         node.url,
         subprotocols=["realtime.v1", f"realtime.token.{token}"],  # type: ignore[list-item]
@@ -173,10 +174,13 @@ async def _ws_close_code(node: Daphne, token: str) -> int | None:
     ) as ws:
         try:
             async with asyncio.timeout(5):
-                first = await ws.recv()
+                first = json.loads(await ws.recv())
+                if first["type"] == "error":
+                    assert first["code"] == "invalid_token", first
+                    await ws.recv()
         except websockets.ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
-        assert '"welcome"' in str(first), first
+        assert first["type"] == "welcome", first
         return None
 
 
