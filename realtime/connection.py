@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from realtime import protocol
+from realtime import health, protocol
 from realtime.backends import get_dedup, get_log
 from realtime.conf import Config, get_config
 from realtime.exceptions import (
@@ -53,6 +53,9 @@ logger = logging.getLogger("realtime.connection")
 
 # How many log reads one gap may take before the subscription gives up with a reset.
 MAX_RECOVERY_ROUNDS = 5
+# Backoff between log reads that failed while filling a gap (within BACKEND_GRACE).
+RECOVERY_RETRY_FIRST = 0.25
+RECOVERY_RETRY_MAX = 4.0
 
 
 class State(enum.Enum):
@@ -406,12 +409,26 @@ class Connection:
         )
 
     async def _recover_or_close(self, topic: str, sub: Subscription) -> None:
-        try:
-            await self._recover(topic, sub)
-        except Exception:
-            # The log is unreachable: the client reconnects and resumes from its cursor.
-            logger.exception("Recovering topic %r failed; closing the connection", topic)
-            self.transport.close(CLOSE_SERVER_ERROR, "server error")
+        """Fill a gap from the log. While the log is unreachable, retry with backoff for
+        ``BACKEND_GRACE`` seconds (live messages wait in the subscription's buffer), then
+        close with 4011: the client reconnects and resumes from its cursor."""
+        deadline = time.monotonic() + self.config.backend_grace
+        delay = RECOVERY_RETRY_FIRST
+        while True:
+            try:
+                await self._recover(topic, sub)
+            except Exception as error:
+                health.failed("log", error)
+                if self.state is State.CLOSED or self.subscriptions.get(topic) is not sub:
+                    return
+                if time.monotonic() + delay > deadline:
+                    self.transport.close(CLOSE_SERVER_ERROR, "server error")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECOVERY_RETRY_MAX)
+            else:
+                health.ok("log")
+                return
 
     async def _recover(self, topic: str, sub: Subscription) -> None:
         """Fill the gap after ``sub``'s position from the log, then go live."""

@@ -75,6 +75,7 @@ for _key in (
     "AUTH_TIMEOUT",
     "POLL_TIMEOUT",
     "SSE_KEEPALIVE",
+    "BACKEND_GRACE",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
