@@ -368,6 +368,17 @@ class Connection:
             sub.buffer.append((epoch, offset, message_id, ack, frame))
             self._spawn(self._recover_or_close(topic, sub))
 
+    def catch_up(self, topic: str, epoch: str, offset: int) -> None:
+        """Called by the hub with a topic's log position learnt out of band (after its
+        channel layer was down): read the gap if this subscription is not there."""
+        sub = self.subscriptions.get(topic)
+        if sub is None or self.state is State.CLOSED or sub.recovering:
+            return
+        if sub.epoch == epoch and sub.offset >= offset:
+            return
+        sub.recovering = True
+        self._spawn(self._recover_or_close(topic, sub))
+
     def _send_message(
         self, topic: str, sub: Subscription, offset: int, message_id: str, ack: bool, frame: str
     ) -> None:

@@ -33,6 +33,7 @@ class _State:
     since: float = 0.0
     reminded: float = 0.0
     failures: int = 0
+    outages: int = 0
 
 
 _states: dict[str, _State] = {}
@@ -56,6 +57,7 @@ def failed(component: str, error: BaseException) -> None:
         state.failures += 1
         if state.up:
             state.up, state.since, state.reminded, state.failures = False, now, now, 1
+            state.outages += 1
             message, args = "Backend %r is down: %s", (component, _describe(error))
         elif now - state.reminded >= REMINDER:
             state.reminded = now
@@ -86,6 +88,13 @@ def is_up(component: str) -> bool:
     with _lock:
         state = _states.get(component)
         return state is None or state.up
+
+
+def outages(component: str) -> int:
+    """How many times ``component`` went down in this process."""
+    with _lock:
+        state = _states.get(component)
+        return 0 if state is None else state.outages
 
 
 def reset() -> None:

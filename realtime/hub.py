@@ -167,6 +167,8 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._probes: dict[str, asyncio.Future[None]] = {}
+        # the layer outages (health.outages) after which this hub caught up
+        self._caught_up_outages = health.outages("layer")
         # topics with local subscribers whose last join failed
         self._unjoined: set[str] = set()
 
@@ -232,18 +234,40 @@ class Hub:
             self._probes.pop(token, None)
 
     async def _watch(self) -> None:
-        """While the layer is reported down, probe it every few seconds, so that its return
-        is noticed (and logged once) even on a node that publishes nothing."""
+        """After the layer was reported down (by this hub, the layer's receive task or a
+        publish in this process), probe it every few seconds until it works, so that its
+        return is noticed (and logged once) even on a node that publishes nothing; then
+        catch up."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            if health.is_up("layer"):
+            outages = health.outages("layer")
+            if outages == self._caught_up_outages:
                 continue
             try:
                 await self.probe()
             except Exception as error:
                 health.failed("layer", error)
-            else:
-                health.ok("layer")
+                continue
+            health.ok("layer")
+            self._caught_up_outages = outages
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Messages published while this hub's subscriptions were down (Redis came back
+        before the layer resubscribed) never reached it, and a topic that goes quiet would
+        not reveal the gap. So compare every local subscription with its topic's log
+        position once the layer works again; connections behind it read the gap."""
+        from realtime.backends import get_log
+
+        log = get_log()
+        for topic, subscribers in list(self.subscribers.items()):
+            try:
+                position = await log.read_after(topic, None, 0)
+            except Exception as error:
+                health.failed("log", error)
+                return
+            for connection in tuple(subscribers):
+                connection.catch_up(topic, position.epoch, position.offset)
 
     def _change_membership(
         self, topic: str, change: Callable[[Hub, str], Coroutine[Any, Any, None]]
