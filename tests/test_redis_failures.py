@@ -350,3 +350,39 @@ def test_readiness_answers_503_naming_what_failed(client, realtime_settings):
     response = client.get("/realtime/ready/")
     assert response.status_code == 503
     assert response.json() == {"ready": False, "failed": ["log"]}
+
+
+async def test_apublish_takes_the_callers_message_id_and_appends_it_once():
+    first = await realtime.apublish("public.aids", "n", 1, message_id="a:1")
+    assert await realtime.apublish("public.aids", "n", 1, message_id="a:1") == first == "a:1"
+    assert (await get_log().read_after("public.aids", None, 0)).offset == 1
+
+
+def test_backend_health_logs_once_per_state_change(caplog, monkeypatch):
+    from prometheus_client import REGISTRY
+
+    from realtime import health
+
+    component = f"test-{uuid.uuid4().hex[:6]}"
+    errors = {"component": component}
+    caplog.set_level("INFO", logger="realtime.health")
+    for _ in range(50):
+        health.failed(component, ConnectionError("refused"))
+    assert not health.is_up(component)
+    assert REGISTRY.get_sample_value("realtime_backend_up", errors) == 0
+    assert REGISTRY.get_sample_value("realtime_backend_errors_total", errors) == 50
+    monkeypatch.setattr(health, "REMINDER", 0.0)  # the reminder is due now
+    health.failed(component, ConnectionError("refused"))
+    health.ok(component)
+    health.ok(component)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"Backend {component!r} is down: ConnectionError: refused"),
+        (
+            "WARNING",
+            f"Backend {component!r} is still down after 0 s (51 failures): "
+            "ConnectionError: refused",
+        ),
+        ("INFO", f"Backend {component!r} is back after 0 s (51 failures)"),
+    ]
+    assert health.is_up(component) and health.outages(component) == 1
+    assert REGISTRY.get_sample_value("realtime_backend_up", errors) == 1
