@@ -56,10 +56,12 @@ def redis_url() -> Iterator[str]:
 
 
 class RedisServer:
-    """A private redis-server on a free loopback port, without persistence: stopping and
-    starting it again is a Redis restart that lost every key."""
+    """A private redis-server on a free loopback port, without persistence unless
+    ``appendonly`` (set it before a :meth:`start`): stopping and starting it again is a Redis
+    restart that lost every key, or with AOF one that kept them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("No redis-server: run `make test`, which installs it.")
@@ -81,7 +83,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.workdir,
             ],

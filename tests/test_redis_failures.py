@@ -386,3 +386,48 @@ def test_backend_health_logs_once_per_state_change(caplog, monkeypatch):
     ]
     assert health.is_up(component) and health.outages(component) == 1
     assert REGISTRY.get_sample_value("realtime_backend_up", errors) == 1
+
+
+@pytest.mark.e2e
+async def test_a_restart_with_persistence_costs_live_clients_nothing(
+    nodes, private_redis, publisher
+):
+    # last of this module's daphne tests: the private Redis keeps AOF from here on
+    private_redis.stop()
+    private_redis.appendonly = True
+    private_redis.start()
+    for node in nodes:
+        deadline = time.monotonic() + 10
+        while (await ready(node))[0] != 200:
+            assert time.monotonic() < deadline, "the node never became ready"
+            await asyncio.sleep(0.2)
+    topic = f"public.aof-{uuid.uuid4().hex[:6]}"
+    readers: list[Reader] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for index, node in enumerate(nodes):
+            for number in range(2):
+                client = await Client.connect(node)
+                stack.push_async_callback(client.close)
+                assert (await client.subscribe(topic))["type"] == "subscribed"
+                reader = Reader(f"ws{number}@node{index}")
+                reader.task = asyncio.create_task(read_ws(client, reader))
+                readers.append(reader)
+        published = [await publish(topic, "before")]
+        private_redis.stop()
+        with pytest.raises(realtime.PublishError):
+            await publish(topic, "during")
+        await asyncio.sleep(3)  # the outage itself, not a synchronisation
+        private_redis.start()
+        published.append(await publish(topic, "right-after"))
+        published += [await publish(topic, f"after-{n}") for n in range(3)]
+        await wait_for(
+            lambda: all(published[-1] in r.messages() or r.ended for r in readers), 15, "last"
+        )
+        for reader in readers:
+            assert reader.ended is None, f"{reader.name} was disconnected: {reader.ended}"
+            assert not reader.has_reset(), f"{reader.name}: the log survived, no reset is due"
+            assert reader.messages() == published, reader.name
+            offsets = [f["offset"] for f in reader.frames if f["type"] == "message"]
+            assert offsets == list(range(offsets[0], offsets[0] + len(published)))
+            assert reader.task is not None
+            reader.task.cancel()
