@@ -255,10 +255,18 @@ class Hub:
     async def _catch_up(self) -> None:
         """Messages published while this hub's subscriptions were down (Redis came back
         before the layer resubscribed) never reached it, and a topic that goes quiet would
-        not reveal the gap. So compare every local subscription with its topic's log
-        position once the layer works again; connections behind it read the gap."""
+        not reveal the gap. So once the layer works again, join the topics whose join failed,
+        and compare every local subscription with its topic's log position; connections
+        behind it read the gap."""
         from realtime.backends import get_log
 
+        joins = []
+        for topic in list(self._unjoined):
+            if topic in self.subscribers:  # a join that failed: its subscribers are still here
+                self._unjoined.discard(topic)
+                joins.append(self._change_membership(topic, self.broker.join))
+        # joined before the log is read, so nothing falls between the two
+        await asyncio.gather(*joins, return_exceptions=True)
         log = get_log()
         for topic, subscribers in list(self.subscribers.items()):
             try:

@@ -1,24 +1,23 @@
 """``publish()`` for sync code and ``apublish()`` for async code.
 
 A message is first appended to its topic's log, which gives it its ``(epoch, offset)``, then
-broadcast to every node's hub.
+broadcast to every node's hub. ``publish()`` runs that on one long-lived event loop per process
+(a daemon thread), so a view, signal handler, management command or Celery task pays one
+thread hop and reuses one Redis connection pool, instead of a new event loop and a new
+connection per call as ``async_to_sync(group_send)`` does.
 
 What a result means: once the append succeeded the message exists and reaches every
 subscriber, so the call returns its id even if the broadcast failed (after one retry on a fresh
 channel-layer connection; the failure is logged once per outage and counted in
-``realtime_publish_errors{step="broadcast"}``). Its subscribers then get it with the topic's next
-message (a gap in the offsets makes each connection read the log) or when they reconnect
-and resume; a topic that stays quiet delivers it only then. When the append failed the call
-raises :class:`PublishError`; when its outcome is unknown (no answer in time) it raises
-:class:`PublishTimeout`. Either way, publishing again with the same ``message_id`` is safe: the
-log appends a message id at most once (while it holds the entry) and returns the first
-append's position, and the message is broadcast again, which clients that have it ignore
-(they drop offsets they have already seen).
-
- ``publish()`` runs that on one long-lived event loop per process
-(a daemon thread), so a view, signal handler, management command or Celery task pays one
-thread hop and reuses one Redis connection pool, instead of a new event loop and a new
-connection per call as ``async_to_sync(group_send)`` does."""
+``realtime_publish_errors_total{step="broadcast"}``). Its subscribers then get it with the
+topic's next message (a gap in the offsets makes each connection read the log) or when they
+reconnect and resume; a topic that stays quiet delivers it only then. When the append failed
+the call raises :class:`PublishError`; when its outcome is unknown (no answer in time) it
+raises :class:`PublishTimeout`. Either way, publishing again with the same ``message_id`` (and
+the same event and data) is safe: the log appends a message id at most once (while it holds
+the entry) and returns the first append's position, and the message is broadcast again, which
+clients that have it ignore (they drop offsets they have already seen) and clients that missed
+it take."""
 
 from __future__ import annotations
 
