@@ -88,4 +88,8 @@ async def ready(request: HttpRequest) -> JsonResponse:
     checks = {"log": _check_log, "layer": _check_layer}
     results = await asyncio.gather(*(_passes(name, check) for name, check in checks.items()))
     failed = [name for name, passed in zip(checks, results, strict=True) if not passed]
-    return JsonResponse({"ready": not failed, "failed": failed}, status=503 if failed else 200)
+    response = JsonResponse({"ready": not failed, "failed": failed}, status=503 if failed else 200)
+    # A 503 here is an answer, not a server error: keep it out of django.request's error log
+    # (and ADMINS' mail), which would otherwise get one entry per health check in an outage.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response

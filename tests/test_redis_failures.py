@@ -345,11 +345,12 @@ def test_readiness_answers_200_when_the_backends_answer(client):
     assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
 
 
-def test_readiness_answers_503_naming_what_failed(client, realtime_settings):
+def test_readiness_answers_503_naming_what_failed(client, realtime_settings, caplog):
     realtime_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     response = client.get("/realtime/ready/")
     assert response.status_code == 503
     assert response.json() == {"ready": False, "failed": ["log"]}
+    assert not [r for r in caplog.records if r.name == "django.request"], "an answer, no error"
 
 
 async def test_apublish_takes_the_callers_message_id_and_appends_it_once():
