@@ -366,8 +366,8 @@ class Hub:
             self._refresher = None
         try:
             await get_registry().remove(self.node, connection.id)
-        except Exception:
-            logger.exception("Unregistering connection %s failed", connection.id)
+        except Exception as error:  # the next refresh rewrites the record without it
+            health.failed("registry", error)
 
     async def _refresh(self) -> None:
         """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
