@@ -238,7 +238,7 @@ def _deliver_on_commit(message: dict[str, Any], timeout: float) -> None:
             error,
         )
         publish_failed.send(
-            sender=PublishError,
+            sender=publish,
             topic=message["topic"],
             event=message["event"],
             message_id=message["id"],

@@ -10,7 +10,8 @@
     (``error`` is the :class:`~realtime.PublishError` or :class:`~realtime.PublishTimeout`
     that a direct call would have raised). The message was not published, or for a timeout
     may have been; publish it again with the same ``message_id`` to be sure (appends are
-    idempotent by id). Sent in the thread that committed, after the commit.
+    idempotent by id). ``sender`` is :func:`realtime.publish`. Sent in the thread that
+    committed, after the commit.
 
 ``connection_opened(sender, connection)`` / ``connection_closed(sender, connection, code)``
     A connection finished authentication / ended, on any transport.
