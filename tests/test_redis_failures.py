@@ -79,6 +79,13 @@ def publisher(private_redis) -> Iterator[None]:
     channel_layers.backends.clear()
 
 
+def broadcast_failures() -> float:
+    """Broadcasts of this process that failed even after their retry on a fresh connection."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("realtime_publish_errors_total", {"step": "broadcast"}) or 0
+
+
 async def publish(topic: str, data: Any, **kwargs: Any) -> str:
     return await sync_to_async(realtime.publish)(topic, "n", data, **kwargs)
 
@@ -188,8 +195,11 @@ async def test_a_restart_costs_live_clients_a_reset_at_most(nodes, private_redis
         await asyncio.sleep(10)  # the outage itself, not a synchronisation
         private_redis.start()
         back = time.monotonic()
+        failures = broadcast_failures()
         right_after = await publish(topic, "right-after")  # an id, not PublishError
         quiet_id = await publish(quiet, "only")
+        # the stale channel-layer connection was replaced: the broadcast went out live
+        assert broadcast_failures() == failures
         await asyncio.sleep(2)
         stop.set()
         await steady
@@ -419,7 +429,9 @@ async def test_a_restart_with_persistence_costs_live_clients_nothing(
             await publish(topic, "during")
         await asyncio.sleep(3)  # the outage itself, not a synchronisation
         private_redis.start()
+        failures = broadcast_failures()
         published.append(await publish(topic, "right-after"))
+        assert broadcast_failures() == failures, "broadcast retried on a fresh connection"
         published += [await publish(topic, f"after-{n}") for n in range(3)]
         await wait_for(
             lambda: all(published[-1] in r.messages() or r.ended for r in readers), 15, "last"
