@@ -3,7 +3,17 @@
 redis-py's asyncio pools are bound to the loop that created them, so a client is cached per
 running loop (daphne's loop, the publisher thread's loop, a test's loop). Timeouts are set on
 purpose: a short connect timeout so a dead Redis fails fast, and a socket timeout well above any
-blocking command we issue, so idle connections are not killed by their own read timeout."""
+blocking command we issue, so idle connections are not killed by their own read timeout.
+
+Commands are retried on a connection or timeout error, on a fresh connection, with a short
+exponential backoff (:data:`RETRIES` times): a Redis restart then costs a command a reconnect,
+not an error. A command whose reply was lost after Redis ran it runs twice: harmless for the
+log's append (idempotent by message id, see :mod:`realtime.log.redis`) and for the registry,
+presence and dedup answers (they set or delete keys); a dedup claim (``SET NX``) or a ticket
+redemption (``GETDEL``) retried that way reads as already taken, as after a reconnect. A hung
+Redis (paused, not down) makes a command wait ``socket_timeout`` per attempt: callers that must
+answer sooner bound their own wait (``publish()`` by ``PUBLISH_TIMEOUT``, the readiness checks
+by 2 s)."""
 
 from __future__ import annotations
 
@@ -11,6 +21,14 @@ import asyncio
 import weakref
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Retries of one command after a connection or timeout error, with backoff 0.1 s, 0.2 s,
+# 0.4 s: a command fails after about 0.7 s while Redis refuses connections.
+RETRIES = 3
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
@@ -32,6 +50,8 @@ def get_client(url: str) -> aioredis.Redis:
             socket_connect_timeout=5,
             socket_timeout=15,
             health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         client = per_loop[url] = aioredis.Redis.from_pool(pool)
     return client

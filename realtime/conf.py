@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": None,
     # How long publish() waits for the log append before raising PublishTimeout.
     "PUBLISH_TIMEOUT": 5.0,
+    # How long a connection that must read the topic log (to fill a gap) keeps retrying
+    # while the log is unreachable before it is closed with 4011.
+    "BACKEND_GRACE": 30.0,
     # The consumer class whose hooks every transport uses (WebSocket, SSE, long-poll).
     "CONSUMER": "realtime.consumers.RealtimeConsumer",
     # SSE keep-alive comment interval; long-poll wait; lifetime of EventSource tickets.
@@ -93,6 +96,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "OUTBOUND_QUEUE_SIZE": (int,),
     "ALLOWED_ORIGINS": (list, tuple, type(None)),
     "PUBLISH_TIMEOUT": _NUMBER,
+    "BACKEND_GRACE": _NUMBER,
     "CONSUMER": (str,),
     "SSE_KEEPALIVE": _NUMBER,
     "POLL_TIMEOUT": _NUMBER,
@@ -129,6 +133,7 @@ class Config:
     outbound_queue_size: int
     allowed_origins: tuple[str, ...] | None
     publish_timeout: float
+    backend_grace: float
     consumer: str
     sse_keepalive: float
     poll_timeout: float

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from realtime import protocol
+from realtime import health, protocol
 from realtime.backends import get_dedup, get_log
 from realtime.conf import Config, get_config
 from realtime.dedup import answer_once
@@ -55,6 +55,9 @@ logger = logging.getLogger("realtime.connection")
 
 # How many log reads one gap may take before the subscription gives up with a reset.
 MAX_RECOVERY_ROUNDS = 5
+# Backoff between log reads that failed while filling a gap (within BACKEND_GRACE).
+RECOVERY_RETRY_FIRST = 0.25
+RECOVERY_RETRY_MAX = 4.0
 
 
 class State(enum.Enum):
@@ -373,6 +376,17 @@ class Connection:
             sub.buffer.append((epoch, offset, message_id, ack, frame))
             self._spawn(self._recover_or_close(topic, sub))
 
+    def catch_up(self, topic: str, epoch: str, offset: int) -> None:
+        """Called by the hub with a topic's log position learnt out of band (after its
+        channel layer was down): read the gap if this subscription is not there."""
+        sub = self.subscriptions.get(topic)
+        if sub is None or self.state is State.CLOSED or sub.recovering:
+            return
+        if sub.epoch == epoch and sub.offset >= offset:
+            return
+        sub.recovering = True
+        self._spawn(self._recover_or_close(topic, sub))
+
     def _send_message(
         self, topic: str, sub: Subscription, offset: int, message_id: str, ack: bool, frame: str
     ) -> None:
@@ -414,12 +428,26 @@ class Connection:
         )
 
     async def _recover_or_close(self, topic: str, sub: Subscription) -> None:
-        try:
-            await self._recover(topic, sub)
-        except Exception:
-            # The log is unreachable: the client reconnects and resumes from its cursor.
-            logger.exception("Recovering topic %r failed; closing the connection", topic)
-            self.transport.close(CLOSE_SERVER_ERROR, "server error")
+        """Fill a gap from the log. While the log is unreachable, retry with backoff for
+        ``BACKEND_GRACE`` seconds (live messages wait in the subscription's buffer), then
+        close with 4011: the client reconnects and resumes from its cursor."""
+        deadline = time.monotonic() + self.config.backend_grace
+        delay = RECOVERY_RETRY_FIRST
+        while True:
+            try:
+                await self._recover(topic, sub)
+            except Exception as error:
+                health.failed("log", error)
+                if self.state is State.CLOSED or self.subscriptions.get(topic) is not sub:
+                    return
+                if time.monotonic() + delay > deadline:
+                    self.transport.close(CLOSE_SERVER_ERROR, "server error")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECOVERY_RETRY_MAX)
+            else:
+                health.ok("log")
+                return
 
     async def _recover(self, topic: str, sub: Subscription) -> None:
         """Fill the gap after ``sub``'s position from the log, then go live."""

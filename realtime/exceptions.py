@@ -113,13 +113,22 @@ class RateLimited(RealtimeError):
 
 
 class PublishError(RealtimeError):
-    """Publishing failed: the message was not appended to the topic log."""
+    """Publishing failed: the topic log did not take the message, so it was not sent.
+
+    (In the rare case that the connection broke after Redis received the append, it may have
+    been appended.) Publishing again with the same ``message_id`` is always safe: the log
+    appends an id at most once. A failed live broadcast after a successful append is not an
+    error: ``publish()`` returns the id and subscribers get the message from the log."""
 
     code = "publish_failed"
 
 
 class PublishTimeout(PublishError):
-    """The topic log did not confirm the append in time."""
+    """The topic log did not confirm the append in time: the outcome is unknown.
+
+    The append may still happen (e.g. when a paused Redis resumes) and the message then
+    reaches its subscribers. Retrying with the same ``message_id`` is safe: it is appended at
+    most once."""
 
     code = "publish_timeout"
 

@@ -19,13 +19,14 @@ import os
 import socket
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from realtime import protocol
+from realtime import health, protocol
 from realtime.conf import get_config
 from realtime.metrics import DELIVERED, LATENCY
 from realtime.topics import group_name
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("realtime.hub")
 
 MESSAGE_TYPE = "realtime.message"
+# How often a hub probes a channel layer reported down.
+WATCH_INTERVAL = 2.0
 CONTROL_TYPE = "realtime.control"
 
 
@@ -45,6 +48,7 @@ class Broker(Protocol):
     async def broadcast(self, topic: str, message: dict[str, Any]) -> None: ...
     async def address(self, hub: Hub) -> str: ...
     async def send_control(self, address: str, message: dict[str, Any]) -> None: ...
+    async def reconnect(self) -> None: ...
 
 
 class LocalBroker:
@@ -81,6 +85,9 @@ class LocalBroker:
             with contextlib.suppress(RuntimeError):
                 hub.loop.call_soon_threadsafe(hub.control, message)
 
+    async def reconnect(self) -> None:
+        return None
+
 
 class LayerBroker:
     """Carries messages through a channel layer: one group per topic, one channel per hub."""
@@ -106,6 +113,23 @@ class LayerBroker:
 
     async def send_control(self, address: str, message: dict[str, Any]) -> None:
         await self.layer.send(address, message)
+
+    async def reconnect(self) -> None:
+        """Make the layer's next publish open a fresh Redis connection.
+
+        channels_redis' pub/sub layer publishes through a connection pool per shard that keeps
+        idle connections: after a Redis restart they are dead, and the first publish on one
+        fails. Disconnecting the idle ones (never the pub/sub connection in use, which
+        reconnects and resubscribes by itself) makes the retry connect afresh. Other layers
+        are left alone: the retry just runs again."""
+        get_loop_layer = getattr(self.layer, "_get_layer", None)
+        if get_loop_layer is None:
+            return
+        for shard in getattr(get_loop_layer(), "_shards", ()):
+            client = getattr(shard, "_redis", None)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.connection_pool.disconnect(inuse_connections=False)
 
 
 _local_broker = LocalBroker()
@@ -141,30 +165,117 @@ class Hub:
         self._membership: dict[str, asyncio.Task[None]] = {}
         self._channel: asyncio.Task[str] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._probes: dict[str, asyncio.Future[None]] = {}
+        # the layer outages (health.outages) after which this hub caught up
+        self._caught_up_outages = health.outages("layer")
+        # topics with local subscribers whose last join failed
+        self._unjoined: set[str] = set()
 
     async def channel(self) -> str:
-        """This hub's channel-layer channel, created (with its reader task) on first use."""
-        if self._channel is None:
-            layer = get_channel_layer(get_config().channel_layer)
-            self._channel = self.loop.create_task(layer.new_channel(prefix="realtime.hub."))
-            name = await self._channel
-            self._reader = self.loop.create_task(self._read(layer, name))
-        return await self._channel
+        """This hub's channel-layer channel, created (with its reader task) on first use.
 
-    async def _read(self, layer: Any, name: str) -> None:
+        Raises what the layer raises while it cannot create one (Redis unreachable); a failed
+        creation is not kept, so the next call tries again."""
+        task = self._channel
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._channel = self.loop.create_task(self._open_channel())
+        try:
+            name = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            health.failed("layer", error)
+            raise
+        if self._reader is None or self._reader.done():
+            # the reader never ends by itself; this heals it should it ever die
+            self._reader = self.loop.create_task(self._read(name))
+        if self._watcher is None or self._watcher.done():
+            self._watcher = self.loop.create_task(self._watch())
+        return name
+
+    async def _open_channel(self) -> str:
+        layer = get_channel_layer(get_config().channel_layer)
+        name: str = await layer.new_channel(prefix="realtime.hub.")
+        return name
+
+    async def _read(self, name: str) -> None:
+        layer = get_channel_layer(get_config().channel_layer)
         while True:
             try:
                 message = await layer.receive(name)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("Reading the hub channel failed; retrying in 1 s")
+            except Exception as error:
+                health.failed("layer", error)
                 await asyncio.sleep(1)
                 continue
             if message.get("type") == MESSAGE_TYPE:
                 self.dispatch(message)
             elif message.get("type") == CONTROL_TYPE:
                 self.control(message)
+
+    async def probe(self, timeout: float = 2.0) -> None:
+        """Send a message to this hub through the broker and wait until its reader hands it
+        back: proof that the layer, the hub's subscription and its reader work. Raises
+        ``TimeoutError`` when it does not come back within ``timeout``, or what the layer
+        raises when it cannot send."""
+        token = uuid.uuid4().hex
+        arrived = self.loop.create_future()
+        self._probes[token] = arrived
+        try:
+            async with asyncio.timeout(timeout):
+                address = await self.address()
+                await self.broker.send_control(
+                    address, {"type": CONTROL_TYPE, "op": "probe", "probe": token}
+                )
+                await arrived
+        finally:
+            self._probes.pop(token, None)
+
+    async def _watch(self) -> None:
+        """After the layer was reported down (by this hub, the layer's receive task or a
+        publish in this process), probe it every few seconds until it works, so that its
+        return is noticed (and logged once) even on a node that publishes nothing; then
+        catch up."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            outages = health.outages("layer")
+            if outages == self._caught_up_outages:
+                continue
+            try:
+                await self.probe()
+            except Exception as error:
+                health.failed("layer", error)
+                continue
+            health.ok("layer")
+            self._caught_up_outages = outages
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Messages published while this hub's subscriptions were down (Redis came back
+        before the layer resubscribed) never reached it, and a topic that goes quiet would
+        not reveal the gap. So once the layer works again, join the topics whose join failed,
+        and compare every local subscription with its topic's log position; connections
+        behind it read the gap."""
+        from realtime.backends import get_log
+
+        joins = []
+        for topic in list(self._unjoined):
+            if topic in self.subscribers:  # a join that failed: its subscribers are still here
+                self._unjoined.discard(topic)
+                joins.append(self._change_membership(topic, self.broker.join))
+        # joined before the log is read, so nothing falls between the two
+        await asyncio.gather(*joins, return_exceptions=True)
+        log = get_log()
+        for topic, subscribers in list(self.subscribers.items()):
+            try:
+                position = await log.read_after(topic, None, 0)
+            except Exception as error:
+                health.failed("log", error)
+                return
+            for connection in tuple(subscribers):
+                connection.catch_up(topic, position.epoch, position.offset)
 
     def _change_membership(
         self, topic: str, change: Callable[[Hub, str], Coroutine[Any, Any, None]]
@@ -186,14 +297,20 @@ class Hub:
     def _forget_membership(self, topic: str, task: asyncio.Task[None]) -> None:
         if self._membership.get(topic) is task:
             del self._membership[topic]
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("Changing membership of topic %r failed", topic, exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            health.failed("layer", error)
+            if topic in self.subscribers:
+                self._unjoined.add(topic)  # the next subscriber to it joins again
 
     async def subscribe(self, topic: str, connection: Connection) -> None:
-        """Add a local subscriber; returns once the hub receives the topic's messages."""
+        """Add a local subscriber; returns once the hub receives the topic's messages. Raises
+        what the broker raises when joining the topic fails (Redis unreachable)."""
         subscribers = self.subscribers.get(topic)
-        if subscribers is None:
-            subscribers = self.subscribers[topic] = set()
+        if subscribers is None or topic in self._unjoined:
+            if subscribers is None:
+                subscribers = self.subscribers[topic] = set()
+            self._unjoined.discard(topic)
             self._change_membership(topic, self.broker.join)
         subscribers.add(connection)
         pending = self._membership.get(topic)
@@ -208,14 +325,15 @@ class Hub:
         subscribers.discard(connection)
         if not subscribers:
             del self.subscribers[topic]
+            self._unjoined.discard(topic)
             self._change_membership(topic, self.broker.leave)
 
     def stop(self) -> None:
         """Cancel the hub's background tasks (thread-safe)."""
-        for task in (self._refresher, self._reader):
+        for task in (self._refresher, self._reader, self._watcher):
             if task is not None and not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(task.cancel)
-        self._refresher = self._reader = None
+        self._refresher = self._reader = self._watcher = None
 
     async def address(self) -> str:
         """Where control messages for this hub's connections are sent."""
@@ -248,8 +366,8 @@ class Hub:
             self._refresher = None
         try:
             await get_registry().remove(self.node, connection.id)
-        except Exception:
-            logger.exception("Unregistering connection %s failed", connection.id)
+        except Exception as error:  # the next refresh rewrites the record without it
+            health.failed("registry", error)
 
     async def _refresh(self) -> None:
         """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
@@ -263,12 +381,24 @@ class Hub:
             try:
                 entries = [c.entry() for c in self.connections.values()]
                 await get_registry().refresh(self.node, entries, ttl)
+            except Exception as error:
+                health.failed("registry", error)
+            else:
+                health.ok("registry")
+            try:
                 await roster.tick(self.node, list(self.subscribers), ttl / 3)
-            except Exception:
-                logger.exception("Refreshing the registry failed; retrying")
+            except Exception as error:
+                health.failed("presence", error)
+            else:
+                health.ok("presence")
 
     def control(self, message: dict[str, Any]) -> None:
         """Hand a control message to the local connection it names, if it is still here."""
+        if message.get("op") == "probe":
+            arrived = self._probes.get(str(message.get("probe")))
+            if arrived is not None and not arrived.done():
+                arrived.set_result(None)
+            return
         connection = self.connections.get(message.get("connection", ""))
         if connection is not None:
             connection.on_control(message)

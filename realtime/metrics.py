@@ -10,7 +10,7 @@ import collections
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -22,6 +22,21 @@ ACKED = Counter("realtime_messages_acked", "Messages acknowledged by clients.")
 RETRIED = Counter("realtime_messages_retried", "Unacknowledged messages sent again.")
 UNDELIVERED = Counter(
     "realtime_messages_undelivered", "Messages given up on after the last ACK retry."
+)
+BACKEND_UP = Gauge(
+    "realtime_backend_up",
+    "1 while this process reaches the backend component (log, layer, registry), 0 while its "
+    "last use failed.",
+    ["component"],
+)
+BACKEND_ERRORS = Counter(
+    "realtime_backend_errors", "Failed uses of a backend component.", ["component"]
+)
+PUBLISH_ERRORS = Counter(
+    "realtime_publish_errors",
+    "Publishes with a failed step: 'append' (publish raised, or failed on commit) or "
+    "'broadcast' (the message is in the log; live fan-out failed).",
+    ["step"],
 )
 LATENCY = Histogram(
     "realtime_publish_to_deliver_seconds",

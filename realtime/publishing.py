@@ -4,13 +4,27 @@ A message is first appended to its topic's log, which gives it its ``(epoch, off
 broadcast to every node's hub. ``publish()`` runs that on one long-lived event loop per process
 (a daemon thread), so a view, signal handler, management command or Celery task pays one
 thread hop and reuses one Redis connection pool, instead of a new event loop and a new
-connection per call as ``async_to_sync(group_send)`` does."""
+connection per call as ``async_to_sync(group_send)`` does.
+
+What a result means: once the append succeeded the message exists and reaches every
+subscriber, so the call returns its id even if the broadcast failed (after one retry on a fresh
+channel-layer connection; the failure is logged once per outage and counted in
+``realtime_publish_errors_total{step="broadcast"}``). Its subscribers then get it with the
+topic's next message (a gap in the offsets makes each connection read the log) or when they
+reconnect and resume; a topic that stays quiet delivers it only then. When the append failed
+the call raises :class:`PublishError`; when its outcome is unknown (no answer in time) it
+raises :class:`PublishTimeout`. Either way, publishing again with the same ``message_id`` (and
+the same event and data) is safe: the log appends a message id at most once (while it holds
+the entry) and returns the first append's position, and the message is broadcast again, which
+clients that have it ignore (they drop offsets they have already seen) and clients that missed
+it take."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import threading
 import time
@@ -18,18 +32,22 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import redis.exceptions
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
-from realtime import protocol
+from realtime import health, protocol
 from realtime._redis import aclose_clients
 from realtime.backends import get_log
 from realtime.conf import get_config
 from realtime.exceptions import MessageTooLarge, PublishError, PublishTimeout
 from realtime.hub import MESSAGE_TYPE, get_broker
-from realtime.metrics import PUBLISHED
-from realtime.protocol import EVENT_RE
+from realtime.metrics import PUBLISH_ERRORS, PUBLISHED
+from realtime.protocol import EVENT_RE, MESSAGE_ID_RE
+from realtime.signals import publish_failed
 from realtime.topics import validate_topic
+
+logger = logging.getLogger("realtime.publishing")
 
 T = TypeVar("T")
 
@@ -37,10 +55,18 @@ T = TypeVar("T")
 captures: list[list[dict[str, Any]]] = []
 
 
-def _prepare(topic: str, event: str, data: Any, ack: bool) -> dict[str, Any]:
+def _prepare(
+    topic: str, event: str, data: Any, ack: bool, message_id: str | None
+) -> dict[str, Any]:
     validate_topic(topic)
     if not isinstance(event, str) or not EVENT_RE.fullmatch(event):
         raise ValueError(f"Invalid event {event!r}: use 1-64 letters, digits, '_', '.', '-'.")
+    if message_id is not None and (
+        not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id)
+    ):
+        raise ValueError(
+            f"Invalid message_id {message_id!r}: use 1-64 letters, digits, '_', '.', ':', '-'."
+        )
     try:
         data_json = protocol.encode(data)
     except (TypeError, ValueError) as exc:
@@ -55,28 +81,72 @@ def _prepare(topic: str, event: str, data: Any, ack: bool) -> dict[str, Any]:
         "type": MESSAGE_TYPE,
         "topic": topic,
         "event": event,
-        "id": uuid.uuid4().hex,
+        "id": message_id if message_id is not None else uuid.uuid4().hex,
         "ack": bool(ack),
         "data": data_json,
     }
 
 
-async def _deliver(message: dict[str, Any]) -> None:
+def _unknown_outcome(timeout: float) -> str:
+    return (
+        f"The topic log did not confirm the message within {timeout} s "
+        "(REALTIME['PUBLISH_TIMEOUT']); is Redis reachable? The outcome is unknown: the "
+        "message may still be appended and delivered. Publishing it again with the same "
+        "message id (message_id=...) is safe: it is appended at most once."
+    )
+
+
+async def _deliver(message: dict[str, Any], timeout: float) -> None:
+    """Append, then broadcast. Raises :class:`PublishTimeout` or :class:`PublishError` when
+    the append did not succeed; a failed broadcast is reported, not raised."""
     if captures:
         for capture in captures:
             capture.append({**message, "data": json.loads(message["data"])})
         return
-    message["epoch"], message["offset"] = await get_log().append(
-        message["topic"],
-        message["id"],
-        message["event"],
-        message["data"],
-        message["ack"],
-        time.time(),
-    )
+    try:
+        async with asyncio.timeout(timeout):
+            message["epoch"], message["offset"] = await get_log().append(
+                message["topic"],
+                message["id"],
+                message["event"],
+                message["data"],
+                message["ack"],
+                time.time(),
+            )
+    except (TimeoutError, redis.exceptions.TimeoutError) as error:
+        health.failed("log", error)
+        PUBLISH_ERRORS.labels("append").inc()
+        raise PublishTimeout(_unknown_outcome(timeout)) from None
+    except Exception as error:
+        health.failed("log", error)
+        PUBLISH_ERRORS.labels("append").inc()
+        raise PublishError(
+            f"The topic log did not take the message: {error!r}. Publishing it again with the "
+            "same message id (message_id=...) is safe."
+        ) from error
+    health.ok("log")
     message["time"] = time.time()
-    await get_broker().broadcast(message["topic"], message)
+    await _broadcast(message, timeout)
     PUBLISHED.inc()
+
+
+async def _broadcast(message: dict[str, Any], timeout: float) -> None:
+    """Send a logged message to every node; retry once on a fresh connection. Never raises:
+    the message is in the log, so subscribers get it with the topic's next message."""
+    broker = get_broker()
+    for attempt in (1, 2):
+        try:
+            async with asyncio.timeout(timeout):
+                await broker.broadcast(message["topic"], message)
+        except Exception as error:
+            if attempt == 1:
+                await broker.reconnect()
+                continue
+            health.failed("layer", error)
+            PUBLISH_ERRORS.labels("broadcast").inc()
+            return
+        health.ok("layer")
+        return
 
 
 async def _close_connections() -> None:
@@ -145,16 +215,35 @@ close_publisher = _publisher.close
 
 def _deliver_sync(message: dict[str, Any], timeout: float) -> None:
     try:
-        _publisher.run(_deliver(message), timeout)
+        # the append and the two broadcast attempts are bounded by ``timeout`` each
+        _publisher.run(_deliver(message, timeout), 3 * timeout + 1)
     except TimeoutError:
-        raise PublishTimeout(
-            f"The topic log did not confirm the message within {timeout} s "
-            "(REALTIME['PUBLISH_TIMEOUT']); is Redis reachable?"
-        ) from None
+        raise PublishTimeout(_unknown_outcome(timeout)) from None
     except PublishError:
         raise
     except Exception as exc:
         raise PublishError(f"Publishing failed: {exc!r}") from exc
+
+
+def _deliver_on_commit(message: dict[str, Any], timeout: float) -> None:
+    """The transaction committed: a failure must not raise into the request. It is logged,
+    counted and sent as the ``publish_failed`` signal."""
+    try:
+        _deliver_sync(message, timeout)
+    except PublishError as error:
+        logger.warning(
+            "Message %s on topic %r was committed but not published: %s",
+            message["id"],
+            message["topic"],
+            error,
+        )
+        publish_failed.send(
+            sender=publish,
+            topic=message["topic"],
+            event=message["event"],
+            message_id=message["id"],
+            error=error,
+        )
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -167,17 +256,32 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def publish(
-    topic: str, event: str, data: Any = None, *, ack: bool = False, using: str | None = None
+    topic: str,
+    event: str,
+    data: Any = None,
+    *,
+    ack: bool = False,
+    message_id: str | None = None,
+    using: str | None = None,
 ) -> str:
     """Publish ``data`` (anything DjangoJSONEncoder encodes) as ``event`` on ``topic`` and
-    return the message id.
+    return the message id: ``message_id`` when given (1-64 letters, digits, ``_.:-``; a
+    retry with the same id is appended at most once), else a fresh one.
+
+    Blocks until the topic log has the message, and returns its id once it has, even if the
+    live broadcast then failed (subscribers get it with the topic's next message). With
+    ``ack=True`` clients must acknowledge it and are sent it again until they do. Raises
+    ``InvalidTopic``, ``ValueError`` (bad event name or message id), ``TypeError`` (data not
+    JSON serializable), ``MessageTooLarge``, ``PublishError`` (not appended) or
+    ``PublishTimeout`` (outcome unknown; retry with the same ``message_id``);
+    ``RuntimeError`` when called from a running event loop (use :func:`apublish` there).
 
     Inside ``transaction.atomic`` (of database ``using``) the message is sent when the
-    transaction commits, and never if it rolls back. With ``ack=True`` clients must
-    acknowledge it and are sent it again until they do. Blocks until the topic log has the
-    message. Raises ``InvalidTopic``, ``ValueError`` (bad event name), ``TypeError`` (data
-    not JSON serializable), ``MessageTooLarge``, ``PublishTimeout`` or ``PublishError``;
-    ``RuntimeError`` when called from a running event loop (use :func:`apublish` there)."""
+    transaction commits, and never if it rolls back; the id is returned at once. A failure
+    after the commit does not raise into the committed request: it is logged, counted in
+    ``realtime_publish_errors`` and sent as the ``publish_failed`` signal, and the message is
+    not sent. (Durable publishing through an outbox written in the transaction is a separate,
+    upcoming feature.)"""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -187,10 +291,10 @@ def publish(
             "realtime.publish() was called from async code, where it would block the event "
             "loop; use `await realtime.apublish(...)` instead."
         )
-    message = _prepare(topic, event, data, ack)
+    message = _prepare(topic, event, data, ack, message_id)
     timeout = get_config().publish_timeout
     if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: _deliver_sync(message, timeout), using=using)
+        transaction.on_commit(lambda: _deliver_on_commit(message, timeout), using=using)
     else:
         _deliver_sync(message, timeout)
     return str(message["id"])
@@ -212,14 +316,14 @@ def get_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
     return run_sync(aget_cursors(topics))
 
 
-async def apublish(topic: str, event: str, data: Any = None, *, ack: bool = False) -> str:
+async def apublish(
+    topic: str, event: str, data: Any = None, *, ack: bool = False, message_id: str | None = None
+) -> str:
     """The async twin of :func:`publish`, for consumers and async views. It does not wait
-    for a transaction (async code has none); raises as :func:`publish` does."""
-    message = _prepare(topic, event, data, ack)
+    for a transaction (async code has none); returns and raises as :func:`publish` does."""
+    message = _prepare(topic, event, data, ack, message_id)
     try:
-        await asyncio.wait_for(_deliver(message), get_config().publish_timeout)
-    except TimeoutError:
-        raise PublishTimeout("The topic log did not confirm the message in time.") from None
+        await _deliver(message, get_config().publish_timeout)
     except (PublishError, asyncio.CancelledError):
         raise
     except Exception as exc:

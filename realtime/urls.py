@@ -9,6 +9,7 @@ app_name = "realtime"
 urlpatterns = [
     path("token/", views.token, name="token"),
     path("metrics/", views.metrics, name="metrics"),
+    path("ready/", views.ready, name="ready"),
     path("sse/", sse.sse, name="sse"),
     path("poll/", longpoll.poll, name="poll"),
     path("send/", post.send, name="send"),

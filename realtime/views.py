@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from collections.abc import Awaitable, Callable
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from realtime import health
+from realtime._redis import get_client
 from realtime.auth import make_token
 from realtime.conf import get_config
+from realtime.hub import get_hub
+
+# Each readiness check gets this long before it counts as failed.
+READY_TIMEOUT = 2.0
 
 
 @never_cache
@@ -44,3 +52,44 @@ def metrics(request: HttpRequest) -> HttpResponse:
     elif not (request.user.is_authenticated and request.user.is_staff):
         return HttpResponse(status=403 if request.user.is_authenticated else 401)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+async def _check_log() -> None:
+    url = get_config().redis_url
+    if url:
+        await get_client(url).ping()
+
+
+async def _check_layer() -> None:
+    await get_hub().probe(READY_TIMEOUT)
+
+
+async def _passes(component: str, check: Callable[[], Awaitable[None]]) -> bool:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await check()
+    except Exception as error:
+        health.failed(component, error)
+        return False
+    health.ok(component)
+    return True
+
+
+@never_cache
+@require_GET
+async def ready(request: HttpRequest) -> JsonResponse:
+    """``GET realtime/ready/``: readiness of this node for load balancers and orchestrators.
+
+    200 ``{"ready": true, "failed": []}`` when this process reaches its topic log (Redis PING,
+    when ``REDIS_URL`` is set) and a message sent through the channel layer to its own hub
+    comes back; else 503 with the failed components' names (``"log"``, ``"layer"``) and
+    nothing else. Each check is bounded by :data:`READY_TIMEOUT`; no authentication. Meant for
+    the ASGI server (daphne): each process answers for its own hub."""
+    checks = {"log": _check_log, "layer": _check_layer}
+    results = await asyncio.gather(*(_passes(name, check) for name, check in checks.items()))
+    failed = [name for name, passed in zip(checks, results, strict=True) if not passed]
+    response = JsonResponse({"ready": not failed, "failed": failed}, status=503 if failed else 200)
+    # A 503 here is an answer, not a server error: keep it out of django.request's error log
+    # (and ADMINS' mail), which would otherwise get one entry per health check in an outage.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response

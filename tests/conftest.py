@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -55,10 +56,12 @@ def redis_url() -> Iterator[str]:
 
 
 class RedisServer:
-    """A private redis-server on a free loopback port, without persistence: stopping and
-    starting it again is a Redis restart that lost every key."""
+    """A private redis-server on a free loopback port, without persistence unless
+    ``appendonly`` (set it before a :meth:`start`): stopping and starting it again is a Redis
+    restart that lost every key, or with AOF one that kept them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("No redis-server: run `make test`, which installs it.")
@@ -80,7 +83,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.workdir,
             ],
@@ -98,6 +103,16 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis hangs; connections stay open and commands wait unanswered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: Redis runs the commands that waited."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")

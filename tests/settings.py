@@ -78,6 +78,7 @@ for _key in (
     "SEND_LEASE",
     "SEND_WAIT",
     "RATE",
+    "BACKEND_GRACE",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])

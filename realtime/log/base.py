@@ -52,7 +52,12 @@ class Log(Protocol):
     async def append(
         self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
     ) -> tuple[str, int]:
-        """Append one message; return its ``(epoch, offset)``."""
+        """Append one message; return its ``(epoch, offset)``.
+
+        Idempotent by ``message_id``: while the topic's log still holds an entry with that id
+        (same epoch, not yet trimmed by ``HISTORY_SIZE`` or ``HISTORY_TTL``), appending it
+        again returns that entry's position and changes nothing (the first append's event
+        and data stay). So a publish whose outcome was unknown can be retried safely."""
         ...
 
     async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:

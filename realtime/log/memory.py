@@ -15,11 +15,15 @@ class _Topic:
     epoch: str = field(default_factory=new_epoch)
     offset: int = 0
     entries: deque[Entry] = field(default_factory=deque)
+    # message id -> offset of the entries still held: appends are idempotent by id
+    ids: dict[str, int] = field(default_factory=dict)
 
 
 class MemoryLog:
     """Per-topic deques bounded by count and age. A process restart starts new epochs, so
-    cursors from before it get ``reset``. Thread-safe: publish() may run in any thread."""
+    cursors from before it get ``reset``. Appending a message id the topic's log still holds
+    returns that entry's position and appends nothing. Thread-safe: publish() may run in any
+    thread."""
 
     def __init__(self, size: int, ttl: float) -> None:
         self.size = size
@@ -36,15 +40,20 @@ class MemoryLog:
     def _trim(self, state: _Topic, now: float) -> None:
         horizon = now - self.ttl
         while state.entries and (len(state.entries) > self.size or state.entries[0].time < horizon):
-            state.entries.popleft()
+            state.ids.pop(state.entries.popleft().message_id, None)
 
     async def append(
         self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
     ) -> tuple[str, int]:
         with self._lock:
             state = self._topic(topic)
+            self._trim(state, time)
+            known = state.ids.get(message_id)
+            if known is not None:
+                return state.epoch, known
             state.offset += 1
             state.entries.append(Entry(state.offset, message_id, event, data, ack, time))
+            state.ids[message_id] = state.offset
             self._trim(state, time)
             return state.epoch, state.offset
 

@@ -2,10 +2,13 @@
 
 Per topic: a hash ``<prefix>:meta:<topic>`` with the ``epoch`` and the last ``top`` offset, and
 a stream ``<prefix>:log:<topic>`` whose entry ids are ``<offset>-0``, trimmed to
-``HISTORY_SIZE`` entries and expiring ``HISTORY_TTL`` after the last append. Both scripts run
-atomically in Redis. When the meta hash is missing (Redis flushed or restarted without
-persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old cursors get
-``reset``."""
+``HISTORY_SIZE`` entries and expiring ``HISTORY_TTL`` after the last append, and a sorted set
+``<prefix>:ids:<topic>`` of the message ids of the last ``HISTORY_SIZE`` entries scored by
+offset, with the stream's TTL: an append whose message id is there returns that entry's
+``(epoch, offset)`` and appends nothing, so a retried publish never creates a second entry.
+Both scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
+restarted without persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old
+cursors get ``reset``."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
@@ -29,10 +32,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 APPEND = (
     _ENSURE_EPOCH
     + """
+local known = redis.call('ZSCORE', KEYS[3], ARGV[5])
+if known then return {epoch, tonumber(known)} end
 local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0',
            'i', ARGV[5], 'e', ARGV[6], 'd', ARGV[7], 'a', ARGV[8], 't', ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[3], offset, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {epoch, offset}
 """
 )
@@ -62,7 +70,11 @@ class RedisLog:
         self.ttl = ttl
 
     def _keys(self, topic: str) -> list[str]:
-        return [f"{self.prefix}:meta:{topic}", f"{self.prefix}:log:{topic}"]
+        return [
+            f"{self.prefix}:meta:{topic}",
+            f"{self.prefix}:log:{topic}",
+            f"{self.prefix}:ids:{topic}",
+        ]
 
     async def append(
         self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
@@ -70,7 +82,7 @@ class RedisLog:
         client = get_client(self.url)
         epoch, offset = await client.eval(
             APPEND,
-            2,
+            3,
             *self._keys(topic),
             new_epoch(),
             int(META_TTL * 1000),
@@ -88,7 +100,7 @@ class RedisLog:
         client = get_client(self.url)
         current, top, raw = await client.eval(
             READ,
-            2,
+            3,
             *self._keys(topic),
             new_epoch(),
             int(META_TTL * 1000),
@@ -125,7 +137,7 @@ class RedisLog:
 
     async def clear(self) -> None:
         client = get_client(self.url)
-        for pattern in (f"{self.prefix}:meta:*", f"{self.prefix}:log:*"):
+        for pattern in (f"{self.prefix}:meta:*", f"{self.prefix}:log:*", f"{self.prefix}:ids:*"):
             keys = [key async for key in client.scan_iter(match=pattern, count=500)]
             if keys:
                 await client.delete(*keys)

@@ -1,0 +1,119 @@
+"""Backend health per component, and quiet logging of it.
+
+A Redis outage makes every background loop fail once a second or more; a traceback per failure
+buries what operators need. Each component (``log``, ``layer``, ``registry``, …) reports here
+instead: :func:`failed` logs one warning when the component goes down and a reminder at most
+every :data:`REMINDER` seconds while it stays down; :func:`ok` logs one info line when it is
+back. Both keep the ``realtime_backend_up{component}`` gauge and the
+``realtime_backend_errors{component}`` counter. Thread-safe: ``publish()`` reports from its
+own thread.
+
+channels_redis' pub/sub layer logs a traceback per second from its receive task while Redis is
+away; :class:`LayerLogFilter` (installed on its logger when this module is imported) turns
+those records into ``failed("layer", …)``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from realtime.metrics import BACKEND_ERRORS, BACKEND_UP
+
+logger = logging.getLogger("realtime.health")
+
+# Seconds between "still down" reminders.
+REMINDER = 30.0
+
+
+@dataclass
+class _State:
+    up: bool = True
+    since: float = 0.0
+    reminded: float = 0.0
+    failures: int = 0
+    outages: int = 0
+
+
+_states: dict[str, _State] = {}
+_lock = threading.Lock()
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def failed(component: str, error: BaseException) -> None:
+    """Record a failure of ``component``: a warning when it goes down, a reminder at most
+    every :data:`REMINDER` seconds while it stays down, nothing otherwise."""
+    now = time.monotonic()
+    BACKEND_ERRORS.labels(component).inc()
+    BACKEND_UP.labels(component).set(0)
+    args: tuple[object, ...]
+    with _lock:
+        state = _states.setdefault(component, _State())
+        state.failures += 1
+        if state.up:
+            state.up, state.since, state.reminded, state.failures = False, now, now, 1
+            state.outages += 1
+            message, args = "Backend %r is down: %s", (component, _describe(error))
+        elif now - state.reminded >= REMINDER:
+            state.reminded = now
+            message = "Backend %r is still down after %.0f s (%d failures): %s"
+            args = (component, now - state.since, state.failures, _describe(error))
+        else:
+            return
+    logger.warning(message, *args)
+
+
+def ok(component: str) -> None:
+    """Record a success of ``component``: one info line if it was down."""
+    BACKEND_UP.labels(component).set(1)
+    with _lock:
+        state = _states.get(component)
+        if state is None:
+            _states[component] = _State()
+            return
+        if state.up:
+            return
+        state.up = True
+        down_for, failures = time.monotonic() - state.since, state.failures
+    logger.info("Backend %r is back after %.0f s (%d failures)", component, down_for, failures)
+
+
+def is_up(component: str) -> bool:
+    """False while ``component``'s last report was a failure."""
+    with _lock:
+        state = _states.get(component)
+        return state is None or state.up
+
+
+def outages(component: str) -> int:
+    """How many times ``component`` went down in this process."""
+    with _lock:
+        state = _states.get(component)
+        return 0 if state is None else state.outages
+
+
+def reset() -> None:
+    """Forget every state (tests)."""
+    with _lock:
+        _states.clear()
+
+
+class LayerLogFilter(logging.Filter):
+    """Drops channels_redis' per-failure tracebacks and reports them as ``layer`` failures."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            if isinstance(error, Exception):
+                failed("layer", error)
+                return False
+        return True
+
+
+_layer_filter = LayerLogFilter()
+logging.getLogger("channels_redis.pubsub").addFilter(_layer_filter)

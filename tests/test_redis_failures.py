@@ -1,0 +1,446 @@
+"""Redis fails under running nodes (issue 14): a restart costs live clients a `reset` at most,
+publishing tells the truth (an id once the log has the message, `PublishTimeout` when the
+outcome is unknown, idempotent retries by message id), a node born during the outage heals
+and its readiness endpoint says so, and the logs stay short."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import websockets
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.test import override_settings
+
+import realtime
+from realtime import backends, hub, signals
+from realtime.backends import get_log
+from realtime.log.memory import MemoryLog
+from realtime.publishing import close_publisher
+from tests.conftest import RedisServer, free_port
+from tests.servers import Client, Daphne, SSEReader, make_database
+
+PREFIX = "rt-failures"
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def db() -> Iterator[tuple[str, dict[str, Any]]]:
+    path, users = make_database()
+    yield path, users
+    os.unlink(path)
+
+
+def node_env(private_redis: RedisServer) -> dict[str, str]:
+    return {"RT_REDIS_URL": private_redis.url, "RT_PREFIX": PREFIX, "RT_BACKEND_GRACE": "20"}
+
+
+@pytest.fixture(scope="module")
+def nodes(private_redis, db) -> Iterator[list[Daphne]]:
+    servers = [Daphne(db[0], node_env(private_redis)) for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def publisher(private_redis) -> Iterator[None]:
+    """This process publishes through the private Redis, as the nodes do."""
+    from channels.layers import channel_layers
+
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [private_redis.url], "prefix": PREFIX},
+        }
+    }
+    settings = {"REDIS_URL": private_redis.url, "KEY_PREFIX": PREFIX, "PUBLISH_TIMEOUT": 1.0}
+    with override_settings(REALTIME=settings, CHANNEL_LAYERS=layers):
+        channel_layers.backends.clear()
+        hub.reset_hubs()
+        backends.reset()
+        yield
+        close_publisher()
+    channel_layers.backends.clear()
+
+
+def broadcast_failures() -> float:
+    """Broadcasts of this process that failed even after their retry on a fresh connection."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("realtime_publish_errors_total", {"step": "broadcast"}) or 0
+
+
+async def publish(topic: str, data: Any, **kwargs: Any) -> str:
+    return await sync_to_async(realtime.publish)(topic, "n", data, **kwargs)
+
+
+class Reader:
+    """Collects every frame of one client (WebSocket or SSE) in the background."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frames: list[dict[str, Any]] = []
+        self.ended: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def messages(self) -> list[str]:
+        return [f["id"] for f in self.frames if f["type"] == "message"]
+
+    def has_reset(self) -> bool:
+        return any(f["type"] == "reset" for f in self.frames)
+
+
+async def read_ws(client: Client, reader: Reader) -> None:
+    try:
+        while True:
+            reader.frames.append(await client.receive(timeout=3600))
+    except websockets.ConnectionClosed as closed:
+        reader.ended = f"closed {closed.rcvd.code if closed.rcvd else None}"
+
+
+async def read_sse(events: SSEReader, reader: Reader) -> None:
+    try:
+        while True:
+            reader.frames.append(await events.frame(timeout=3600))
+    except (EOFError, httpx.HTTPError) as error:
+        reader.ended = f"sse ended: {error!r}"
+
+
+async def wait_for(condition: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.e2e
+async def test_a_restart_costs_live_clients_a_reset_at_most(nodes, private_redis, db, publisher):
+    topic = f"public.fail-{uuid.uuid4().hex[:6]}"
+    quiet = f"public.quiet-{uuid.uuid4().hex[:6]}"  # one message right after the restart
+    alice = {"Authorization": f"Bearer {db[1]['alice']['token']}"}
+    readers: list[Reader] = []
+    quiet_readers: list[Reader] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for index, node in enumerate(nodes):
+            client = await Client.connect(node)
+            stack.push_async_callback(client.close)
+            assert (await client.subscribe(quiet))["type"] == "subscribed"
+            reader = Reader(f"quiet@node{index}")
+            reader.task = asyncio.create_task(read_ws(client, reader))
+            quiet_readers.append(reader)
+            for number in range(3):
+                client = await Client.connect(node)
+                stack.push_async_callback(client.close)
+                subscribed = await client.subscribe(topic)
+                assert subscribed["type"] == "subscribed"
+                reader = Reader(f"ws{number}@node{index}")
+                reader.frames.append(subscribed)
+                reader.task = asyncio.create_task(read_ws(client, reader))
+                readers.append(reader)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=node.http, timeout=httpx.Timeout(10, read=None))
+            )
+            response = await stack.enter_async_context(
+                http.stream("GET", "/realtime/sse/", params={"topic": topic}, headers=alice)
+            )
+            assert response.status_code == 200
+            reader = Reader(f"sse@node{index}")
+            reader.task = asyncio.create_task(read_sse(SSEReader(response), reader))
+            readers.append(reader)
+        await wait_for(
+            lambda: all(any(f["type"] == "subscribed" for f in r.frames) for r in readers),
+            10,
+            "every client subscribed",
+        )
+
+        before = [await publish(topic, f"before-{n}") for n in range(3)]
+        await wait_for(lambda: all(set(before) <= set(r.messages()) for r in readers), 10, "before")
+
+        # A publisher at ~3 msg/s runs through the outage; failures during it are loud.
+        outcomes: list[tuple[float, str | BaseException]] = []
+        stop = asyncio.Event()
+
+        async def publish_steadily() -> None:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                started = time.monotonic()
+                try:
+                    outcomes.append((started, await publish(topic, f"steady-{number}")))
+                except realtime.PublishError as error:
+                    outcomes.append((started, error))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.3)
+
+        steady = asyncio.create_task(publish_steadily())
+        await asyncio.sleep(1)
+        marks = [len(node.log) for node in nodes]
+        private_redis.stop()
+        await asyncio.sleep(10)  # the outage itself, not a synchronisation
+        private_redis.start()
+        back = time.monotonic()
+        failures = broadcast_failures()
+        right_after = await publish(topic, "right-after")  # an id, not PublishError
+        quiet_id = await publish(quiet, "only")
+        # the stale channel-layer connection was replaced: the broadcast went out live
+        assert broadcast_failures() == failures
+        await asyncio.sleep(2)
+        stop.set()
+        await steady
+        last = await publish(topic, "last")
+
+        await wait_for(
+            lambda: all(last in r.messages() or r.ended for r in readers), 15, "the last message"
+        )
+        for reader in readers:
+            assert reader.ended is None, f"{reader.name} was disconnected: {reader.ended}"
+            ids = reader.messages()
+            assert len(ids) == len(set(ids)), f"{reader.name} got a message twice"
+            assert ids.count(right_after) == 1, reader.name
+            assert set(before) <= set(ids)
+            assert reader.has_reset(), f"{reader.name}: Redis lost the log, so a reset is due"
+            # after the reset, everything published since Redis came back is there
+            after = [i for s, i in outcomes if s > back and isinstance(i, str)]
+            assert set(after) <= set(ids), reader.name
+        assert all(isinstance(o, str) for s, o in outcomes if s > back), outcomes
+        for node, mark in zip(nodes, marks, strict=True):
+            lines = node.log[mark:]
+            assert len(lines) < 10, "".join(lines)
+            assert not any("Traceback" in line for line in lines), "".join(lines)
+        # the quiet topic gets nothing more: its message still arrives (the nodes check their
+        # topics against the log once their channel layer is back)
+        await wait_for(
+            lambda: all(quiet_id in r.messages() for r in quiet_readers), 10, "quiet message"
+        )
+        for reader in readers + quiet_readers:
+            assert reader.task is not None
+            reader.task.cancel()
+
+
+async def ready(node: Daphne) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=node.http, timeout=10) as http:
+        response = await http.get("/realtime/ready/")
+        return response.status_code, response.json()
+
+
+@pytest.mark.e2e
+async def test_a_node_born_during_an_outage_heals_and_says_when_it_is_ready(
+    private_redis, db, publisher
+):
+    private_redis.stop()
+    node = Daphne(db[0], node_env(private_redis))
+    try:
+        status, body = await ready(node)
+        assert status == 503, body
+        assert body["ready"] is False and "log" in body["failed"], body
+        with contextlib.suppress(OSError, websockets.WebSocketException, TimeoutError):
+            early = await Client.connect(node)  # whatever it gets, it must not break the node
+            await early.subscribe("public.early")
+            await early.close()
+
+        private_redis.start()
+        back = time.monotonic()
+        deadline = back + 5
+        while (await ready(node))[0] != 200:
+            assert time.monotonic() < deadline, "the node never became ready"
+            await asyncio.sleep(0.2)
+        assert (await ready(node))[1] == {"ready": True, "failed": []}
+
+        topic = f"public.heal-{uuid.uuid4().hex[:6]}"
+        client = await Client.connect(node)
+        assert (await client.subscribe(topic))["type"] == "subscribed"
+        message_id = await publish(topic, "hello")
+        frame = await client.receive()
+        assert (frame["type"], frame["id"]) == ("message", message_id)
+        assert time.monotonic() - back < 5 + 5  # ready within 5 s; the rest is this check
+        await client.close()
+    finally:
+        node.stop()
+
+
+@pytest.mark.e2e
+async def test_a_paused_redis_makes_publish_time_out_and_a_retry_appends_once(
+    private_redis, publisher
+):
+    topic = f"public.pause-{uuid.uuid4().hex[:6]}"
+    await publish(topic, "warm-up")
+    message_id = f"order-{uuid.uuid4().hex[:8]}"
+    private_redis.pause()
+    try:
+        with pytest.raises(realtime.PublishTimeout) as raised:
+            await publish(topic, "once", message_id=message_id)
+        assert "unknown" in str(raised.value) and "same message id" in str(raised.value)
+    finally:
+        private_redis.resume()
+    assert await publish(topic, "once", message_id=message_id) == message_id
+    plain = redis.Redis.from_url(private_redis.url)
+    stream = plain.xrange(f"{PREFIX}:log:{topic}")
+    assert [fields[b"i"].decode() for _, fields in stream].count(message_id) == 1
+    assert [fields[b"d"] for _, fields in stream] == [b'"warm-up"', b'"once"']
+
+
+# ---- without daphne -------------------------------------------------------------------------
+
+
+async def test_the_memory_log_appends_once_per_message_id():
+    log = MemoryLog(size=3, ttl=60)
+    first = await log.append("t", "a", "n", "1", False, time.time())
+    assert await log.append("t", "a", "n", "other", False, time.time()) == first
+    replay = await log.read_after("t", first[0], 0)
+    assert [(e.message_id, e.data) for e in replay.entries] == [("a", "1")]
+    for name in "bcd":  # "a" leaves the log, and with it its id
+        await log.append("t", name, "n", "x", False, time.time())
+    assert await log.append("t", "a", "n", "2", False, time.time()) == (first[0], 5)
+
+
+async def test_the_redis_log_appends_once_per_message_id(use_redis):
+    log = get_log()
+    first = await log.append("t", "a", "n", "1", False, time.time())
+    assert await log.append("t", "a", "n", "other", False, time.time()) == first
+    second = await log.append("t", "b", "n", "2", False, time.time())
+    assert second == (first[0], first[1] + 1)
+    replay = await log.read_after("t", first[0], 0)
+    assert [(e.message_id, e.data) for e in replay.entries] == [("a", "1"), ("b", "2")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_takes_the_callers_message_id():
+    assert realtime.publish("public.ids", "n", 1, message_id="order-42.v1") == "order-42.v1"
+    assert realtime.publish("public.ids", "n", 1, message_id="order-42.v1") == "order-42.v1"
+    replay = asyncio.run(get_log().read_after("public.ids", None, 0))
+    assert replay.offset == 1
+    with pytest.raises(ValueError, match="message_id"):
+        realtime.publish("public.ids", "n", 1, message_id="not an id!")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_publish_on_commit_is_reported_not_raised(realtime_settings):
+    realtime_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", PUBLISH_TIMEOUT=2.0)
+    seen: list[dict[str, Any]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    signals.publish_failed.connect(receiver)
+    try:
+        with transaction.atomic():
+            message_id = realtime.publish("public.commit", "n", 1)
+        # the commit went through; the failure is a signal, not an exception
+        assert [(s["topic"], s["message_id"]) for s in seen] == [("public.commit", message_id)]
+        assert isinstance(seen[0]["error"], realtime.PublishError)
+    finally:
+        signals.publish_failed.disconnect(receiver)
+        close_publisher()
+
+
+def test_readiness_answers_200_when_the_backends_answer(client):
+    response = client.get("/realtime/ready/")
+    assert (response.status_code, response.json()) == (200, {"ready": True, "failed": []})
+    assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+
+
+def test_readiness_answers_503_naming_what_failed(client, realtime_settings, caplog):
+    realtime_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    response = client.get("/realtime/ready/")
+    assert response.status_code == 503
+    assert response.json() == {"ready": False, "failed": ["log"]}
+    assert not [r for r in caplog.records if r.name == "django.request"], "an answer, no error"
+
+
+async def test_apublish_takes_the_callers_message_id_and_appends_it_once():
+    first = await realtime.apublish("public.aids", "n", 1, message_id="a:1")
+    assert await realtime.apublish("public.aids", "n", 1, message_id="a:1") == first == "a:1"
+    assert (await get_log().read_after("public.aids", None, 0)).offset == 1
+
+
+def test_backend_health_logs_once_per_state_change(caplog, monkeypatch):
+    from prometheus_client import REGISTRY
+
+    from realtime import health
+
+    component = f"test-{uuid.uuid4().hex[:6]}"
+    errors = {"component": component}
+    caplog.set_level("INFO", logger="realtime.health")
+    for _ in range(50):
+        health.failed(component, ConnectionError("refused"))
+    assert not health.is_up(component)
+    assert REGISTRY.get_sample_value("realtime_backend_up", errors) == 0
+    assert REGISTRY.get_sample_value("realtime_backend_errors_total", errors) == 50
+    monkeypatch.setattr(health, "REMINDER", 0.0)  # the reminder is due now
+    health.failed(component, ConnectionError("refused"))
+    health.ok(component)
+    health.ok(component)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"Backend {component!r} is down: ConnectionError: refused"),
+        (
+            "WARNING",
+            f"Backend {component!r} is still down after 0 s (51 failures): "
+            "ConnectionError: refused",
+        ),
+        ("INFO", f"Backend {component!r} is back after 0 s (51 failures)"),
+    ]
+    assert health.is_up(component) and health.outages(component) == 1
+    assert REGISTRY.get_sample_value("realtime_backend_up", errors) == 1
+
+
+@pytest.mark.e2e
+async def test_a_restart_with_persistence_costs_live_clients_nothing(
+    nodes, private_redis, publisher
+):
+    # last of this module's daphne tests: the private Redis keeps AOF from here on
+    private_redis.stop()
+    private_redis.appendonly = True
+    private_redis.start()
+    for node in nodes:
+        deadline = time.monotonic() + 10
+        while (await ready(node))[0] != 200:
+            assert time.monotonic() < deadline, "the node never became ready"
+            await asyncio.sleep(0.2)
+    topic = f"public.aof-{uuid.uuid4().hex[:6]}"
+    readers: list[Reader] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for index, node in enumerate(nodes):
+            for number in range(2):
+                client = await Client.connect(node)
+                stack.push_async_callback(client.close)
+                assert (await client.subscribe(topic))["type"] == "subscribed"
+                reader = Reader(f"ws{number}@node{index}")
+                reader.task = asyncio.create_task(read_ws(client, reader))
+                readers.append(reader)
+        published = [await publish(topic, "before")]
+        private_redis.stop()
+        with pytest.raises(realtime.PublishError):
+            await publish(topic, "during")
+        await asyncio.sleep(3)  # the outage itself, not a synchronisation
+        private_redis.start()
+        failures = broadcast_failures()
+        published.append(await publish(topic, "right-after"))
+        assert broadcast_failures() == failures, "broadcast retried on a fresh connection"
+        published += [await publish(topic, f"after-{n}") for n in range(3)]
+        await wait_for(
+            lambda: all(published[-1] in r.messages() or r.ended for r in readers), 15, "last"
+        )
+        for reader in readers:
+            assert reader.ended is None, f"{reader.name} was disconnected: {reader.ended}"
+            assert not reader.has_reset(), f"{reader.name}: the log survived, no reset is due"
+            assert reader.messages() == published, reader.name
+            offsets = [f["offset"] for f in reader.frames if f["type"] == "message"]
+            assert offsets == list(range(offsets[0], offsets[0] + len(published)))
+            assert reader.task is not None
+            reader.task.cancel()
