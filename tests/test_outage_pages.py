@@ -1,0 +1,205 @@
+"""A Redis outage seen from the host site's pages and the operator's tools: pages using
+``{% realtime_client %}`` still render quickly (without cursors), the management commands
+print one line and exit non-zero, and the console's topic page answers 503 with a message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
+from django.template import Context, Template
+from django.test import Client, RequestFactory, override_settings
+
+import realtime
+from realtime import backends, hub
+from realtime.publishing import close_publisher
+from realtime.templatetags import realtime as tag
+from tests.conftest import RedisServer
+from tests.servers import ROOT
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
+def on_private_redis(private_redis: RedisServer) -> Iterator[RedisServer]:
+    """This process's realtime (log, registry, layer) on the private Redis."""
+    from channels.layers import channel_layers
+
+    prefix = f"rt-outage-{uuid.uuid4().hex[:6]}"
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [private_redis.url], "prefix": prefix},
+        }
+    }
+    settings = {
+        "CONSUMER": "tests.testapp.consumers.EchoConsumer",
+        "REDIS_URL": private_redis.url,
+        "KEY_PREFIX": prefix,
+    }
+    with override_settings(REALTIME=settings, CHANNEL_LAYERS=layers):
+        channel_layers.backends.clear()
+        hub.reset_hubs()
+        backends.reset()
+        tag.reset()
+        yield private_redis
+        close_publisher()
+    channel_layers.backends.clear()
+    backends.reset()
+    tag.reset()
+
+
+@pytest.fixture
+def hung(on_private_redis: RedisServer) -> Iterator[None]:
+    assert on_private_redis.process is not None
+    os.kill(on_private_redis.process.pid, signal.SIGSTOP)
+    yield
+    os.kill(on_private_redis.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def down(on_private_redis: RedisServer) -> Iterator[None]:
+    on_private_redis.stop()
+    yield
+    on_private_redis.start()
+
+
+def render(topics: str = '"public.a" "public.b"') -> dict[str, Any]:
+    request = RequestFactory().get("/")
+    request.user = type("Anon", (), {"is_authenticated": False})()
+    html = Template("{% load realtime %}{% realtime_client " + topics + " %}").render(
+        Context({"request": request})
+    )
+    return dict(json.loads(html[html.index(">") + 1 : html.rindex("</script>")]))
+
+
+# ---- {% realtime_client %} ----------------------------------------------------------------
+
+
+def test_the_tag_reads_cursors_from_a_working_redis(on_private_redis):
+    topic = f"public.{uuid.uuid4().hex[:8]}"
+    realtime.publish(topic, "n", 1)
+    config = render(f'"{topic}"')
+    assert config["cursors"].startswith(f"{topic}~") and config["cursors"].endswith("~1")
+
+
+@pytest.mark.parametrize("outage", ["hung", "down"])
+def test_the_page_renders_quickly_without_cursors_while_redis_fails(
+    on_private_redis, outage, request, caplog
+):
+    render()  # the pool's connections exist, as on a site that ran before the outage
+    request.getfixturevalue(outage)
+    with caplog.at_level(logging.WARNING, logger="realtime"):
+        started = time.monotonic()
+        config = render()
+        took = time.monotonic() - started
+        again = render()
+    # Unfixed: a 500 (ConnectionError), or PUBLISH_TIMEOUT (5 s) and then a 500.
+    assert took < 1.5, f"rendering took {took:.1f} s"
+    assert config["topics"] == again["topics"] == ["public.a", "public.b"]
+    assert config["cursors"] == again["cursors"] == ""
+    assert config["url"] == "/realtime/"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "rendered without cursors" in warnings[0].getMessage()
+    assert warnings[0].exc_info is None, "one line, no traceback"
+
+
+def test_the_tag_tries_redis_again_after_the_pause(on_private_redis, monkeypatch):
+    on_private_redis.stop()
+    assert render()["cursors"] == ""
+    on_private_redis.start()
+    assert render()["cursors"] == "", "within the pause, renders do not wait for Redis"
+    monkeypatch.setattr(tag, "RETRY_AFTER", 0.0)
+    config = render()
+    assert config["cursors"].startswith("public.a~"), "back to cursors once Redis answers"
+
+
+# ---- operator commands ----------------------------------------------------------------------
+
+
+def run_command(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "RT_REDIS_URL": redis_url,
+        "RT_PREFIX": "rt-outage-cli",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "django", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("realtime_status",),
+        ("realtime_status", "--json"),
+        ("realtime_disconnect", "--connection", "c1@nowhere"),
+    ],
+    ids=["status", "status-json", "disconnect"],
+)
+def test_commands_print_one_line_and_fail_while_redis_is_down(private_redis, args):
+    private_redis.stop()
+    try:
+        result = run_command(*args, redis_url=private_redis.url)
+    finally:
+        private_redis.start()
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("CommandError: ")
+    assert f"127.0.0.1:{private_redis.port}" in lines[0]
+    assert "Is Redis running" in lines[0]
+
+
+def test_commands_raise_command_error_while_redis_hangs(on_private_redis, realtime_settings, hung):
+    realtime_settings(PUBLISH_TIMEOUT=0.5)
+    with pytest.raises(CommandError, match="did not answer within"):
+        call_command("realtime_status", "--json")
+    with pytest.raises(CommandError, match="did not answer within"):
+        call_command("realtime_disconnect", "--connection", "c1@nowhere")
+
+
+# ---- the console's topic page ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_console_topic_page_is_503_with_a_message_while_redis_is_down(on_private_redis, down):
+    user = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_connections", content_type__app_label="realtime")
+    )
+    client = Client()
+    client.force_login(user)
+    response = client.get("/admin/realtime/liveconnection/topic/room.1/")
+    assert response.status_code == 503
+    page = response.content.decode()
+    assert "The topic could not be read" in page
+    assert "Live connections" in page, "the page keeps its navigation"
