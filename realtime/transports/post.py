@@ -69,6 +69,10 @@ async def send(request: HttpRequest) -> HttpResponse:
     except Exception:
         logger.exception("A POSTed frame failed")
         return unavailable()
+    if not transport.frames:
+        # No answer: the connection closed instead (handle_text closes on a backend failure,
+        # e.g. the dedup store in Redis is unreachable); the client retries with the same id.
+        return unavailable()
     return HttpResponse(transport.frames[-1], content_type="application/json")
 
 
@@ -91,7 +95,8 @@ async def _acknowledge(request: HttpRequest, caller: Caller, ids: list[str]) -> 
 @csrf_exempt
 @require_POST
 async def ticket(request: HttpRequest) -> HttpResponse:
-    """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource)."""
+    """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource); 503 with
+    ``Retry-After`` when the ticket store (Redis) cannot be written."""
     try:
         caller = await authenticate(request)
         if (failure := _csrf_failure(request, caller)) is not None:
@@ -101,6 +106,9 @@ async def ticket(request: HttpRequest) -> HttpResponse:
         value = await tickets.issue(str(caller.user.pk))
     except RealtimeError as error:
         return error_response(error)
+    except Exception as exc:  # the ticket store (Redis) is unreachable
+        logger.warning("Issuing a ticket failed: %r", exc)
+        return unavailable()
     return JsonResponse(
         {"ticket": value, "expires_in_ms": int(get_config().ticket_ttl * 1000)}, status=201
     )
