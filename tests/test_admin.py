@@ -16,6 +16,7 @@ from django.test import Client
 from realtime.backends import get_log
 from realtime.console import listing
 from realtime.console.topics import publish_rate
+from realtime.hub import get_hub
 from realtime.log import Entry as LogEntry
 from realtime.publishing import run_sync
 from realtime.registry import Entry, get_registry
@@ -279,6 +280,7 @@ async def connect() -> Any:
     client = RealtimeCommunicator(application)
     assert (await client.connect())[0]
     client.connection_id = (await client.receive_frame())["connection_id"]
+    await get_hub().registry_written()  # the registry is written in the background
     return client
 
 

@@ -203,3 +203,73 @@ def test_the_console_topic_page_is_503_with_a_message_while_redis_is_down(on_pri
     page = response.content.decode()
     assert "The topic could not be read" in page
     assert "Live connections" in page, "the page keeps its navigation"
+
+
+# ---- the demo ------------------------------------------------------------------------------
+
+DEMO_SCRIPT = """
+import json, time, django
+django.setup()
+from django.test.utils import setup_test_environment
+setup_test_environment()
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from demo_project.notifications.models import Notification
+
+call_command("migrate", verbosity=0)
+model = get_user_model()
+staff = model.objects.create_user("boss", password="pw", is_staff=True, is_superuser=True)
+alice = model.objects.create_user("alice", password="pw")
+browser = Client()
+browser.force_login(staff)
+pages = {}
+for path in ("/", "/orders/", "/notifications/", "/notifications/staff/"):
+    started = time.monotonic()
+    pages[path] = [browser.get(path).status_code, time.monotonic() - started]
+form = {"user": "alice", "title": "Parcel", "body": ""}
+started = time.monotonic()
+answer = browser.post("/notifications/staff/", form, follow=True)
+took = time.monotonic() - started
+print(json.dumps({
+    "pages": pages,
+    "notify": [answer.status_code, took],
+    "messages": [[m.level_tag, str(m)] for m in answer.context["messages"]],
+    "saved": Notification.objects.filter(user=alice).count(),
+}))
+"""
+
+
+def test_the_demo_renders_and_its_notify_form_answers_while_redis_is_down(private_redis, tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo_project.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "REDIS_URL": private_redis.url,
+        "ALLOWED_HOSTS": "testserver",
+        "LOG_LEVEL": "CRITICAL",
+    }
+    private_redis.stop()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", DEMO_SCRIPT],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        private_redis.start()
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    for path, (status, took) in outcome["pages"].items():
+        assert status == 200, path
+        assert took < 3, f"{path} took {took:.1f} s"
+    assert outcome["notify"][0] == 200, "the form answers (no 500 inviting a resubmission)"
+    assert outcome["notify"][1] < 10
+    assert outcome["saved"] == 1
+    [(level, text)] = outcome["messages"]
+    assert level == "warning"
+    assert "could not be pushed live" in text and "saved" in text
+    assert "Do not send it again" in text

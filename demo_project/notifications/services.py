@@ -16,7 +16,11 @@ def notify(user: Any, title: str, body: str = "") -> Notification:
 
     It is published with ``ack=True``: the server sends it again until a browser acknowledges
     it, and the acknowledgement marks it delivered (see ``consumers.DemoConsumer.on_ack``).
-    The message is sent when the transaction commits, never for a rolled-back row."""
+    The message is sent when the transaction commits, never for a rolled-back row.
+
+    Raises ``realtime.PublishError`` when realtime is unavailable (Redis down): the row is
+    committed all the same, and the user sees it on their next page load, so a caller must
+    not create it again (see :data:`NOT_PUSHED`)."""
     with transaction.atomic():
         notification = Notification.objects.create(user=user, title=title, body=body)
         notification.message_id = realtime.publish(
@@ -25,6 +29,13 @@ def notify(user: Any, title: str, body: str = "") -> Notification:
         notification.save(update_fields=["message_id"])
         realtime.publish(STAFF_TOPIC, "created", staff_row(notification))
     return notification
+
+
+# What callers tell a person when notify() raised PublishError: saved, not pushed live.
+NOT_PUSHED = (
+    "could not be pushed live (realtime is unavailable), but it is saved: it shows on the "
+    "user's next page load. Do not send it again."
+)
 
 
 def staff_row(notification: Notification) -> dict[str, Any]:
