@@ -372,11 +372,11 @@ def test_topic_page_shows_subscribers_log_and_rate(viewer, backend_name, request
 
 
 @pytest.mark.parametrize("backend_name", ["memory", "redis"])
-def test_topic_log_length_counts_what_is_still_available(
-    viewer, backend_name, request, realtime_settings
-):
+def test_topic_log_length_counts_what_is_still_available(viewer, backend_name, request):
     if backend_name == "redis":
         request.getfixturevalue("use_redis")
+    # after use_redis, so that its settings are undone first (overrides nest)
+    realtime_settings = request.getfixturevalue("realtime_settings")
     realtime_settings(HISTORY_SIZE=8, HISTORY_TTL=100.0)
     from realtime import backends
 
