@@ -1,6 +1,7 @@
 """A Redis outage seen from the host site's pages and the operator's tools: pages using
 ``{% realtime_client %}`` still render quickly (without cursors), the management commands
-print one line and exit non-zero, and the console's topic page answers 503 with a message."""
+print one line and exit non-zero, the console's topic page answers 503 with a message, and
+the hub's registry writes fail quietly (in process, with a real private Redis)."""
 
 from __future__ import annotations
 
@@ -132,6 +133,49 @@ def test_the_tag_tries_redis_again_after_the_pause(on_private_redis, monkeypatch
     monkeypatch.setattr(tag, "RETRY_AFTER", 0.0)
     config = render()
     assert config["cursors"].startswith("public.a~"), "back to cursors once Redis answers"
+
+
+# ---- registry writes --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_registry_writes_fail_quietly_and_recover(on_private_redis, caplog):
+    from realtime.hub import get_hub
+    from realtime.registry import get_registry
+    from realtime.testing import RealtimeCommunicator
+    from tests.asgi import application
+
+    async def connect() -> Any:
+        client = RealtimeCommunicator(application)
+        assert (await client.connect())[0]
+        assert (await client.receive_frame(5))["type"] == "welcome"
+        return client
+
+    first = await connect()  # the hub's channel exists before the outage
+    assert on_private_redis.process is not None
+    os.kill(on_private_redis.process.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.INFO, logger="realtime.hub"):
+            started = time.monotonic()
+            others = [await connect() for _ in range(3)]
+            assert time.monotonic() - started < 1.5, "welcome waits for no registry write"
+            await get_hub().registry_written()  # each write gave up after REGISTRY_TIMEOUT
+    finally:
+        os.kill(on_private_redis.process.pid, signal.SIGCONT)
+    hub_records = [r for r in caplog.records if r.name == "realtime.hub"]
+    assert [(r.levelname, r.exc_info) for r in hub_records] == [("WARNING", None)]
+    assert "could not be written" in hub_records[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="realtime.hub"):
+        last = await connect()
+        await get_hub().registry_written()
+    assert [r.getMessage() for r in caplog.records if r.name == "realtime.hub"] == [
+        "The connection registry answers again"
+    ]
+    assert len(await get_registry().all()) >= 1
+    for client in [first, *others, last]:
+        await client.disconnect()
+    await get_hub().registry_written()
 
 
 # ---- operator commands ----------------------------------------------------------------------
