@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 from django import template
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
@@ -44,10 +46,17 @@ _failed_at: float | None = None
 
 
 def reset() -> None:
-    """Forget a recent failure: the next render reads the cursors again (for tests)."""
+    """Forget a recent failure: the next render reads the cursors again (for tests; also
+    when ``REALTIME`` changes, since it may point at another Redis)."""
     global _failed_at
     with _lock:
         _failed_at = None
+
+
+@receiver(setting_changed)
+def _realtime_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "REALTIME":
+        reset()
 
 
 def _cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
