@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("realtime.hub")
 
+# How long one registry write (add, update, remove, refresh) may take, in seconds.
+REGISTRY_TIMEOUT = 2.0
+
 MESSAGE_TYPE = "realtime.message"
 # How often a hub probes a channel layer reported down.
 WATCH_INTERVAL = 2.0
@@ -158,6 +161,8 @@ class Hub:
         self.broker = broker
         self.node = f"{socket.gethostname()}:{os.getpid()}:{next(_hub_numbers)}"
         self._refresher: asyncio.Task[None] | None = None
+        # registry writes in flight, by connection id (each runs after the previous one)
+        self._registry_writes: dict[str, asyncio.Task[None]] = {}
         self.subscribers: dict[str, set[Connection]] = {}
         # open connections by id: control messages (ACKs posted elsewhere, disconnect orders,
         # operator notices) find them here, and the registry lists them
@@ -340,23 +345,22 @@ class Hub:
         return await self.broker.address(self)
 
     async def register(self, connection: Connection) -> None:
-        """Track an open connection here and in the cluster-wide registry."""
-        from realtime.registry import get_registry
-
+        """Track an open connection here, and in the cluster-wide registry in the background:
+        the registry is for operators, so a slow or unreachable Redis never holds up or fails
+        a connection (the write is bounded by :data:`REGISTRY_TIMEOUT`, and the refresher
+        rewrites the node's whole record every ``HEARTBEAT_TIMEOUT / 3`` seconds)."""
         self.connections[connection.id] = connection
         if self._refresher is None or self._refresher.done():
             self._refresher = self.loop.create_task(self._refresh())
-        try:
-            await get_registry().add(self.node, connection.entry())
-        except Exception:  # the registry is for operators: never fail a connection for it
-            logger.exception("Registering connection %s failed", connection.id)
+        self._write_entry(connection)
 
     async def update(self, connection: Connection) -> None:
-        """Rewrite a connection's registry entry now (its topics changed)."""
+        """Rewrite a connection's registry entry (its topics changed), in the background."""
         if connection.id in self.connections:
-            await self.register(connection)
+            self._write_entry(connection)
 
     async def unregister(self, connection: Connection) -> None:
+        """Forget a closed connection here, and in the registry in the background."""
         from realtime.registry import get_registry
 
         if self.connections.pop(connection.id, None) is None:
@@ -364,29 +368,71 @@ class Hub:
         if not self.connections and self._refresher is not None:
             self._refresher.cancel()  # nothing left to keep alive; the record expires
             self._refresher = None
-        try:
-            await get_registry().remove(self.node, connection.id)
-        except Exception as error:  # the next refresh rewrites the record without it
-            health.failed("registry", error)
+        self._write_registry(connection.id, lambda: get_registry().remove(self.node, connection.id))
+
+    async def registry_written(self) -> None:
+        """Wait until the registry writes started so far have finished (or timed out): for
+        tests, and for code that reads the registry right after a connection opened."""
+        while self._registry_writes:
+            await asyncio.wait(list(self._registry_writes.values()))
+
+    def _write_entry(self, connection: Connection) -> None:
+        from realtime.registry import get_registry
+
+        async def write() -> None:
+            if connection.id in self.connections:  # not closed while an earlier write waited
+                await get_registry().add(self.node, connection.entry())
+
+        self._write_registry(connection.id, write)
+
+    def _write_registry(
+        self, connection_id: str, write: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run one connection's registry write as a task, after that connection's previous
+        write (a remove never overtakes its add), for at most REGISTRY_TIMEOUT seconds."""
+        previous = self._registry_writes.get(connection_id)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                async with asyncio.timeout(REGISTRY_TIMEOUT):
+                    await write()
+            except Exception as error:  # the next refresh rewrites the record
+                health.failed("registry", error)
+            else:
+                health.ok("registry")
+
+        task = self.loop.create_task(run())
+        self._registry_writes[connection_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._registry_writes.get(connection_id) is done:
+                del self._registry_writes[connection_id]
+
+        task.add_done_callback(forget)
 
     async def _refresh(self) -> None:
         """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
-        It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies."""
+        It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies. Each
+        write and each presence tick is bounded, so a hung Redis delays nothing else."""
         from realtime import roster
         from realtime.registry import get_registry
 
         ttl = get_config().heartbeat_timeout
         while True:
             await asyncio.sleep(ttl / 3)
+            entries = [c.entry() for c in self.connections.values()]
             try:
-                entries = [c.entry() for c in self.connections.values()]
-                await get_registry().refresh(self.node, entries, ttl)
+                async with asyncio.timeout(REGISTRY_TIMEOUT):
+                    await get_registry().refresh(self.node, entries, ttl)
             except Exception as error:
                 health.failed("registry", error)
             else:
                 health.ok("registry")
             try:
-                await roster.tick(self.node, list(self.subscribers), ttl / 3)
+                async with asyncio.timeout(max(REGISTRY_TIMEOUT, ttl / 3)):
+                    await roster.tick(self.node, list(self.subscribers), ttl / 3)
             except Exception as error:
                 health.failed("presence", error)
             else:

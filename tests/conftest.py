@@ -165,6 +165,7 @@ async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]
     with override_settings(REALTIME=realtime_settings, CHANNEL_LAYERS=layers):
         _reset_channel_layers()
         yield {"url": redis_url, "prefix": prefix}
+        await hub.get_hub().registry_written()  # background writes hold pool connections
         close_publisher()
         await aclose_clients()
         await get_channel_layer().flush()

@@ -16,6 +16,7 @@ from django.test import Client
 from realtime.backends import get_log
 from realtime.console import listing
 from realtime.console.topics import publish_rate
+from realtime.hub import get_hub
 from realtime.log import Entry as LogEntry
 from realtime.publishing import run_sync
 from realtime.registry import Entry, get_registry
@@ -279,6 +280,7 @@ async def connect() -> Any:
     client = RealtimeCommunicator(application)
     assert (await client.connect())[0]
     client.connection_id = (await client.receive_frame())["connection_id"]
+    await get_hub().registry_written()  # the registry is written in the background
     return client
 
 
@@ -370,11 +372,11 @@ def test_topic_page_shows_subscribers_log_and_rate(viewer, backend_name, request
 
 
 @pytest.mark.parametrize("backend_name", ["memory", "redis"])
-def test_topic_log_length_counts_what_is_still_available(
-    viewer, backend_name, request, realtime_settings
-):
+def test_topic_log_length_counts_what_is_still_available(viewer, backend_name, request):
     if backend_name == "redis":
         request.getfixturevalue("use_redis")
+    # after use_redis, so that its settings are undone first (overrides nest)
+    realtime_settings = request.getfixturevalue("realtime_settings")
     realtime_settings(HISTORY_SIZE=8, HISTORY_TTL=100.0)
     from realtime import backends
 

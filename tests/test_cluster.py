@@ -62,9 +62,25 @@ async def connect(node: Daphne, database: Any, name: str = "alice") -> Client:
     return await Client.connect(node, origin=False, subprotocols=token_protocols(database, name))
 
 
+async def listed(ids: set[str], topic: str | None = None, within: float = 5) -> dict[str, Any]:
+    """The registry entries of ``ids`` once all are listed (with ``topic``, if given): nodes
+    write the registry in the background, a moment after ``welcome`` or ``subscribed``."""
+    deadline = time.monotonic() + within
+    while True:
+        entries = {e.id: e for e in await get_registry().all() if e.id in ids}
+        if len(entries) == len(ids) and (
+            topic is None or all(topic in e.topics for e in entries.values())
+        ):
+            return entries
+        assert time.monotonic() < deadline, f"not listed: {ids - set(entries)}"
+        await asyncio.sleep(0.05)
+
+
 async def test_registry_lists_connections_of_both_nodes(nodes, database, cluster):
     clients = [await connect(nodes[0], database), await connect(nodes[1], database, "bob")]
     await clients[0].subscribe("public.cluster")
+    await listed({clients[0].welcome["connection_id"]}, "public.cluster")
+    await listed({clients[1].welcome["connection_id"]})
     page = await get_registry().query(Query(limit=100))
     mine = {e.id: e for e in page.entries}
     a, b = (mine[c.welcome["connection_id"]] for c in clients)
@@ -78,6 +94,7 @@ async def test_registry_lists_connections_of_both_nodes(nodes, database, cluster
 
 async def test_disconnect_order_reaches_the_node_that_holds_the_socket(nodes, database, cluster):
     client = await connect(nodes[1], database)
+    await listed({client.welcome["connection_id"]})
     assert await control.adisconnect([client.welcome["connection_id"]], "operator") == 1
     assert await client.close_code() == 4403
 
@@ -96,6 +113,7 @@ async def test_logout_on_one_node_closes_the_users_sockets_on_the_other(nodes, d
         client = Client(ws)
         welcome = await client.receive()
         assert welcome["user"] == database[1]["bob"]["pk"]
+        await listed({welcome["connection_id"]})
         assert (await http.post("/test/logout/")).status_code == 204
     assert await client.close_code() == 4403
 
@@ -111,7 +129,7 @@ async def test_killed_node_leaves_the_registry_and_its_clients_recover_elsewhere
     await realtime.apublish(topic, "n", 0)
     last = [await client.receive() for client in clients]
     ids = {c.welcome["connection_id"] for c in clients}
-    assert ids <= {e.id for e in await get_registry().all()}
+    await listed(ids)
 
     doomed.kill()
     killed_at = time.monotonic()

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from realtime import control
+from realtime.hub import get_hub
 from realtime.registry import Entry, Query, get_registry
 from realtime.registry.memory import MemoryRegistry
 from realtime.registry.redis import RedisRegistry
@@ -98,6 +99,7 @@ async def connect(headers: Any = None) -> Any:
     assert (await client.connect())[0]
     welcome = await client.receive_frame()
     client.connection_id = welcome["connection_id"]
+    await get_hub().registry_written()  # the registry is written in the background
     return client
 
 
@@ -113,6 +115,7 @@ async def test_open_connections_are_listed_with_user_and_topics():
     user, _, cookie = await logged_in("pia")
     client = await connect(cookie)
     await client.subscribe("public.listed")
+    await get_hub().registry_written()
     [listed] = (await get_registry().query(Query(user_id=user.pk))).entries
     assert (listed.id, listed.username, listed.transport, listed.topics) == (
         client.connection_id,
@@ -121,6 +124,7 @@ async def test_open_connections_are_listed_with_user_and_topics():
         ["public.listed"],
     )
     await client.disconnect()
+    await get_hub().registry_written()
     assert (await get_registry().query(Query(user_id=user.pk))).total == 0
 
 
@@ -178,6 +182,7 @@ async def test_status_and_disconnect_commands():
     _, _, cookie = await logged_in("tess")
     client = await connect(cookie)
     await client.subscribe("public.busy")
+    await get_hub().registry_written()
     out = io.StringIO()
     await sync_to_async(call_command)("realtime_status", "--json", stdout=out)
     status = json.loads(out.getvalue())

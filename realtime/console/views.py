@@ -188,35 +188,46 @@ def actions(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpRespo
 
 
 def topic(request: HttpRequest, model_admin: LiveConnectionAdmin, name: str) -> HttpResponse:
-    """One topic: subscribers, log length, last offset, publish rate."""
+    """One topic: subscribers, log length, last offset, publish rate. 503 with a message
+    (and the page's navigation) when the log or the registry (Redis) cannot be read."""
     _require_view(request)
     request.current_app = model_admin.admin_site.name
     try:
         validate_topic(name)
     except InvalidTopic as exc:
         raise Http404(str(exc)) from exc
-    stats = run_sync(atopic_stats(name))
-    now = time.time()
     opts = model_admin.opts
     params = listing.Params(topic=name)
-    context = {
+    context: dict[str, Any] = {
         **model_admin.admin_site.each_context(request),
         "title": f"Topic {name}",
         "subtitle": None,
         "opts": opts,
         "app_label": opts.app_label,
-        "stats": stats,
+        "topic_name": name,
         "params": params,
-        "last_published": (
-            datetime.fromtimestamp(stats.last_published, UTC) if stats.last_published else None
-        ),
-        "rows": [listing.row(e, now) for e in stats.subscribers.entries],
-        "columns": listing.columns(params),
-        "has_manage": False,
-        "history_size": get_config().history_size,
         "console_url": _urls(model_admin)["console"] + params.querystring(),
         "urls": _urls(model_admin),
     }
+    try:
+        stats = run_sync(atopic_stats(name))
+    except Exception as exc:  # the log or the registry (Redis) is unreachable: say so
+        logger.warning("Reading topic %r failed: %s", name, exc)
+        context["topic_error"] = f"The topic could not be read: {exc}"
+        return TemplateResponse(request, "realtime/admin/topic.html", context, status=503)
+    now = time.time()
+    context.update(
+        {
+            "stats": stats,
+            "last_published": (
+                datetime.fromtimestamp(stats.last_published, UTC) if stats.last_published else None
+            ),
+            "rows": [listing.row(e, now) for e in stats.subscribers.entries],
+            "columns": listing.columns(params),
+            "has_manage": False,
+            "history_size": get_config().history_size,
+        }
+    )
     return TemplateResponse(request, "realtime/admin/topic.html", context)
 
 

@@ -108,7 +108,8 @@ async def _acknowledge(request: HttpRequest, caller: Caller, ids: list[str]) -> 
 @csrf_exempt
 @require_POST
 async def ticket(request: HttpRequest) -> HttpResponse:
-    """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource)."""
+    """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource); 503 with
+    ``Retry-After`` when the ticket store (Redis) cannot be written."""
     try:
         caller = await authenticate(request)
         if not caller.user.is_authenticated:  # before CSRF: there is nothing to protect
@@ -119,6 +120,9 @@ async def ticket(request: HttpRequest) -> HttpResponse:
         value = await tickets.issue(str(caller.user.pk))
     except RealtimeError as error:
         return error_response(error)
+    except Exception as exc:  # the ticket store (Redis) is unreachable
+        logger.warning("Issuing a ticket failed: %r", exc)
+        return unavailable()
     return JsonResponse(
         {"ticket": value, "expires_in_ms": int(get_config().ticket_ttl * 1000)}, status=201
     )

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime import control
+from realtime.management.errors import backend_failed
 
 
 class Command(BaseCommand):
+    """Exits with status 1 and one line on stderr when Redis (the registry, or the channel
+    layer that carries the order) cannot be reached."""
+
     help = "Close live realtime connections on every node (close code 4403)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,7 +36,13 @@ class Command(BaseCommand):
                 user = model._default_manager.get_by_natural_key(options["user"])
             except model.DoesNotExist:
                 raise CommandError(f"No user {options['user']!r}.") from None
-            count += control.disconnect_user(user.pk, options["reason"])
+            count += self._send(control.disconnect_user, user.pk, options["reason"])
         if options["connection"]:
-            count += control.disconnect(options["connection"], options["reason"])
+            count += self._send(control.disconnect, options["connection"], options["reason"])
         self.stdout.write(f"Disconnect sent to {count} connection(s).")
+
+    def _send(self, order: Callable[[Any, str], int], target: Any, reason: str) -> int:
+        try:
+            return order(target, reason)
+        except Exception as exc:
+            raise backend_failed("the disconnect order could not be sent", exc) from None

@@ -6,11 +6,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from realtime.management.errors import backend_failed
 from realtime.publishing import run_sync
 from realtime.registry import get_registry
 
 
 class Command(BaseCommand):
+    """Exits with status 1 and one line on stderr when the registry (Redis) cannot be read.
+    The ``--json`` schema is in docs/operations.md ("Commands")."""
+
     help = "Show the live nodes, connections by transport, and the busiest topics."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -18,7 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        entries = run_sync(get_registry().all())
+        try:
+            entries = run_sync(get_registry().all())
+        except Exception as exc:
+            raise backend_failed("the connection registry could not be read", exc) from None
         nodes = collections.Counter(e.node for e in entries)
         transports = collections.Counter(e.transport for e in entries)
         topics = collections.Counter(t for e in entries for t in e.topics)
