@@ -100,6 +100,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot terminate
             self.process.terminate()
             self.process.wait(10)
         self.process = None
@@ -113,6 +114,15 @@ class RedisServer:
         """SIGCONT: Redis runs the commands that waited."""
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    """A module's own redis-server, for tests that stop, restart or pause Redis (never the
+    shared one)."""
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

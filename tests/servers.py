@@ -38,16 +38,12 @@ print(json.dumps(users))
 """
 
 
-def make_database(
-    script: str = SETUP_SCRIPT, settings: str = "tests.settings"
-) -> tuple[str, dict[str, Any]]:
-    """A migrated SQLite file prepared by ``script`` (default: users alice, bob and staff),
-    which prints a JSON summary as its last line; returns the path and that summary (per
-    user, the pk and a token)."""
-    path = tempfile.mktemp(prefix="rt-e2e-", suffix=".sqlite3")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "RT_TEST_DB": path}
+def run_script(database: str, script: str, *args: str, settings: str = "tests.settings") -> str:
+    """Run ``script`` (Python, with ``args`` in ``sys.argv[1:]``) in a fresh interpreter on the
+    SQLite file ``database``, as the daphne nodes see it; return the last line it printed."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "RT_TEST_DB": database}
     output = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script, *args],
         env=env,
         cwd=ROOT,
         check=True,
@@ -55,7 +51,17 @@ def make_database(
         text=True,
         timeout=120,
     ).stdout
-    return path, json.loads(output.strip().splitlines()[-1])
+    return output.strip().splitlines()[-1]
+
+
+def make_database(
+    script: str = SETUP_SCRIPT, settings: str = "tests.settings"
+) -> tuple[str, dict[str, Any]]:
+    """A migrated SQLite file prepared by ``script`` (default: users alice, bob and staff),
+    which prints a JSON summary as its last line; returns the path and that summary (per
+    user, the pk and a token)."""
+    path = tempfile.mktemp(prefix="rt-e2e-", suffix=".sqlite3")
+    return path, json.loads(run_script(path, script, settings=settings))
 
 
 # Debian's Chromium, driven by Playwright through executable_path: `playwright install`

@@ -5,9 +5,6 @@ daphne."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import ROOT, Daphne
+from tests.servers import Daphne, run_script
 
 pytestmark = pytest.mark.e2e
 
@@ -87,17 +84,7 @@ print(json.dumps({"key": session.session_key}))
 
 
 def anonymous_session(database: str) -> str:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "RT_TEST_DB": database}
-    output = subprocess.run(
-        [sys.executable, "-c", SESSION_SCRIPT],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    return str(json.loads(output.strip().splitlines()[-1])["key"])
+    return str(json.loads(run_script(database, SESSION_SCRIPT))["key"])
 
 
 async def test_a_made_up_session_cookie_does_not_buy_a_fresh_bucket(node):

@@ -22,15 +22,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)  # in case a test failed while it was stopped
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def node(database, private_redis) -> Iterator[Daphne]:
     server = Daphne(database[0], {"RT_REDIS_URL": private_redis.url, "RT_PREFIX": "rt-outage"})
     yield server

@@ -31,15 +31,6 @@ from tests.conftest import RedisServer
 from tests.servers import ROOT
 
 
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
-
-
 @pytest.fixture
 def on_private_redis(private_redis: RedisServer) -> Iterator[RedisServer]:
     """This process's realtime (log, registry, layer) on the private Redis."""

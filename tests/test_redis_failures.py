@@ -33,13 +33,6 @@ PREFIX = "rt-failures"
 
 
 @pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def db() -> Iterator[tuple[str, dict[str, Any]]]:
     path, users = make_database()
     yield path, users

@@ -19,17 +19,9 @@ from django.test import override_settings
 import realtime
 from realtime import backends, hub
 from realtime.publishing import close_publisher
-from tests.conftest import RedisServer
 from tests.servers import Client, Daphne, make_database
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,6 @@ the server ends says why in a final ``close`` event."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -17,8 +14,7 @@ import pytest
 from realtime.conf import DEFAULTS
 from realtime.exceptions import CLOSE_DISCONNECTED, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED
 from realtime.transports.sse import SSEStream
-from tests.conftest import RedisServer
-from tests.servers import ROOT, Daphne, SSEReader
+from tests.servers import Daphne, SSEReader, run_script
 
 TOKEN_SCRIPT = """
 import sys, django
@@ -32,24 +28,7 @@ print(realtime.make_token(user, expires_in=float(sys.argv[2])))
 
 def short_token(database: str, username: str, seconds: float) -> str:
     """A token made by the nodes' own database (its auth hash must match)."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "RT_TEST_DB": database}
-    output = subprocess.run(
-        [sys.executable, "-c", TOKEN_SCRIPT, username, str(seconds)],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    return output.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
+    return run_script(database, TOKEN_SCRIPT, username, str(seconds))
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +20,7 @@ from django.contrib.auth import get_user_model
 import realtime
 from realtime.auth import aauthenticate_token
 from realtime.exceptions import TokenInvalid
-from tests.servers import ROOT, Daphne, make_database
+from tests.servers import Daphne, make_database, run_script
 
 CAROL_SCRIPT = """
 import json, django
@@ -51,17 +49,7 @@ print(json.dumps({"token": realtime.make_token(carol)}))
 
 
 def _toggle(database: str) -> str:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "RT_TEST_DB": database}
-    output = subprocess.run(
-        [sys.executable, "-c", TOGGLE_SCRIPT],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    return str(json.loads(output.strip().splitlines()[-1])["token"])
+    return str(json.loads(run_script(database, TOGGLE_SCRIPT))["token"])
 
 
 @sync_to_async
