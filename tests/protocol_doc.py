@@ -62,9 +62,7 @@ def first_ticked(cell: str) -> str:
 def client_types() -> dict[str, set[str]]:
     """Client frame types and the field names their row lists."""
     return {
-        first_ticked(row[0]): {
-            name for name in _TICKED.findall(row[1]) if _NAME.fullmatch(name)
-        }
+        first_ticked(row[0]): {name for name in _TICKED.findall(row[1]) if _NAME.fullmatch(name)}
         for row in table("Client → server")
     }
 
