@@ -36,8 +36,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "clean_server_log: fail the test if a daphne node logs a traceback or an ERROR "
-        "record while it runs (tests.servers.Daphne.assert_no_tracebacks)",
+        "clean_server_log(allow=()): fail the test if a daphne node logs a traceback or an "
+        "ERROR record while it runs, except those mentioning a string of allow "
+        "(tests.servers.Daphne.assert_no_tracebacks)",
     )
 
 
@@ -53,10 +54,12 @@ def _clean_server_log(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     from tests.servers import Daphne
 
+    marker = request.node.get_closest_marker("clean_server_log")
+    allow = tuple(marker.kwargs.get("allow", ())) if marker else ()
     marks = {id(node): node.mark() for node in Daphne.started}
     yield
     for node in list(Daphne.started):
-        node.assert_no_tracebacks(since=marks.get(id(node), 0))
+        node.assert_no_tracebacks(since=marks.get(id(node), 0), allow=allow)
 
 
 def _answers(url: str) -> bool:
