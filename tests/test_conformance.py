@@ -164,12 +164,6 @@ async def token_client(node: Daphne, token: str) -> Client:
     )
 
 
-def welcome_fields() -> set[str]:
-    cell = protocol_doc.server_types()["welcome"]
-    names = re.findall(r"`([a-z_]+)`", cell.split("(", 1)[0] + cell)
-    return set(names)
-
-
 async def test_a_client_that_offers_no_subprotocol_gets_version_1(node):
     ws = await websockets.connect(node.url, origin=node.origin, open_timeout=10)  # type: ignore[arg-type]
     welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
@@ -331,7 +325,6 @@ async def test_ack_takes_1_to_100_message_ids(node, ids, valid):
 @pytest.mark.parametrize(("length", "valid"), [(1, True), (64, True), (65, False)])
 async def test_send_id_is_a_client_chosen_string_of_1_to_64_chars(node, length, valid):
     client = await Client.connect(node)
-    message_id = uuid.uuid4().hex[:1] * length if length < 32 else ("x" * length)
     message_id = f"{uuid.uuid4().hex}{'x' * 64}"[:length]
     await client.send({"type": "send", "id": message_id, "event": "echo", "data": 1})
     answer = await client.receive()
@@ -412,7 +405,6 @@ async def test_sse_id_carries_the_positions_of_all_the_streams_topics(node, use_
     await realtime.apublish(first, "n", 1)
     await realtime.apublish(second, "n", 1)
     headers = {"Authorization": f"Bearer {database[1]['alice']['token']}"}
-    cursor = f"{first}~{{e}}~0,{second}~{{f}}~0"
     async with httpx.AsyncClient(base_url=node.http, timeout=10) as http:
         async with http.stream(
             "GET", "/realtime/sse/", params={"topic": [first, second]}, headers=headers
