@@ -26,12 +26,13 @@ topic's messages in order: offset n is the n-th). It checks, on every frame:
   topics exactly once, in order, or an explicit ``reset``;
 - no node logged a traceback or an ERROR record.
 
-Default: ``MODEL_EXAMPLES`` sequences of at most ``MODEL_STEPS`` steps from a fixed seed,
-without shrinking (a failure prints the sequence as generated). A longer run, with
-shrinking::
+Default: ``MODEL_EXAMPLES`` (20) sequences of at most ``MODEL_STEPS`` (10) steps per
+variant from a fixed seed, without shrinking (a failure prints the sequence as generated and
+the ``@reproduce_failure`` blob). A longer run, with shrinking (``--runxfail`` shows what an
+xfail-marked variant finds; ``--timeout 0`` lifts the suite's 120 s per test)::
 
     RT_MODEL_EXAMPLES=500 RT_MODEL_SHRINK=1 python -m pytest tests/test_model_delivery.py \
-        -p no:cacheprovider -x -q -s --timeout 0
+        -p no:cacheprovider -q --runxfail --timeout 0
 
 ``RT_MODEL_SEED`` picks another seed, ``RT_MODEL_STEPS`` the steps per sequence,
 ``RT_MODEL_KILLS`` the node kills per sequence (1; 0 shrinks faster), and ``-k eventsource``
@@ -262,7 +263,7 @@ def step(method: Callable[..., None]) -> Callable[..., None]:
 
 
 class DeliveryModel(RuleBasedStateMachine):
-    """See the module docstring. ``cluster``, ``token`` and ``loop`` are set by the test."""
+    """See the module docstring. The class attributes below are set by the test."""
 
     cluster: Cluster
     token: str
