@@ -26,7 +26,7 @@ topic's messages in order: offset n is the n-th). It checks, on every frame:
   topics exactly once, in order, or an explicit ``reset``;
 - no node logged a traceback or an ERROR record.
 
-Default: ``MODEL_EXAMPLES`` (20) sequences of at most ``MODEL_STEPS`` (10) steps per
+Default: ``MODEL_EXAMPLES`` (20) sequences of at most ``MODEL_STEPS`` (15) steps per
 variant from a fixed seed, without shrinking (a failure prints the sequence as generated and
 the ``@reproduce_failure`` blob). A longer run, with shrinking (``--runxfail`` shows what an
 xfail-marked variant finds; ``--timeout 0`` lifts the suite's 120 s per test)::
@@ -76,8 +76,8 @@ from tests.servers import Daphne, SSEReader
 pytestmark = pytest.mark.e2e
 
 MODEL_EXAMPLES = int(os.environ.get("RT_MODEL_EXAMPLES", "20"))
-MODEL_STEPS = int(os.environ.get("RT_MODEL_STEPS", "10"))
-MODEL_SEED = int(os.environ.get("RT_MODEL_SEED", "1"))
+MODEL_STEPS = int(os.environ.get("RT_MODEL_STEPS", "15"))
+MODEL_SEED = int(os.environ.get("RT_MODEL_SEED", "3"))
 MODEL_SHRINK = os.environ.get("RT_MODEL_SHRINK", "") not in ("", "0")
 
 VERBOSE = bool(os.environ.get("RT_MODEL_VERBOSE"))
@@ -306,14 +306,20 @@ class DeliveryModel(RuleBasedStateMachine):
             kind = eventsource and self.eventsource
             self.clients.append(ModelClient(f"c{n}", self.topics[:count], kind))
 
-    @rule(topic=st.integers(0, TOPICS - 1), ack=st.booleans(), count=st.integers(1, 3))
+    @rule(
+        topics=st.sets(st.integers(0, TOPICS - 1), min_size=1),
+        ack=st.booleans(),
+        count=st.integers(1, 3),
+    )
     @step
-    def publish(self, topic: int, ack: bool, count: int) -> None:
-        name = self.topics[topic]
-        for _ in range(count):
-            data = {"n": len(self.log[name]) + 1}
-            message_id = realtime.publish(name, "model", data, ack=ack)
-            self.log[name].append((message_id, ack))
+    def publish(self, topics: set[int], ack: bool, count: int) -> None:
+        """``count`` messages to each of ``topics``, then every connected client catches up."""
+        for topic in sorted(topics):
+            name = self.topics[topic]
+            for _ in range(count):
+                data = {"n": len(self.log[name]) + 1}
+                message_id = realtime.publish(name, "model", data, ack=ack)
+                self.log[name].append((message_id, ack))
         self.run(self.settle_all())
 
     @rule(
