@@ -86,7 +86,7 @@ TOPICS = 3  # per sequence, fresh names
 MAX_CLIENTS = 2
 # per sequence: a kill costs a daphne start-up (hidden by the standby node)
 MAX_KILLS = int(os.environ.get("RT_MODEL_KILLS", "1"))
-SETTLE = 10.0  # seconds a client may take to catch up with the log after a step (a loaded box)
+SETTLE = 20.0  # seconds a client may take to catch up with the log after a step (a loaded box)
 
 # docs/protocol.md
 SERVER_TYPES = {
