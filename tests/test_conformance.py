@@ -515,3 +515,53 @@ async def test_poll_error_body_is_an_error_object_with_code_reason_and_ref(node,
             "ref": "no such!",
         }
     }
+
+
+def test_tilde_and_comma_never_occur_in_topics_or_epochs():
+    from realtime.log.base import new_epoch
+    from realtime.topics import TOPIC_RE
+
+    for name in ("a~b", "a,b", "order.42~", ",user.7"):
+        assert not TOPIC_RE.fullmatch(name)
+    assert not any({"~", ","} & set(new_epoch()) for _ in range(200))
+
+
+async def test_tokens_never_go_in_the_url(node, database):
+    token = database[1]["alice"]["token"]
+    ws = await websockets.connect(f"{node.url}?token={token}", open_timeout=10)
+    client = Client(ws)
+    await client.send({"type": "subscribe", "topic": topic()})
+    try:
+        answer: Any = await client.receive()
+    except websockets.ConnectionClosed as closed:
+        answer = closed.rcvd.code if closed.rcvd else None
+    # not authenticated by it: refused (auth_required, or 4401 today), never subscribed
+    assert answer == 4401 or (answer["type"], answer["code"]) == ("error", "auth_required")
+
+
+async def test_sse_cursor_parameter_wins_over_last_event_id(node, use_redis, database):
+    name = topic()
+    ids = [await realtime.apublish(name, "n", n) for n in range(3)]
+    headers = {"Authorization": f"Bearer {database[1]['alice']['token']}"}
+    epoch = (await realtime_position(name))[0]
+    async with (
+        httpx.AsyncClient(base_url=node.http, timeout=10) as http,
+        http.stream(
+            "GET",
+            "/realtime/sse/",
+            params={"topic": name, "cursor": f"{name}~{epoch}~1"},
+            headers={**headers, "Last-Event-ID": f"{name}~{epoch}~2"},
+        ) as response,
+    ):
+        events = SSEReader(response)
+        await events.frame()  # welcome
+        subscribed = await events.frame()
+        assert (subscribed["offset"], subscribed["recovered"]) == (1, True)
+        assert [(await events.frame())["id"] for _ in range(2)] == ids[1:]
+
+
+async def realtime_position(name: str) -> tuple[str, int]:
+    from realtime.publishing import aget_cursors
+
+    cursor = (await aget_cursors([name]))[name]
+    return cursor["epoch"], cursor["offset"]
