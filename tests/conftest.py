@@ -25,6 +25,44 @@ from realtime.publishing import close_publisher
 from realtime.topics import registry
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clean-server-log",
+        action="store_true",
+        help="fail every test during which a daphne node logged a traceback or an ERROR "
+        "record (by default only tests marked clean_server_log)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "clean_server_log(allow=()): fail the test if a daphne node logs a traceback or an "
+        "ERROR record while it runs, except those mentioning a string of allow "
+        "(tests.servers.Daphne.assert_no_tracebacks)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clean_server_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With the ``clean_server_log`` marker (or ``--clean-server-log``): after the test, no
+    daphne node may have logged a traceback or an ERROR record since it started."""
+    if not (
+        request.node.get_closest_marker("clean_server_log")
+        or request.config.getoption("--clean-server-log")
+    ):
+        yield
+        return
+    from tests.servers import Daphne
+
+    marker = request.node.get_closest_marker("clean_server_log")
+    allow = tuple(marker.kwargs.get("allow", ())) if marker else ()
+    marks = {id(node): node.mark() for node in Daphne.started}
+    yield
+    for node in list(Daphne.started):
+        node.assert_no_tracebacks(since=marks.get(id(node), 0), allow=allow)
+
+
 def _answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())

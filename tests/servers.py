@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import websockets
@@ -93,9 +94,25 @@ def launch_chromium() -> Iterator[Any]:
         browser.close()
 
 
+TRACEBACK = "Traceback (most recent call last)"
+# An ERROR/CRITICAL record: realtime's console handler ("ERROR realtime.x: …", tests/settings.py)
+# or daphne's root handler ("2026-11-30 12:00:00,123 ERROR    …"), which also carries
+# django.request's "Internal Server Error" (a 500) and daphne's "Exception inside application".
+ERROR_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d [\d:,.]+\s+)?(?:ERROR|CRITICAL)\b")
+
+
+class ServerTraceback(AssertionError):
+    """A daphne node logged a traceback or an ERROR record."""
+
+
 class Daphne:
     """One daphne process serving an ASGI application of the tests (tests.asgi unless told
-    otherwise); started on a free port, stopped by pid."""
+    otherwise); started on a free port, stopped by pid. Its stderr lines are kept in ``log``:
+    :meth:`assert_no_tracebacks` fails on a traceback or an ERROR record there (the
+    ``clean_server_log`` marker or ``--clean-server-log`` checks every node after each test)."""
+
+    #: every node started by this process, for the per-test log check in tests/conftest.py
+    started: ClassVar[list[Daphne]] = []
 
     def __init__(
         self,
@@ -143,9 +160,39 @@ class Daphne:
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
+        Daphne.started.append(self)
         if not listening.wait(30):
             self.stop()
             raise RuntimeError("daphne did not start:\n" + "".join(self.log))
+
+    def mark(self) -> int:
+        """A position in :attr:`log`, to check only what is logged after it."""
+        return len(self.log)
+
+    def problems(self, since: int = 0, allow: tuple[str, ...] = ()) -> list[str]:
+        """Tracebacks and ERROR records logged since ``since``, each with the lines after
+        it (up to the next problem or 30 lines); those mentioning a string of ``allow`` are
+        left out (for tests that provoke a server error on purpose)."""
+        lines = self.log[since:]
+        starts = [i for i, line in enumerate(lines) if TRACEBACK in line or ERROR_LINE.match(line)]
+        found = []
+        for n, start in enumerate(starts):
+            if n and start == starts[n - 1] + 1 and TRACEBACK in lines[start]:
+                continue  # the traceback of the ERROR record just before: one problem
+            end = min([s for s in starts if s > start + 1] + [start + 30, len(lines)])
+            block = "".join(lines[start:end])
+            if not any(text in block for text in allow):
+                found.append(block)
+        return found
+
+    def assert_no_tracebacks(self, since: int = 0, allow: tuple[str, ...] = ()) -> None:
+        """Raise :class:`ServerTraceback` if the node logged a traceback or an ERROR record
+        since ``since`` (see :meth:`problems`)."""
+        if found := self.problems(since, allow):
+            raise ServerTraceback(
+                f"daphne on port {self.port} logged {len(found)} problem(s):\n"
+                + "\n".join(found[:5])
+            )
 
     def kill(self) -> None:
         """SIGKILL: the node dies without cleaning anything up."""

@@ -84,9 +84,16 @@ for _key in (
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
 if os.environ.get("RT_BURST"):
     REALTIME["BURST"] = int(os.environ["RT_BURST"])
+# Levels and names on stderr, so that tests/servers.py can tell ERROR records of a daphne node
+# (and their tracebacks) from the rest. Under daphne, whose root handler prints them too,
+# realtime's records appear twice; they still propagate, for pytest's caplog. django.request's
+# 500s reach a node's stderr through daphne's root handler.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"realtime": {"handlers": ["console"], "level": "WARNING"}},
+    "formatters": {"levels": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "levels"}},
+    "loggers": {
+        "realtime": {"handlers": ["console"], "level": "WARNING"},
+    },
 }
