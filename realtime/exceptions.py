@@ -34,12 +34,6 @@ class UnknownType(InvalidFrame):
     code = "unknown_type"
 
 
-class ProtocolError(RealtimeError):
-    """The client broke the protocol in a way the connection cannot survive."""
-
-    code = "protocol_error"
-
-
 class MessageTooLarge(RealtimeError):
     """The frame or payload is larger than the configured limit."""
 
@@ -148,7 +142,6 @@ CLOSE_RATE_LIMITED = 4429
 CLOSE_SLOW_CONSUMER = 4503
 
 CLOSE_CODES: dict[type[RealtimeError], int] = {
-    ProtocolError: CLOSE_PROTOCOL_ERROR,
     MessageTooLarge: CLOSE_TOO_LARGE,
     AuthRequired: CLOSE_UNAUTHORIZED,
     TokenExpired: CLOSE_TOKEN_EXPIRED,
@@ -158,7 +151,6 @@ CLOSE_CODES: dict[type[RealtimeError], int] = {
 
 HTTP_STATUSES: dict[type[RealtimeError], int] = {
     InvalidFrame: 400,
-    ProtocolError: 400,
     InvalidTopic: 400,
     UnknownEvent: 400,
     Rejected: 422,

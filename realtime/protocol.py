@@ -4,6 +4,7 @@ encoding of server frames. Pure functions, no I/O."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -106,11 +107,24 @@ def parse_cursor(value: object) -> Cursor | None:
     return Cursor(epoch=value["epoch"], offset=value["offset"])
 
 
+def _not_json(name: str) -> Any:
+    # Python's json module reads NaN and Infinity, which JSON (RFC 8259) has not; echoing them
+    # back would send the client frames that are not JSON either.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 and the like: out of the range of a double
+        raise ValueError(f"{text[:32]} is out of range")
+    return value
+
+
 def parse_client_frame(text: str) -> ClientFrame:
     """Parse and validate one client frame. Raises :class:`InvalidJSON`,
     :class:`UnknownType` or :class:`InvalidFrame` with a reason fit for the client."""
     try:
-        frame = json.loads(text)
+        frame = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, RecursionError):
         raise InvalidJSON("The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
@@ -159,9 +173,16 @@ def encodable(value: Any) -> bool:
 
 def encode(frame: dict[str, Any]) -> str:
     """Encode a server frame compactly; payloads go through DjangoJSONEncoder. Raises
-    ``TypeError`` for what JSON cannot hold and ``ValueError`` for a string that UTF-8 cannot
-    (a lone surrogate): such a frame could never be sent."""
-    text = json.dumps(frame, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    ``TypeError`` for what JSON cannot hold and ``ValueError`` for NaN or an infinity (not
+    JSON) or a string that UTF-8 cannot encode (a lone surrogate): such a frame could never
+    be read as JSON, or not be sent at all."""
+    text = json.dumps(
+        frame,
+        cls=DjangoJSONEncoder,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
     if not text.isascii():
         try:
             text.encode()

@@ -36,15 +36,6 @@ HTTP_STATUSES = protocol_doc.http_statuses()
 BARRIER = '{"type":"unsubscribe","topic":"public.fuzz-barrier"}'
 
 
-def item(number: int, what: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=f"issue 7 item {number}: fixed on another branch")
-
-
-def new_bug(what: str) -> Any:
-    """A defect this fuzz found that none of issue 7's seven items covers (reported)."""
-    return pytest.mark.xfail(strict=True, reason=f"found by the fuzz, not in issue 7: {what}")
-
-
 @pytest.fixture(scope="module")
 def node(database, redis_url, cluster_prefix) -> Iterator[Daphne]:
     env = {
@@ -60,8 +51,8 @@ def node(database, redis_url, cluster_prefix) -> Iterator[Daphne]:
 
 @pytest.fixture
 def clean_log(node: Daphne) -> Callable[[], None]:
-    """Call at the end of a test: no traceback or ERROR record since it started. (In the
-    test body, not a teardown, so that an xfail covers it.)"""
+    """Call at the end of a test: no traceback or ERROR record since it started (in the test
+    body, not a teardown, so that the failure is the test's own)."""
     mark = node.mark()
     return lambda: node.assert_no_tracebacks(since=mark)
 
@@ -145,14 +136,19 @@ WS_CASES: list[Any] = [
     pytest.param(b'{"type":"pong"}\xc0', "closed", id="utf8-truncated"),
     # lone surrogates, as JSON escapes (valid JSON, not encodable as UTF-8)
     pytest.param(
-        frame(type="subscribe", topic=SURROGATE), "error", id="surrogate-topic", marks=item(3, "")
+        frame(type="subscribe", topic=SURROGATE),
+        "error",
+        id="surrogate-topic",
     ),
-    pytest.param(frame(type=SURROGATE), "error", id="surrogate-type", marks=item(3, "")),
+    pytest.param(
+        frame(type=SURROGATE),
+        "error",
+        id="surrogate-type",
+    ),
     pytest.param(
         frame(type="unsubscribe", topic="public." + SURROGATE),
         "error",
         id="surrogate-unsubscribe",
-        marks=item(3, ""),
     ),
     pytest.param(frame(type="send", id=SURROGATE, event="echo"), "error", id="surrogate-id"),
     pytest.param(frame(type="send", id="s-1", event=SURROGATE), "error", id="surrogate-event"),
@@ -160,21 +156,18 @@ WS_CASES: list[Any] = [
         frame(type="send", id="s-2", event="echo", data=SURROGATE),
         "answered",
         id="surrogate-data",
-        marks=item(3, ""),
     ),
     pytest.param(frame(type="auth", token=SURROGATE), "error", id="surrogate-token"),
     pytest.param(
         frame(type="subscribe", topic="public.x", cursor={"epoch": SURROGATE, "offset": 1}),
         "answered",
         id="surrogate-epoch",
-        marks=item(3, "the epoch reaches Redis: 4011 and a traceback"),
     ),
     pytest.param(frame(type="ack", ids=[SURROGATE]), "error", id="surrogate-ack"),
     pytest.param(
         frame(type="pong", **{SURROGATE: 1}),
         "error",
         id="surrogate-key",
-        marks=item(3, "the reason names the field as it is"),
     ),
     # deep nesting
     pytest.param(
@@ -199,7 +192,6 @@ WS_CASES: list[Any] = [
         '{"type":"send","id":"n-2","event":"echo","data":1e999}',
         "answered",
         id="float-overflow",
-        marks=new_bug("1e999 is read as Infinity and echoed as non-JSON"),
     ),
     pytest.param(
         frame(type="subscribe", topic="public.x", cursor={"epoch": "e", "offset": 10**30}),
@@ -217,13 +209,11 @@ WS_CASES: list[Any] = [
         '{"type":"send","id":"f-1","event":"echo","data":NaN}',
         "error",
         id="nan",
-        marks=new_bug("NaN is accepted as JSON and echoed as non-JSON"),
     ),
     pytest.param(
         '{"type":"send","id":"f-2","event":"echo","data":-Infinity}',
         "error",
         id="infinity",
-        marks=new_bug("-Infinity is accepted as JSON and echoed as non-JSON"),
     ),
     pytest.param('{"type":"pong","x":NaN}', "error", id="nan-unknown-field"),
     # duplicate keys: the last one counts, and the answer is documented either way
@@ -260,10 +250,6 @@ async def test_websocket_bad_bytes_get_documented_answers(node, clean_log, paylo
     clean_log()
 
 
-@new_bug(
-    "a frame sent in the moment between the client's close frame and daphne's disconnect "
-    "logs 'Sending a frame failed' with autobahn's Disconnected (consumers.py _pump)"
-)
 async def test_leaving_while_answers_are_due_logs_no_traceback(node, clean_log):
     """A client that closes while the server still owes it answers: the answers have
     nowhere to go, which is no error (the model test saw it, and the suite's own tests did)."""
@@ -378,12 +364,10 @@ BODY_CASES: list[Any] = [
     pytest.param(
         b'{"type":"send","id":"b-1","event":"echo","data":"\xff"}',
         id="utf8-in-string",
-        marks=new_bug("invalid UTF-8 in a POSTed frame: 503 and a traceback"),
     ),
     pytest.param(
         frame(type="send", id="b-2", event="echo", data=SURROGATE).encode(),
         id="surrogate-data",
-        marks=item(3, ""),
     ),
     pytest.param(frame(type="send", id=SURROGATE, event="echo").encode(), id="surrogate-id"),
     pytest.param(frame(type="ack", ids=[SURROGATE]).encode(), id="surrogate-ack"),
@@ -398,12 +382,10 @@ BODY_CASES: list[Any] = [
     pytest.param(
         b'{"type":"send","id":"b-5","event":"echo","data":NaN}',
         id="nan",
-        marks=new_bug("NaN is accepted and echoed as non-JSON"),
     ),
     pytest.param(
         b'{"type":"send","id":"b-6","event":"echo","data":1e999}',
         id="float-overflow",
-        marks=new_bug("1e999 is read as Infinity and echoed as non-JSON"),
     ),
     pytest.param(b'{"type":"send","type":"ack","ids":["x"]}', id="dup-type"),
     pytest.param(b'{"type":"send","id":"b-7","id":"b-8","event":"echo"}', id="dup-id"),

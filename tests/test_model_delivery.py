@@ -28,11 +28,11 @@ topic's messages in order: offset n is the n-th). It checks, on every frame:
 
 Default: ``MODEL_EXAMPLES`` (20) sequences of at most ``MODEL_STEPS`` (15) steps per
 variant from a fixed seed, without shrinking (a failure prints the sequence as generated and
-the ``@reproduce_failure`` blob). A longer run, with shrinking (``--runxfail`` shows what an
-xfail-marked variant finds; ``--timeout 0`` lifts the suite's 120 s per test)::
+the ``@reproduce_failure`` blob). A longer run, with shrinking (``--timeout 0`` lifts the
+suite's 120 s per test)::
 
     RT_MODEL_EXAMPLES=500 RT_MODEL_SHRINK=1 python -m pytest tests/test_model_delivery.py \
-        -p no:cacheprovider -q --runxfail --timeout 0
+        -p no:cacheprovider -q --timeout 0
 
 ``RT_MODEL_SEED`` picks another seed, ``RT_MODEL_STEPS`` the steps per sequence,
 ``RT_MODEL_KILLS`` the node kills per sequence (1; 0 shrinks faster), and ``-k eventsource``
@@ -711,7 +711,6 @@ def test_delivery_matches_the_model_js_clients(cluster, database, publisher):
 # positions of the topics not yet subscribed while the request's topics are replayed one at a
 # time, so an EventSource that resumes from such an id loses the other topics' messages, with
 # no reset).
-@pytest.mark.xfail(strict=True, reason="issue 7 item 1: fixed on another branch")
 def test_delivery_matches_the_model_with_eventsource_clients(cluster, database, publisher):
     """Clients as realtime.js, and bare EventSources resuming with Last-Event-ID."""
     run_model(cluster, database[1]["alice"]["token"], eventsource=True)
