@@ -520,10 +520,12 @@ class Connection:
         answered with an ``error`` frame."""
         self.last_seen = time.monotonic()
         self.messages_in += 1
+        kind = ""
         try:
             if not self._bucket.take():
                 raise RateLimited("Too many frames; slow down and reconnect.")
             frame = protocol.parse_client_frame(text)
+            kind = frame["type"]
             await self._dispatch(frame)
         except RateLimited as error:
             self.close(error)
@@ -534,9 +536,10 @@ class Connection:
                 self.refuse(error)
         except RealtimeError as error:
             self.send(protocol.error_frame(error.code, error.reason, error.ref))
-        except Exception:
+        except Exception as error:
             # e.g. Redis unreachable: close, so the client reconnects and resumes.
-            logger.exception("Handling a frame failed; closing the connection")
+            component = "dedup" if kind == "send" else "log"
+            health.request_failed(component, error, logger, "Handling a frame failed")
             self.transport.close(CLOSE_SERVER_ERROR, "server error")
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
@@ -648,8 +651,10 @@ class Connection:
     async def _send_when_answered(self, frame: protocol.SendFrame) -> None:
         try:
             answer = await self.answer_send(frame)
-        except Exception:
-            logger.exception("Waiting for the answer of a client message failed")
+        except Exception as failure:
+            health.request_failed(
+                "dedup", failure, logger, "Waiting for the answer of a client message failed"
+            )
             self.transport.close(CLOSE_SERVER_ERROR, "server error")
             return
         if answer is None:
@@ -670,13 +675,15 @@ class Connection:
         ``SEND_WAIT``): the client is to send it again (``in_progress``). Raises what the
         dedup store raises."""
         key = f"{self.dedup_scope}:{frame['id']}"
-        return await answer_once(
+        answer = await answer_once(
             get_dedup(),
             key,
             lambda: self._run_handler(frame),
             wait=self.config.send_wait if wait is None else wait,
             lease=self.config.send_lease,
         )
+        health.ok("dedup")
+        return answer
 
     async def _run_handler(self, frame: protocol.SendFrame) -> str:
         """Run the consumer's handler; its result or error, encoded as the ``ack`` frame."""

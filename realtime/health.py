@@ -18,6 +18,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TypeVar
+
+from django.http import HttpResponseBase
+from redis.exceptions import RedisError
 
 from realtime.metrics import BACKEND_ERRORS, BACKEND_UP
 
@@ -81,6 +85,33 @@ def ok(component: str) -> None:
         state.up = True
         down_for, failures = time.monotonic() - state.since, state.failures
     logger.info("Backend %r is back after %.0f s (%d failures)", component, down_for, failures)
+
+
+# What a backend raises when it is unreachable or does not answer in time (redis-py's errors,
+# socket errors, timeouts): an outage, not a bug.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+def request_failed(component: str, error: BaseException, log: logging.Logger, what: str) -> None:
+    """A request or a client frame failed with ``error``. A backend outage is recorded as a
+    failure of ``component`` (one warning per outage, see :func:`failed`), so that clients
+    retrying through an outage do not print a traceback each; anything else is a bug and is
+    logged on ``log`` with its traceback, as ``what``."""
+    if isinstance(error, OUTAGE_ERRORS):
+        failed(component, error)
+    else:
+        log.error("%s", what, exc_info=error)
+
+
+R = TypeVar("R", bound=HttpResponseBase)
+
+
+def outage_answer(response: R) -> R:
+    """Mark a 503 that reports an outage as an answer, not a server error: Django's
+    ``django.request`` logger (and the mail to ``ADMINS``) would otherwise get one ERROR
+    record per request while clients retry through the outage."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def is_up(component: str) -> bool:

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from realtime import control
+from realtime import control, health
 from realtime.conf import get_config
 from realtime.console import listing
 from realtime.console.topics import atopic_stats
@@ -128,7 +128,9 @@ def poll(request: HttpRequest, model_admin: LiveConnectionAdmin) -> JsonResponse
     try:
         snapshot = _snapshot(params)
     except Exception as exc:  # the registry (Redis) is unreachable
-        return JsonResponse({"error": f"The registry could not be read: {exc}"}, status=503)
+        return health.outage_answer(
+            JsonResponse({"error": f"The registry could not be read: {exc}"}, status=503)
+        )
     return JsonResponse(
         {
             "total": snapshot.page.total,
@@ -214,7 +216,9 @@ def topic(request: HttpRequest, model_admin: LiveConnectionAdmin, name: str) -> 
     except Exception as exc:  # the log or the registry (Redis) is unreachable: say so
         logger.warning("Reading topic %r failed: %s", name, exc)
         context["topic_error"] = f"The topic could not be read: {exc}"
-        return TemplateResponse(request, "realtime/admin/topic.html", context, status=503)
+        return health.outage_answer(
+            TemplateResponse(request, "realtime/admin/topic.html", context, status=503)
+        )
     now = time.time()
     context.update(
         {

@@ -17,7 +17,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, JsonResponse
 from django.utils.module_loading import import_string
 
-from realtime import protocol, tickets
+from realtime import health, protocol, tickets
 from realtime.auth import aauthenticate_token, load_user, origin_allowed
 from realtime.conf import get_config
 from realtime.connection import Connection, TokenBucket
@@ -56,7 +56,7 @@ def unavailable() -> JsonResponse:
     body = {"error": {"code": "unavailable", "reason": "Try again shortly."}}
     response = JsonResponse(body, status=503)
     response["Retry-After"] = "1"
-    return response
+    return health.outage_answer(response)
 
 
 @dataclass

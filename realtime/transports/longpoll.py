@@ -14,7 +14,7 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from realtime import protocol
+from realtime import health, protocol
 from realtime.conf import get_config
 from realtime.exceptions import RealtimeError
 from realtime.transports.http import (
@@ -52,12 +52,13 @@ async def poll(request: HttpRequest) -> HttpResponse:
         await connection.authenticated(caller.user, welcome=False)
     except RealtimeError as error:
         return error_response(error)
-    except Exception:
-        logger.exception("A long-poll request failed")
+    except Exception as error:
+        health.request_failed("log", error, logger, "A long-poll request failed")
         return unavailable()
     try:
         for topic in topics:
             await connection.subscribe(topic, cursors.get(topic))
+        health.ok("log")
         frames = [text for text in transport.frames if _wanted(text)]
         if not frames:
             transport.frames.clear()
@@ -71,8 +72,8 @@ async def poll(request: HttpRequest) -> HttpResponse:
         cursor = protocol.encode_cursors(connection.positions())
     except RealtimeError as error:
         return error_response(error)
-    except Exception:
-        logger.exception("A long-poll request failed")
+    except Exception as error:
+        health.request_failed("log", error, logger, "A long-poll request failed")
         return unavailable()
     finally:
         await connection.closed(1000)

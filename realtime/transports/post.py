@@ -10,12 +10,13 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from realtime import protocol, tickets
+from realtime import health, protocol, tickets
 from realtime.conf import get_config
 from realtime.exceptions import (
     AuthRequired,
     InProgress,
     InvalidFrame,
+    InvalidJSON,
     MessageTooLarge,
     RealtimeError,
 )
@@ -49,6 +50,7 @@ def _no_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def send(request: HttpRequest) -> HttpResponse:
     """Run a client ``send`` (200 with its ``ack`` frame) or relay an ``ack`` (204)."""
+    component = "dedup"
     try:
         caller = await authenticate(request)
         if (failure := _csrf_failure(request, caller)) is not None:
@@ -57,8 +59,13 @@ async def send(request: HttpRequest) -> HttpResponse:
         limit = get_config().max_frame_bytes
         if len(request.body) > limit:
             raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
-        frame = protocol.parse_client_frame(request.body.decode("utf-8", "replace"))
+        try:
+            text = request.body.decode()
+        except UnicodeDecodeError:
+            raise InvalidJSON("The body is not UTF-8.") from None
+        frame = protocol.parse_client_frame(text)
         if frame["type"] == "ack":
+            component = "layer"
             await _acknowledge(request, caller, frame["ids"])
             return HttpResponse(status=204)
         if frame["type"] != "send":
@@ -75,8 +82,8 @@ async def send(request: HttpRequest) -> HttpResponse:
             return in_progress(frame["id"])
     except RealtimeError as error:
         return error_response(error)
-    except Exception:
-        logger.exception("A POSTed frame failed")
+    except Exception as error:
+        health.request_failed(component, error, logger, "A POSTed frame failed")
         return unavailable()
     return HttpResponse(answer, content_type="application/json")
 
@@ -120,9 +127,10 @@ async def ticket(request: HttpRequest) -> HttpResponse:
         value = await tickets.issue(str(caller.user.pk))
     except RealtimeError as error:
         return error_response(error)
-    except Exception as exc:  # the ticket store (Redis) is unreachable
-        logger.warning("Issuing a ticket failed: %r", exc)
+    except Exception as error:  # the ticket store (Redis) is unreachable
+        health.request_failed("tickets", error, logger, "Issuing a ticket failed")
         return unavailable()
+    health.ok("tickets")
     return JsonResponse(
         {"ticket": value, "expires_in_ms": int(get_config().ticket_ttl * 1000)}, status=201
     )

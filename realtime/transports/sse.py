@@ -20,7 +20,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from realtime import protocol
+from realtime import health, protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
 from realtime.exceptions import (
@@ -165,8 +165,8 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         await check_topics(hooks, caller, topics)  # refuse with 401/403 before streaming
     except RealtimeError as error:
         return error_response(error)
-    except Exception:
-        logger.exception("Opening an SSE stream failed")
+    except Exception as error:
+        health.request_failed("log", error, logger, "Opening an SSE stream failed")
         return unavailable()
     try:
         await connection.authenticated(caller.user, caller.token_expires_at)
@@ -175,12 +175,13 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
                 await connection.subscribe(topic, cursors.get(topic))
             except RealtimeError as error:
                 connection.send(protocol.error_frame(error.code, error.reason, topic))
+        health.ok("log")
     except RealtimeError as error:  # the consumer's authenticate hook refused the user
         await _discard(connection, CLOSE_NORMAL)
         return error_response(error)
-    except Exception:
+    except Exception as error:
         # A backend (Redis) failed: answer with a status, never with 200 and then silence.
-        logger.exception("Opening an SSE stream failed")
+        health.request_failed("log", error, logger, "Opening an SSE stream failed")
         await _discard(connection, CLOSE_SERVER_ERROR)
         return unavailable()
     stream.start()
