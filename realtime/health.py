@@ -2,11 +2,11 @@
 
 A Redis outage makes every background loop fail once a second or more; a traceback per failure
 buries what operators need. Each component (``log``, ``layer``, ``registry``, …) reports here
-instead: :func:`failed` logs one warning when the component goes down and a reminder at most
-every :data:`REMINDER` seconds while it stays down; :func:`ok` logs one info line when it is
-back. Both keep the ``realtime_backend_up{component}`` gauge and the
-``realtime_backend_errors{component}`` counter. Thread-safe: ``publish()`` reports from its
-own thread.
+instead: :func:`failed` logs one warning when the component goes down and, while anything is
+down, one reminder of every component down at most every :data:`REMINDER` seconds;
+:func:`ok` logs one info line when it is back. Both keep the
+``realtime_backend_up{component}`` gauge and the ``realtime_backend_errors{component}``
+counter. Thread-safe: ``publish()`` reports from its own thread.
 
 channels_redis' pub/sub layer logs a traceback per second from its receive task while Redis is
 away; :class:`LayerLogFilter` (installed on its logger when this module is imported) turns
@@ -35,13 +35,15 @@ REMINDER = 30.0
 class _State:
     up: bool = True
     since: float = 0.0
-    reminded: float = 0.0
     failures: int = 0
     outages: int = 0
 
 
 _states: dict[str, _State] = {}
 _lock = threading.Lock()
+# When the last "still down" line was logged. One line reminds of every component that is down,
+# so a long outage costs the log one line per REMINDER, however many components it hits.
+_reminded = 0.0
 
 
 def _describe(error: BaseException) -> str:
@@ -50,8 +52,10 @@ def _describe(error: BaseException) -> str:
 
 
 def failed(component: str, error: BaseException) -> None:
-    """Record a failure of ``component``: a warning when it goes down, a reminder at most
-    every :data:`REMINDER` seconds while it stays down, nothing otherwise."""
+    """Record a failure of ``component``: a warning when it goes down, and while anything is
+    down one reminder (of every component down) at most every :data:`REMINDER` seconds;
+    nothing otherwise."""
+    global _reminded
     now = time.monotonic()
     BACKEND_ERRORS.labels(component).inc()
     BACKEND_UP.labels(component).set(0)
@@ -60,13 +64,19 @@ def failed(component: str, error: BaseException) -> None:
         state = _states.setdefault(component, _State())
         state.failures += 1
         if state.up:
-            state.up, state.since, state.reminded, state.failures = False, now, now, 1
+            if all(other.up for other in _states.values()):
+                _reminded = now  # the first component down: the reminders count from here
+            state.up, state.since, state.failures = False, now, 1
             state.outages += 1
             message, args = "Backend %r is down: %s", (component, _describe(error))
-        elif now - state.reminded >= REMINDER:
-            state.reminded = now
-            message = "Backend %r is still down after %.0f s (%d failures): %s"
-            args = (component, now - state.since, state.failures, _describe(error))
+        elif now - _reminded >= REMINDER:
+            _reminded = now
+            down = ", ".join(
+                f"{name!r} for {now - other.since:.0f} s ({other.failures} failures)"
+                for name, other in sorted(_states.items())
+                if not other.up
+            )
+            message, args = "Backends still down: %s; last error: %s", (down, _describe(error))
         else:
             return
     logger.warning(message, *args)

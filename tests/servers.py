@@ -130,6 +130,7 @@ class Daphne:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": settings,
             "RT_TEST_DB": database,
+            "RT_DAPHNE_NODE": "1",  # tests/settings.py: log through daphne's handler only
             **(env or {}),
         }
         self.process = subprocess.Popen(

@@ -84,10 +84,9 @@ for _key in (
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
 if os.environ.get("RT_BURST"):
     REALTIME["BURST"] = int(os.environ["RT_BURST"])
-# Levels and names on stderr, so that tests/servers.py can tell ERROR records of a daphne node
-# (and their tracebacks) from the rest. Under daphne, whose root handler prints them too,
-# realtime's records appear twice; they still propagate, for pytest's caplog. django.request's
-# 500s reach a node's stderr through daphne's root handler.
+# Levels and names on stderr, so that ERROR records (and their tracebacks) can be told from the
+# rest; they still propagate, for pytest's caplog. In a daphne node (below), daphne's root
+# handler prints them instead, with the level, as it prints django.request's 500s.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -97,3 +96,7 @@ LOGGING = {
         "realtime": {"handlers": ["console"], "level": "WARNING"},
     },
 }
+if os.environ.get("RT_DAPHNE_NODE"):
+    # In a daphne node of the tests, realtime's records go to daphne's root handler alone (its
+    # lines carry the level too), so that each record is one line of the node's log.
+    LOGGING["loggers"] = {"realtime": {"level": "WARNING"}}
