@@ -12,19 +12,26 @@ CLUSTER_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The demo needs the package alone; the tests also need the dev extras (pytest, Playwright,
+# ruff, mypy), which take most of a first install.
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-demo
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/daphne -b $(HOST) -p $(PORT) demo_project.asgi:application
 
 # Two daphne nodes on one Redis (ports 8001 and 8002): multi-node broadcast and the admin
 # console across nodes. Needs a Redis (REDIS_URL, default 127.0.0.1:6379). Ctrl-C stops both.
-demo-cluster: $(VENV)/.installed
+demo-cluster: $(VENV)/.installed-demo
 	REDIS_URL=$(CLUSTER_REDIS_URL) $(BIN)/python manage.py migrate --noinput
 	REDIS_URL=$(CLUSTER_REDIS_URL) $(BIN)/python manage.py seed_demo
 	@echo "Node A: http://$(HOST):8001/  Node B: http://$(HOST):8002/"
