@@ -485,6 +485,12 @@ def get_hub() -> Hub:
     return hub
 
 
+def serves_connections() -> bool:
+    """Whether this process has ever had a realtime connection (a hub exists): a server
+    process, not a shell, a worker or a management command. Safe from any thread."""
+    return len(_hubs) > 0
+
+
 def reset_hubs() -> None:
     """Stop and forget all hubs (settings changed in tests)."""
     for hub in list(_hubs.values()):

@@ -41,7 +41,7 @@ from realtime._redis import aclose_clients
 from realtime.backends import get_log
 from realtime.conf import get_config
 from realtime.exceptions import MessageTooLarge, PublishError, PublishTimeout
-from realtime.hub import MESSAGE_TYPE, get_broker
+from realtime.hub import MESSAGE_TYPE, get_broker, serves_connections
 from realtime.metrics import PUBLISH_ERRORS, PUBLISHED
 from realtime.protocol import EVENT_RE, MESSAGE_ID_RE
 from realtime.signals import publish_failed
@@ -103,6 +103,8 @@ async def _deliver(message: dict[str, Any], timeout: float) -> None:
         for capture in captures:
             capture.append({**message, "data": json.loads(message["data"])})
         return
+    if not _isolation_reported and not get_config().redis_url and not serves_connections():
+        _report_isolation()
     try:
         async with asyncio.timeout(timeout):
             message["epoch"], message["offset"] = await get_log().append(
@@ -128,6 +130,24 @@ async def _deliver(message: dict[str, Any], timeout: float) -> None:
     message["time"] = time.time()
     await _broadcast(message, timeout)
     PUBLISHED.inc()
+
+
+_isolation_reported = False
+
+
+def _report_isolation() -> None:
+    """Say once per process that a publish here reaches nobody: without Redis the topic log
+    and the connections live in the memory of the server process, not of this one."""
+    global _isolation_reported
+    _isolation_reported = True
+    logger.warning(
+        "realtime.publish() in a process that serves no realtime connection, without Redis "
+        "(REALTIME['REDIS_URL'] is not set): the message stays in this process's own topic "
+        "log and reaches no browser. To publish from a shell, a management command or a "
+        "worker, give every process the same REALTIME['REDIS_URL'] and channels_redis' "
+        "RedisPubSubChannelLayer (README, 'Adding it to your project'). In a server process "
+        "this is said once, before its first connection, and can be ignored."
+    )
 
 
 async def _broadcast(message: dict[str, Any], timeout: float) -> None:

@@ -26,3 +26,19 @@ def backend_failed(what: str, exc: BaseException) -> CommandError:
         f"{what[0].upper()}{what[1:]} (Redis at {where}): {cause}. Is Redis running, and is "
         "REALTIME['REDIS_URL'] right?"
     )
+
+
+def require_redis(command: str) -> None:
+    """Refuse to run an operator command that would only see this process's own memory: with
+    no ``REALTIME['REDIS_URL']`` the registry and the topic logs live in the server process,
+    which a management command (another process) cannot reach. Allowed in a process that
+    serves connections itself (``call_command`` from a server)."""
+    from realtime.hub import serves_connections
+
+    if not get_config().redis_url and not serves_connections():
+        raise CommandError(
+            f"{command} needs REALTIME['REDIS_URL']: without Redis the connections and the "
+            "topic logs live in the memory of the server process, which this command cannot "
+            "reach (it would report nothing and publish to nobody). Give the servers and this "
+            "command the same REDIS_URL."
+        )

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime import control
-from realtime.management.errors import backend_failed
+from realtime.management.errors import backend_failed, require_redis
 
 
 class Command(BaseCommand):
@@ -27,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="disconnected by an operator")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_redis("realtime_disconnect")
         if not options["user"] and not options["connection"]:
             raise CommandError("Give --user NAME or --connection ID.")
         count = 0

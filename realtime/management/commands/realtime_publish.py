@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import realtime
+from realtime.management.errors import require_redis
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--ack", action="store_true", help="clients must acknowledge it")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_redis("realtime_publish")
         try:
             data = json.loads(options["data"])
         except ValueError as exc:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from realtime.management.errors import backend_failed
+from realtime.management.errors import backend_failed, require_redis
 from realtime.publishing import run_sync
 from realtime.registry import get_registry
 
@@ -22,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_redis("realtime_status")
         try:
             entries = run_sync(get_registry().all())
         except Exception as exc:
