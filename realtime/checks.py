@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
 
 from realtime import conf
 
 MIN_DAPHNE = (4, 2, 2)
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -70,6 +74,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E007",
             )
         )
+    if config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
+        messages.append(
+            Error(
+                f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a Redis "
+                "URL.",
+                hint="Use redis://host:port/db, rediss://host:port/db (TLS) or "
+                "unix:///path/to/redis.sock.",
+                id="realtime.E008",
+            )
+        )
+    messages += _check_consumer(config.consumer)
     backend = _layer_backend()
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if layers and backend is None:
@@ -132,4 +147,99 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W002",
             )
         )
+    return messages
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+def _check_consumer(path: str) -> list[Any]:
+    from realtime.consumers import RealtimeConsumer
+
+    try:
+        consumer = import_string(path)
+    except ImportError as exc:
+        return [
+            Error(
+                f"REALTIME['CONSUMER'] {path!r} cannot be imported: {exc}",
+                hint="Give the dotted path of your RealtimeConsumer subclass, e.g. "
+                "'shop.consumers.ShopConsumer'.",
+                id="realtime.E009",
+            )
+        ]
+    if not (isinstance(consumer, type) and issubclass(consumer, RealtimeConsumer)):
+        return [
+            Error(
+                f"REALTIME['CONSUMER'] {path!r} is not a subclass of realtime.RealtimeConsumer.",
+                hint="Every transport runs its hooks: subclass realtime.RealtimeConsumer.",
+                id="realtime.E009",
+            )
+        ]
+    return []
+
+
+@register(Tags.urls)
+def check_urls(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    try:
+        reverse("realtime:token")
+    except NoReverseMatch:
+        return [
+            Warning(
+                "realtime.urls is not included in the URLconf: the SSE, long-poll, POST and "
+                "token views answer 404, and {% realtime_client %} fails to render.",
+                hint='Add path("realtime/", include("realtime.urls")) to your urlpatterns.',
+                id="realtime.W004",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``manage.py check --deploy``: settings that are fine in development only, and a
+    Redis that does not answer."""
+    messages: list[Any] = []
+    try:
+        config = conf.get_config()
+    except Exception:
+        return []  # check_settings reports it
+    if config.allowed_origins is not None and "*" in config.allowed_origins:
+        messages.append(
+            Warning(
+                "REALTIME['ALLOWED_ORIGINS'] contains '*': any web site may open realtime "
+                "connections with its visitors' session cookies.",
+                hint="List your sites' origins, or set None to derive them from ALLOWED_HOSTS.",
+                id="realtime.W005",
+            )
+        )
+    if config.metrics and not config.metrics_token:
+        messages.append(
+            Warning(
+                "REALTIME['METRICS'] is on without REALTIME['METRICS_TOKEN']: only logged-in "
+                "staff can read the metrics, so a Prometheus server cannot scrape them.",
+                hint="Set METRICS_TOKEN and give the scraper 'Authorization: Bearer <token>'.",
+                id="realtime.W006",
+            )
+        )
+    if config.redis_url is not None and urlsplit(config.redis_url).scheme in REDIS_SCHEMES:
+        import redis
+
+        try:
+            redis.Redis.from_url(
+                config.redis_url, socket_connect_timeout=2, socket_timeout=2
+            ).ping()
+        except (redis.RedisError, OSError) as exc:
+            messages.append(
+                Warning(
+                    f"Redis at {_without_password(config.redis_url)!r} does not answer: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint="Start Redis, or correct REALTIME['REDIS_URL']: publish() and every "
+                    "connection need it.",
+                    id="realtime.W007",
+                )
+            )
     return messages

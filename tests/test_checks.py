@@ -118,3 +118,104 @@ def test_checks_are_registered_with_django():
 
     with override_settings(REALTIME={"NOPE": 1}, CHANNEL_LAYERS=MEMORY, DEBUG=True):
         assert "realtime.E001" in [m.id for m in run_checks()]
+
+
+urlpatterns: list = []  # a URLconf without realtime.urls, for the W004 test
+
+
+@override_settings(
+    REALTIME={"REDIS_URL": "http://user:secret@cache:6379/0"},
+    CHANNEL_LAYERS=REDIS,
+    DEBUG=True,
+)
+def test_redis_url_must_be_a_redis_url_and_the_message_hides_the_password():
+    assert run() == [
+        Error(
+            "REALTIME['REDIS_URL'] 'http://user:***@cache:6379/0' is not a Redis URL.",
+            hint="Use redis://host:port/db, rediss://host:port/db (TLS) or "
+            "unix:///path/to/redis.sock.",
+            id="realtime.E008",
+        )
+    ]
+
+
+@override_settings(
+    REALTIME={"CONSUMER": "shop.nowhere.Consumer"}, CHANNEL_LAYERS=MEMORY, DEBUG=True
+)
+def test_consumer_that_does_not_import():
+    [error] = run()
+    assert error.id == "realtime.E009"
+    assert error.msg.startswith("REALTIME['CONSUMER'] 'shop.nowhere.Consumer' cannot be imported: ")
+    assert error.hint == (
+        "Give the dotted path of your RealtimeConsumer subclass, e.g. "
+        "'shop.consumers.ShopConsumer'."
+    )
+
+
+@override_settings(REALTIME={"CONSUMER": "realtime.conf.Config"}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_consumer_that_is_not_a_realtime_consumer():
+    assert run() == [
+        Error(
+            "REALTIME['CONSUMER'] 'realtime.conf.Config' is not a subclass of "
+            "realtime.RealtimeConsumer.",
+            hint="Every transport runs its hooks: subclass realtime.RealtimeConsumer.",
+            id="realtime.E009",
+        )
+    ]
+
+
+def test_urls_included_pass():
+    assert checks.check_urls() == []
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_urls_not_included():
+    assert checks.check_urls() == [
+        Warning(
+            "realtime.urls is not included in the URLconf: the SSE, long-poll, POST and token "
+            "views answer 404, and {% realtime_client %} fails to render.",
+            hint='Add path("realtime/", include("realtime.urls")) to your urlpatterns.',
+            id="realtime.W004",
+        )
+    ]
+
+
+@override_settings(REALTIME={})
+def test_deploy_defaults_pass():
+    assert checks.check_deploy() == []
+
+
+@override_settings(REALTIME={"ALLOWED_ORIGINS": ["*"], "METRICS": True})
+def test_deploy_any_origin_and_metrics_without_token():
+    assert checks.check_deploy() == [
+        Warning(
+            "REALTIME['ALLOWED_ORIGINS'] contains '*': any web site may open realtime "
+            "connections with its visitors' session cookies.",
+            hint="List your sites' origins, or set None to derive them from ALLOWED_HOSTS.",
+            id="realtime.W005",
+        ),
+        Warning(
+            "REALTIME['METRICS'] is on without REALTIME['METRICS_TOKEN']: only logged-in "
+            "staff can read the metrics, so a Prometheus server cannot scrape them.",
+            hint="Set METRICS_TOKEN and give the scraper 'Authorization: Bearer <token>'.",
+            id="realtime.W006",
+        ),
+    ]
+
+
+def test_deploy_redis_that_does_not_answer():
+    from tests.conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with override_settings(REALTIME={"REDIS_URL": url}):
+        [warning] = checks.check_deploy()
+    assert warning.id == "realtime.W007"
+    assert warning.msg.startswith(f"Redis at {url!r} does not answer: ConnectionError: ")
+    assert warning.hint == (
+        "Start Redis, or correct REALTIME['REDIS_URL']: publish() and every connection need it."
+    )
+
+
+def test_deploy_redis_that_answers(redis_url):
+    with override_settings(REALTIME={"REDIS_URL": redis_url}):
+        assert checks.check_deploy() == []
