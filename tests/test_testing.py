@@ -60,6 +60,23 @@ class CaptureInsideATestCase(TestCase):
             (response.json()["id"], "public.view", [1])
         ]
 
+    def test_a_view_publishing_in_transaction_atomic_is_captured_unless_it_rolls_back(
+        self,
+    ) -> None:
+        def post(**body: object) -> object:
+            return self.client.post(
+                "/test/publish-in-transaction/",
+                json.dumps({"topic": "public.atomic-view", "event": "ev", **body}),
+                content_type="application/json",
+            )
+
+        with capture_published() as published:
+            committed = post(data=1)
+        assert [(m["id"], m["data"]) for m in published] == [(committed.json()["id"], 1)]
+        with capture_published() as published:
+            refused = post(data=2, fail=True)
+        assert (refused.status_code, published) == (409, [])
+
     def test_a_publish_in_a_rolled_back_block_is_not_captured(self) -> None:
         with capture_published() as published:
             realtime.publish("public.tc", "kept", 1)
@@ -142,3 +159,38 @@ def test_reset_forgets_the_in_memory_logs():
     assert log_offset("public.reset") == 0
     realtime.publish("public.reset", "ev", 2)
     assert log_offset("public.reset") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_communicator_example_of_docs_testing():
+    # docs/testing.md's RealtimeCommunicator example, on the test app's user.{id} topic
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth import get_user_model
+
+    from realtime.testing import RealtimeCommunicator
+    from tests.asgi import application
+
+    user = await sync_to_async(get_user_model().objects.create_user)("ann", password="pw")
+    client = RealtimeCommunicator(application, origin=None)
+    connected, _ = await client.connect()
+    assert connected
+    assert (await client.auth(realtime.make_token(user)))["type"] == "welcome"
+    assert (await client.subscribe(f"user.{user.pk}"))["type"] == "subscribed"
+
+    await realtime.apublish(f"user.{user.pk}", "status", {"status": "shipped"})
+
+    frame = await client.receive_frame()
+    assert (frame["type"], frame["event"], frame["data"]) == (
+        "message",
+        "status",
+        {"status": "shipped"},
+    )
+    await client.disconnect()
+
+
+def test_reset_empties_the_in_memory_channel_layer():
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    testing.reset()
+    assert get_channel_layer() is not layer
