@@ -29,7 +29,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis.exceptions
@@ -51,8 +51,15 @@ logger = logging.getLogger("realtime.publishing")
 
 T = TypeVar("T")
 
-# Lists that capture published messages instead of sending them (realtime.testing).
-captures: list[list[dict[str, Any]]] = []
+# The recorders of realtime.testing.capture_published(): while any is installed, messages go
+# to them instead of being sent. A recorder gets the message (``data`` decoded) and the database
+# connection whose transaction was open when it was published (None outside one).
+captures: list[Callable[[dict[str, Any], Any], None]] = []
+
+
+def _capture(message: dict[str, Any], connection: Any) -> None:
+    for record in list(captures):
+        record({**message, "data": json.loads(message["data"])}, connection)
 
 
 def _prepare(
@@ -100,8 +107,7 @@ async def _deliver(message: dict[str, Any], timeout: float) -> None:
     """Append, then broadcast. Raises :class:`PublishTimeout` or :class:`PublishError` when
     the append did not succeed; a failed broadcast is reported, not raised."""
     if captures:
-        for capture in captures:
-            capture.append({**message, "data": json.loads(message["data"])})
+        _capture(message, None)
         return
     if not _isolation_reported and not get_config().redis_url and not serves_connections():
         _report_isolation()
@@ -301,7 +307,10 @@ def publish(
     after the commit does not raise into the committed request: it is logged, counted in
     ``realtime_publish_errors`` and sent as the ``publish_failed`` signal, and the message is
     not sent. (Durable publishing through an outbox written in the transaction is a separate,
-    upcoming feature.)"""
+    upcoming feature.)
+
+    Under ``realtime.testing.capture_published()`` nothing is sent: the message is captured
+    at once, and dropped from the capture if its transaction rolls back (docs/testing.md)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -313,7 +322,13 @@ def publish(
         )
     message = _prepare(topic, event, data, ack, message_id)
     timeout = get_config().publish_timeout
-    if transaction.get_connection(using).in_atomic_block:
+    connection = transaction.get_connection(using)
+    if captures:
+        # Recorded now, not at the commit: in a Django TestCase the test's own transaction
+        # wraps every block, so the commit never comes. The recorder drops the message again
+        # if this transaction rolls back.
+        _capture(message, connection if connection.in_atomic_block else None)
+    elif connection.in_atomic_block:
         transaction.on_commit(lambda: _deliver_on_commit(message, timeout), using=using)
     else:
         _deliver_sync(message, timeout)

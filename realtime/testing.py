@@ -1,12 +1,13 @@
-"""Helpers for your own tests.
+"""Helpers for your own tests (docs/testing.md).
 
 ``capture_published()`` collects what ``publish()``/``apublish()`` would send, like
-``django.core.mail.outbox``::
+``django.core.mail.outbox``, also inside a Django ``TestCase``::
 
     with realtime.testing.capture_published() as published:
         client.post("/orders/42/ship/")
     assert published[0]["topic"] == "order.42"
 
+``reset()`` forgets the process's in-memory topic logs, hubs and stores between tests.
 ``RealtimeCommunicator`` speaks the protocol over Channels' ``WebsocketCommunicator``.
 """
 
@@ -16,22 +17,72 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from channels.layers import InMemoryChannelLayer, channel_layers
 from channels.testing import WebsocketCommunicator
 
-from realtime import protocol
+from realtime import backends, health, hub, protocol
 from realtime.publishing import captures
+
+
+class _Commit:
+    """An on-commit callback that only notes that its transaction committed."""
+
+    ran = False
+
+    def __call__(self) -> None:
+        self.ran = True
 
 
 @contextlib.contextmanager
 def capture_published() -> Iterator[list[dict[str, Any]]]:
     """Capture published messages (dicts with ``topic``, ``event``, ``data``, ``id``,
-    ``ack``) instead of sending them. ``data`` is decoded from JSON."""
+    ``ack``; ``data`` decoded from JSON) instead of sending them: nothing reaches the topic
+    log or any client while the block runs.
+
+    A message is added to the list when it is published, also inside ``transaction.atomic``
+    (whose commit never comes in a Django ``TestCase``: the test's own transaction is rolled
+    back). When the block exits, messages whose transaction has rolled back by then are
+    removed: the list then holds what a site would have sent. A transaction still open at
+    that moment counts as committed. Captures nest; each gets every message."""
     published: list[dict[str, Any]] = []
-    captures.append(published)
+    in_transactions: list[tuple[dict[str, Any], _Commit, Any]] = []
+
+    def record(message: dict[str, Any], connection: Any) -> None:
+        published.append(message)
+        if connection is not None:
+            commit = _Commit()
+            # Django forgets the callbacks of a block (savepoint) that rolls back: if this
+            # one is neither run nor still waiting at the end, its transaction rolled back.
+            connection.on_commit(commit)
+            in_transactions.append((message, commit, connection))
+
+    captures.append(record)
     try:
         yield published
     finally:
-        captures.remove(published)
+        captures.remove(record)
+        rolled_back = {
+            id(message)
+            for message, commit, connection in in_transactions
+            if not commit.ran
+            and not any(callback is commit for _, callback, _ in connection.run_on_commit)
+        }
+        if rolled_back:
+            published[:] = [message for message in published if id(message) not in rolled_back]
+
+
+def reset() -> None:
+    """Forget this process's in-memory realtime state: topic logs, the dedup store and the
+    registry of connections (those kept in memory, without ``REDIS_URL``), every hub, the
+    in-memory channel layers and the outage states. Call it between tests that publish for
+    real (in ``setUp`` or an autouse fixture) so that one test's messages are not in the
+    next one's logs; not while connections are open. Nothing stored in Redis is touched."""
+    hub.reset_hubs()
+    backends.reset()
+    health.reset()
+    for alias, layer in list(channel_layers.backends.items()):
+        if isinstance(layer, InMemoryChannelLayer):
+            del channel_layers.backends[alias]
 
 
 class RealtimeCommunicator(WebsocketCommunicator):  # type: ignore[misc]

@@ -12,4 +12,7 @@ urlpatterns = [
     path("_test/login/<str:username>/", views.login_as),
     path("_test/page/", views.page),
     path("_test/realtime.js", views.client_js),
+    path("_test/readme/", views.readme_page),
+    # where {% static 'realtime/realtime.js' %} points (no staticfiles serving here)
+    path("static/realtime/realtime.js", views.client_js),
 ]

@@ -5,6 +5,8 @@ client file served straight from the package."""
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from pathlib import Path
 
 from django.contrib.auth import get_user_model, login
@@ -17,6 +19,15 @@ from django.views.decorators.cache import never_cache
 import realtime
 
 CLIENT_JS = Path(realtime.__file__).resolve().parent / "static" / "realtime" / "realtime.js"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_snippet() -> str:
+    """The README's template snippet for the browser (step 6 of "Adding it to your project"):
+    its html code block that loads the client."""
+    blocks = re.findall(r"^ *```html\n(.*?)^ *```", README.read_text(), re.M | re.S)
+    [snippet] = [block for block in blocks if "Realtime.fromPage()" in block]
+    return textwrap.dedent(snippet)
 
 
 @never_cache
@@ -43,6 +54,15 @@ def page(request: HttpRequest) -> HttpResponse:
         config = tag.render({}, request)
     context = {"topics": topics, "config": config}
     return render(request, "browser/client.html", context)
+
+
+@never_cache
+def readme_page(request: HttpRequest) -> HttpResponse:
+    """A page made of the README's client snippet, as written, on topic ``?topic=…`` instead
+    of ``order.42``."""
+    snippet = readme_snippet().replace('"order.42"', json.dumps(request.GET["topic"]))
+    body = engines["django"].from_string(snippet).render({}, request)
+    return HttpResponse(f"<!doctype html><html><body>{body}</body></html>")
 
 
 def client_js(request: HttpRequest) -> HttpResponse:

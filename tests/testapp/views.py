@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth import authenticate, login, logout
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -19,6 +20,26 @@ def publish(request: HttpRequest) -> JsonResponse:
     message_id = realtime.publish(
         body["topic"], body["event"], body.get("data"), ack=body.get("ack", False)
     )
+    return JsonResponse({"id": message_id})
+
+
+class _Refused(Exception):
+    pass
+
+
+@csrf_exempt
+@require_POST
+def publish_in_transaction(request: HttpRequest) -> JsonResponse:
+    """Publishes inside transaction.atomic, then rolls it back when the body says ``fail``
+    (answering 409), as a view that validates after writing would."""
+    body = json.loads(request.body)
+    try:
+        with transaction.atomic():
+            message_id = realtime.publish(body["topic"], body["event"], body.get("data"))
+            if body.get("fail"):
+                raise _Refused
+    except _Refused:
+        return JsonResponse({"error": "refused"}, status=409)
     return JsonResponse({"id": message_id})
 
 
