@@ -32,6 +32,7 @@ from realtime import _eager, protocol
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import (
+    CLOSE_DISCONNECTED,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_SERVER_ERROR,
     CLOSE_SLOW_CONSUMER,
@@ -251,10 +252,16 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
         self._release(CLOSE_SERVER_ERROR)
 
     def close(self, code: int, reason: str = "") -> None:
-        """Close with ``code``. Frames queued before still go out first. The connection is
-        released at once, without waiting for the client's side of the closing handshake."""
+        """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
+        a ``close`` frame with the reason (docs/protocol.md). The connection is released at
+        once, without waiting for the client's side of the closing handshake."""
         if self._closing:
             return
+        if code == CLOSE_DISCONNECTED:
+            # daphne sends no close reason, and this one is for the user ("disconnected by an
+            # operator"): say it in a last `close` frame, as an SSE stream's last event does.
+            frame = {"type": "close", "code": code, "reason": reason[:120]}
+            self._queue.append({"type": "websocket.send", "text": protocol.encode(frame)})
         self._queue.append({"type": "websocket.close", "code": code, "reason": reason[:120]})
         self._closing = True
         if self._writer is None:

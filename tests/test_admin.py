@@ -303,6 +303,8 @@ async def test_disconnect_action_closes_the_connection_with_4403(backend):
     )
     assert response.redirect_chain == [(CONSOLE + "?transport=websocket", 302)]
     assert notes(response) == ["Disconnect sent to 1 connection."]
+    frame = await client.receive_frame(3)  # the last frame says why, for the user
+    assert frame == {"type": "close", "code": 4403, "reason": "disconnected by an operator"}
     output = await client.receive_output(3)
     assert (output["type"], output["code"]) == ("websocket.close", 4403)
     assert await other.receive_nothing(0.2), "only the selected connection is closed"

@@ -103,6 +103,15 @@ async def connect(headers: Any = None) -> Any:
     return client
 
 
+async def disconnected_reason(client: Any) -> str:
+    """The client was disconnected (4403): a last ``close`` frame says why, then the close."""
+    frame = await client.receive_frame(2)
+    assert (frame["type"], frame["code"]) == ("close", 4403), frame
+    output = await client.receive_output(2)
+    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+    return str(frame["reason"])
+
+
 @sync_to_async
 def logged_in(name: str) -> tuple[Any, Client, list[tuple[bytes, bytes]]]:
     user = get_user_model().objects.create_user(name, password="pw")
@@ -131,8 +140,7 @@ async def test_open_connections_are_listed_with_user_and_topics():
 async def test_operator_disconnect_closes_with_4403():
     client = await connect()
     assert await control.adisconnect([client.connection_id], "bye") == 1
-    output = await client.receive_output(2)
-    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+    assert await disconnected_reason(client) == "bye"
 
 
 async def test_operator_notice_reaches_the_connection():
@@ -147,8 +155,7 @@ async def test_logout_disconnects_the_users_connections():
     client = await connect(cookie)
     other = await connect()
     await sync_to_async(browser.logout)()
-    output = await client.receive_output(2)
-    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+    assert await disconnected_reason(client) == "logged out"
     assert await other.receive_nothing(0.2), "other users' connections stay"
     await other.disconnect()
 
@@ -162,8 +169,8 @@ async def test_password_change_or_deactivation_disconnects(change):
     else:
         user.is_active = False
     await sync_to_async(user.save)()
-    output = await client.receive_output(2)
-    assert (output["type"], output["code"]) == ("websocket.close", 4403)
+    reason = await disconnected_reason(client)
+    assert reason == ("password changed" if change == "password" else "deactivated")
 
 
 async def test_saving_a_user_without_credential_changes_keeps_connections():
@@ -192,8 +199,7 @@ async def test_status_and_disconnect_commands():
     out = io.StringIO()
     await sync_to_async(call_command)("realtime_disconnect", "--user", "tess", stdout=out)
     assert out.getvalue().strip() == "Disconnect sent to 1 connection(s)."
-    output = await client.receive_output(2)
-    assert output["code"] == 4403
+    assert await disconnected_reason(client) == "disconnected by an operator"
 
 
 async def test_publish_command_prints_the_message_id():

@@ -1,6 +1,7 @@
 // Every demo page: one realtime client for the page (realtime's own realtime.js), the status
-// bar (connection state and transport, live), the transport switch, and the notification
-// bell with its toasts. Page scripts import `client` from here, so a page has one connection.
+// bar (connection state and transport, live; after an operator's disconnect, its reason and a
+// Reconnect button), the transport switch, the notification bell with its toasts, and the
+// operator's test messages (the admin console's `notice`) as toasts. Page scripts import `client` from here, so a page has one connection.
 //
 // The switch: `?transport=websocket|sse|longpoll` pins this tab to one transport (remembered
 // in sessionStorage until `?transport=auto`); without it the client picks, falling back from
@@ -58,18 +59,35 @@ formatTimes();
 const status = {
   conn: document.querySelector("[data-rt-conn]"),
   state: document.querySelector("[data-rt-state]"),
+  via: document.querySelector("[data-rt-via]"),
   transport: document.querySelector("[data-rt-transport]"),
+  closed: document.querySelector("[data-rt-closed]"),
+  reason: document.querySelector("[data-rt-reason]"),
+  reconnect: document.querySelector("[data-rt-reconnect]"),
 };
 
 function renderStatus() {
   status.conn.dataset.state = client.state;
   status.state.textContent = client.state;
   status.transport.textContent = client.transport ? TRANSPORT_LABELS[client.transport] : "…";
+  status.via.hidden = client.state === "closed";
 }
 
-client.on("state", renderStatus);
+/** The server closed for good (`detail.code`, e.g. 4403 from an operator): say why, and offer
+ * to connect again; the client does not reconnect by itself after that. */
+function renderClosed(state, detail = {}) {
+  const closedByServer = state === "closed" && detail.code !== undefined;
+  status.closed.hidden = !closedByServer;
+  if (closedByServer) status.reason.textContent = `— ${detail.reason || `code ${detail.code}`}`;
+}
+
+client.on("state", (state, detail) => {
+  renderStatus();
+  renderClosed(state, detail);
+});
 client.on("transport", renderStatus);
 renderStatus();
+status.reconnect.addEventListener("click", () => client.connect());
 
 for (const link of document.querySelectorAll("[data-transport-choice]")) {
   const value = link.dataset.transportChoice;
@@ -106,6 +124,9 @@ function toast(title, body) {
   setTimeout(() => item.classList.add("toast--leaving"), 4500);
   setTimeout(() => item.remove(), 5000);
 }
+
+// An operator's test message from the admin console (a `notice` frame).
+client.on("notice", (text) => toast("Message from the operators", text));
 
 /** After a `reset` the count may be off: ask the server, the source of truth. */
 async function reloadUnread() {

@@ -6,8 +6,11 @@ are reset to off); ``POST /_test/drop`` cuts every live realtime connection from
 side (WebSocket closed with 3000, SSE stream ended, pending long-poll answered 502, as a
 restarting proxy would; daphne lets a server send only 1000 or 3000-4999, and 1000 means "do
 not reconnect"); ``POST /_test/disconnect`` disconnects every open realtime connection as an
-operator does (4403; on SSE a final ``close`` event); ``GET /_test/stats`` reports what went
-over the wire. Faults:
+operator does (4403; on SSE a final ``close`` event); ``POST /_test/notice`` with
+``{"text": …}`` sends every registered realtime connection an operator's ``notice`` through
+``realtime.control``, and with ``"poll": true`` adds it to the next long-poll answer that carries
+frames (polls are not registered, so no server can address one: this is how the tests give a
+long-polling client the frame); ``GET /_test/stats`` reports what went over the wire. Faults:
 
 - ``block_ws``: WebSocket handshakes refused (HTTP 403), like a proxy without WebSocket;
 - ``silent_ws``: handshakes accepted, then nothing, ever (a proxy that buffers);
@@ -59,10 +62,12 @@ class Faults:
 
 faults = Faults()
 links: set[Link] = set()
+poll_notices: list[str] = []  # `notice` texts for the next long-poll answer with frames
 stats: dict[str, Any] = {}
 
 
 def reset_stats() -> None:
+    poll_notices.clear()
     stats.update(
         ws_attempts=0,  # WebSocket handshakes, refused and silent ones included
         ws_opened=0,
@@ -257,14 +262,15 @@ async def stream(scope: Scope, receive: Any, send: Any) -> None:
         start = held.pop(0) if held else None
         if body.startswith(b'{"frames"'):
             answer = json.loads(body)
-            frames = []
+            frames = [{"type": "notice", "text": text} for text in poll_notices]
+            poll_notices.clear()
             for frame in answer["frames"]:
                 frames.append(frame)
                 if frame["type"] == "message":
                     stats["delivered"][frame["id"]] += 1
                     if duplicate:
                         frames.append(frame)
-            if duplicate:
+            if duplicate or frames != answer["frames"]:
                 body = json.dumps({**answer, "frames": frames}).encode()
         if start is not None:
             headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
@@ -403,4 +409,23 @@ async def disconnect(scope: Scope, receive: Any, send: Any) -> None:
     await respond(send, 200, json.dumps(len(connections)).encode(), b"application/json")
 
 
-CONTROL = {"faults": set_faults, "drop": drop, "stats": get_stats, "disconnect": disconnect}
+async def notice(scope: Scope, receive: Any, send: Any) -> None:
+    from realtime import control
+    from realtime.hub import get_hub
+
+    values = json.loads(await read_body(receive))
+    if values.get("poll"):
+        poll_notices.append(values["text"])
+    hub = get_hub()
+    await hub.registry_written()  # so that realtime.control finds every open connection
+    found = await control.anotify(list(hub.connections), values["text"])
+    await respond(send, 200, json.dumps(found).encode(), b"application/json")
+
+
+CONTROL = {
+    "faults": set_faults,
+    "drop": drop,
+    "stats": get_stats,
+    "disconnect": disconnect,
+    "notice": notice,
+}

@@ -70,6 +70,14 @@ class Server(Daphne):
         response.raise_for_status()
         return int(response.json())
 
+    def notice(self, text: str, poll: bool = False) -> int:
+        """Send an operator's notice to every registered connection (``poll``: and to the
+        next long-poll answer that carries frames); returns how many were found."""
+        body = {"text": text, "poll": poll}
+        response = self.api.post("/_test/notice", content=json.dumps(body))
+        response.raise_for_status()
+        return int(response.json())
+
     def stats(self) -> dict[str, Any]:
         response = self.api.get("/_test/stats")
         response.raise_for_status()

@@ -907,6 +907,12 @@ class WebSocketTransport extends BaseTransport {
       if (this.opened) this._proven();
       return;
     }
+    if (frame.type === "close") {
+      // The server says why before it closes (daphne sends no close reasons): act on it as
+      // on the close that follows, with its reason.
+      this._down({ code: Number(frame.code), reason: String(frame.reason ?? "") });
+      return;
+    }
     if (frame.type === "welcome") {
       const limits = frame.limits ?? {};
       // a little under the server's limits: its clock and ours differ
@@ -1425,13 +1431,14 @@ export class Realtime {
    * - `"state"`: `(state, detail)`, state one of {@link State}; `detail` has `code`/`reason`
    *   of a final close;
    * - `"transport"`: `(name, previous)` when another transport takes over;
-   * - `"error"`: `(error)`, a {@link RealtimeError} from the server or a refused topic.
-   * @param {"state"|"transport"|"error"} name
+   * - `"error"`: `(error)`, a {@link RealtimeError} from the server or a refused topic;
+   * - `"notice"`: `(text)`, a message from an operator (the admin console's test message).
+   * @param {"state"|"transport"|"error"|"notice"} name
    * @param {Function} listener
    * @returns {() => void} off
    */
   on(name, listener) {
-    if (!["state", "transport", "error"].includes(name)) {
+    if (!EVENTS.includes(name)) {
       throw new TypeError(`realtime: unknown event "${name}"`);
     }
     return this._emitter.on(name, listener);
@@ -1725,6 +1732,9 @@ export class Realtime {
       case "token-expiring":
         this._renewToken(transport);
         break;
+      case "notice":
+        this._emitter.emit("notice", String(frame.text ?? ""));
+        break;
       case "error": {
         const error = new RealtimeError(frame.code, frame.reason, { ref: frame.ref });
         if (frame.ref && this._subs.has(frame.ref) && REFUSALS.includes(frame.code)) {
@@ -2013,6 +2023,9 @@ export class Realtime {
     if (this.options.debug) console.debug("realtime:", ...args);
   }
 }
+
+/** The names `client.on()` accepts. */
+const EVENTS = Object.freeze(["state", "transport", "error", "notice"]);
 
 /** Error codes that refuse one topic (the others stay subscribed). */
 const REFUSALS = Object.freeze(["forbidden", "invalid_topic", "too_many_topics"]);

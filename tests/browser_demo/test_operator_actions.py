@@ -1,0 +1,96 @@
+"""The demo shows an operator's actions to the user (headless Chromium, the real demo site):
+staff sends alice's page a test message from the admin console and it appears as a toast;
+staff disconnects her page and its status bar says why, with a Reconnect button that
+connects again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser_demo.conftest import PASSWORD
+from tests.servers import Daphne
+
+CONSOLE = "/admin/realtime/liveconnection/"
+
+
+@pytest.fixture
+def browser(chromium: Any, demo: Daphne) -> Iterator[Any]:
+    """``browser()`` opens a page in a fresh profile; no page may raise a script error."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def open_() -> Any:
+        context = chromium.new_context(base_url=demo.http, viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not errors, errors
+
+
+def log_in(page: Any, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def wait_open(page: Any, transport: str) -> None:
+    page.wait_for_function(
+        "name => window.realtimeClient?.state === 'open'"
+        " && window.realtimeClient.transport === name",
+        arg=transport,
+    )
+
+
+def select_alice(console: Any) -> None:
+    """On the console, select alice's (only) live connection."""
+    console.goto(CONSOLE)
+    console.wait_for_selector("#rt-console[data-ready=true]")
+    row = console.locator("#rt-rows tr", has_text="alice")
+    row.wait_for()  # listed a moment after it opened; the list refreshes by itself
+    assert row.count() == 1
+    row.locator("input.action-select").check()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_the_demo_shows_a_notice_and_a_disconnect_with_a_reconnect_button(
+    browser: Any, transport: str
+) -> None:
+    alice = browser()
+    log_in(alice, "alice")
+    alice.goto(f"/orders/?transport={transport}")
+    wait_open(alice, transport)
+    assert alice.is_hidden("[data-rt-reconnect]")
+
+    staff = browser()
+    log_in(staff, "staff")
+    select_alice(staff)
+    staff.fill("#rt-text", "maintenance in 5 minutes")
+    staff.click("#rt-notify")
+    assert "Test message sent to 1 connection." in staff.inner_text("ul.messagelist")
+    # one look, as the toast leaves after 5 s
+    alice.locator(".toast", has_text="Message from the operators").filter(
+        has_text="maintenance in 5 minutes"
+    ).wait_for()
+
+    select_alice(staff)
+    staff.click("#rt-disconnect")
+    assert "Disconnect sent to 1 connection." in staff.inner_text("ul.messagelist")
+    alice.wait_for_selector("[data-rt-reconnect]", state="visible")
+    assert alice.inner_text("[data-rt-state]") == "closed"
+    assert "disconnected by an operator" in alice.inner_text("[data-rt-closed]")
+
+    alice.click("[data-rt-reconnect]")
+    wait_open(alice, transport)
+    assert alice.is_hidden("[data-rt-closed]")
+    assert alice.inner_text("[data-rt-state]") == "open"
