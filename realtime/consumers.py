@@ -99,13 +99,14 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
     async def on_ack(self, message_id: str) -> None:
         """Runs when the client acknowledges a message published with ``ack=True`` (WebSocket
         ``ack`` frames; ``ack`` frames POSTed for an SSE stream run it on the stream's node,
-        those POSTed without a stream here). A notification: an exception it raises is logged
-        with its traceback and ignored (the connection carries on, a POST still gets 204)."""
+        those POSTed without one on the node that answers the POST). A notification: an
+        exception it raises is logged with its traceback and ignored (the connection carries
+        on, the POST still gets 204)."""
 
     async def on_connect(self) -> None:
-        """Runs after ``welcome`` was sent: the connection is open and authenticated (for
-        long-poll and POST: once per request). An exception it raises is logged with its
-        traceback and ignored."""
+        """Runs after ``welcome`` was sent: the connection is open and authenticated (for a
+        long-poll or a POSTed ``send``: once per request). An exception it raises is logged
+        with its traceback and ignored."""
 
     async def on_disconnect(self, code: int) -> None:
         """Runs once when an open connection ends, with the close code. An exception it

@@ -19,7 +19,9 @@ import websockets
 
 from tests.servers import Client, Daphne, SSEReader
 
-pytestmark = pytest.mark.e2e
+# Nothing but the failures provoked on purpose may reach the node's log.
+PROVOKED = ("hook of EchoConsumer raised", "crashing_permission", "Handler for event 'crash'")
+pytestmark = [pytest.mark.e2e, pytest.mark.clean_server_log(allow=PROVOKED)]
 
 
 @pytest.fixture(scope="module")
