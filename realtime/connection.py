@@ -33,6 +33,8 @@ from realtime.exceptions import (
     CLOSE_SERVER_ERROR,
     CLOSE_TOKEN_EXPIRED,
     AuthRequired,
+    Forbidden,
+    HookFailed,
     InProgress,
     InvalidFrame,
     NotSubscribed,
@@ -86,6 +88,45 @@ class Hooks(Protocol):
     async def on_ack(self, message_id: str) -> None: ...
     async def on_connect(self) -> None: ...
     async def on_disconnect(self, code: int) -> None: ...
+
+
+# User code (the consumer's hooks, the topic permissions) is guarded where it is called, so that
+# its bugs answer one request and never take a connection down; see docs/security.md.
+
+
+async def check_subscribe(hooks: Hooks, topic: str) -> None:
+    """Run the ``can_subscribe`` hook for ``topic``. Raises what it raises if that is a
+    :class:`RealtimeError` (:class:`Forbidden`, ``Rejected``, …); any other exception is a bug
+    in the hook: logged with its traceback, and the topic refused with :class:`Forbidden`."""
+    try:
+        await hooks.can_subscribe(topic)
+    except RealtimeError:
+        raise
+    except Exception:
+        logger.exception(
+            "The can_subscribe hook of %s raised for topic %r; the subscribe is refused "
+            "(forbidden)",
+            type(hooks).__name__,
+            topic,
+        )
+        raise Forbidden(
+            f"Not allowed to subscribe to {topic!r}: the permission check failed.", ref=topic
+        ) from None
+
+
+async def notify(hooks: Hooks, hook: str, *args: Any) -> None:
+    """Run the notification hook ``hook`` (``on_connect``, ``on_ack``, ``on_disconnect``)
+    with ``args``. Nothing answers a notification, so an exception it raises is logged with
+    its traceback and goes no further: the connection carries on."""
+    try:
+        await getattr(hooks, hook)(*args)
+    except Exception:
+        logger.exception(
+            "The %s hook of %s raised%s; ignored",
+            hook,
+            type(hooks).__name__,
+            f" (called with {', '.join(map(repr, args))})" if args else "",
+        )
 
 
 @dataclass
@@ -196,8 +237,9 @@ class Connection:
     ) -> None:
         """Open the connection for ``user``: run the ``authenticate`` hook, send ``welcome``
         (unless told not to: a long-poll request), start the heartbeat and the token expiry
-        timers. Raises what the hook raises."""
-        self.user = await self.hooks.authenticate(user)
+        timers. Raises what the hook raises: :class:`TokenInvalid` to refuse the user, or
+        :class:`HookFailed` for a bug in it (see :meth:`_authenticate`)."""
+        self.user = await self._authenticate(user)
         self.state = State.OPEN
         self._cancel("auth")
         hub = get_hub()
@@ -211,7 +253,23 @@ class Connection:
         if self.heartbeat:
             self._schedule_ping()
         connection_opened.send(sender=type(self), connection=self)
-        await self.hooks.on_connect()
+        await notify(self.hooks, "on_connect")
+
+    async def _authenticate(self, user: Any) -> Any:
+        """The ``authenticate`` hook's answer for ``user``. A :class:`RealtimeError` it raises
+        (``TokenInvalid``: the documented refusal) goes on; any other exception is a bug in
+        the hook: logged with its traceback, then raised as :class:`HookFailed`, which the
+        transports answer as a server error (close 4011, HTTP 503) without logging it again."""
+        try:
+            return await self.hooks.authenticate(user)
+        except RealtimeError:
+            raise
+        except Exception as error:
+            logger.exception(
+                "The authenticate hook of %s raised; the connection is refused as a server error",
+                type(self.hooks).__name__,
+            )
+            raise HookFailed("authenticate") from error
 
     def positions(self) -> dict[str, tuple[str, int]]:
         """Each subscribed topic's position: what SSE ids and long-poll cursors carry."""
@@ -246,7 +304,7 @@ class Connection:
             for message_id in message.get("ids", ()):
                 if self.pending.pop(message_id, None) is not None:
                     ACKED.inc()
-                    self._spawn(self.hooks.on_ack(message_id))
+                    self._spawn(notify(self.hooks, "on_ack", message_id))
         elif operation == "disconnect":
             self.transport.close(CLOSE_DISCONNECTED, str(message.get("reason", ""))[:100])
         elif operation == "notice":
@@ -330,7 +388,7 @@ class Connection:
         self.pending.clear()
         if was_open:
             connection_closed.send(sender=type(self), connection=self, code=code)
-            await self.hooks.on_disconnect(code)
+            await notify(self.hooks, "on_disconnect", code)
 
     # ---- heartbeat -------------------------------------------------------------------------
 
@@ -517,7 +575,8 @@ class Connection:
 
     async def handle_text(self, text: str) -> None:
         """Handle one client frame. Errors that end the connection close it; the others are
-        answered with an ``error`` frame."""
+        answered with an ``error`` frame. A consumer hook that raises answers this frame only
+        (see :func:`check_subscribe`, :func:`notify`), except ``authenticate`` (4011)."""
         self.last_seen = time.monotonic()
         self.messages_in += 1
         kind = ""
@@ -537,7 +596,8 @@ class Connection:
         except RealtimeError as error:
             self.send(protocol.error_frame(error.code, error.reason, error.ref))
         except Exception as error:
-            # e.g. Redis unreachable: close, so the client reconnects and resumes.
+            # e.g. Redis unreachable: close, so the client reconnects and resumes. (Also the
+            # authenticate hook's HookFailed, logged already where it was raised.)
             component = "dedup" if kind == "send" else "log"
             health.request_failed(component, error, logger, "Handling a frame failed")
             self.transport.close(CLOSE_SERVER_ERROR, "server error")
@@ -562,7 +622,7 @@ class Connection:
             for message_id in frame["ids"]:  # type: ignore[typeddict-item]
                 if self.pending.pop(message_id, None) is not None:
                     ACKED.inc()
-                    await self.hooks.on_ack(message_id)
+                    await notify(self.hooks, "on_ack", message_id)
         elif kind == "send":
             await self._on_send(frame)  # type: ignore[arg-type]
 
@@ -574,7 +634,7 @@ class Connection:
             await self.authenticated(user, expires_at)
         elif _user_id(self.user) is None:
             # an anonymous connection logs in: the user can only gain permissions
-            self.user = await self.hooks.authenticate(user)
+            self.user = await self._authenticate(user)
             self._set_token_expiry(expires_at)
             self._welcome()
         elif _user_id(user) != _user_id(self.user):
@@ -589,7 +649,7 @@ class Connection:
         validate_topic(topic)
         if topic not in self.subscriptions and len(self.subscriptions) >= self.config.max_topics:
             raise TooManyTopics(f"At most {self.config.max_topics} topics.", ref=topic)
-        await self.hooks.can_subscribe(topic)
+        await check_subscribe(self.hooks, topic)
         if self.state is State.CLOSED:
             return
         old = self.subscriptions.get(topic)

@@ -37,6 +37,7 @@ from realtime.exceptions import (
     CLOSE_SERVER_ERROR,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOO_LARGE,
+    HookFailed,
     TokenInvalid,
     UnknownEvent,
 )
@@ -50,7 +51,12 @@ _FRAME_ERRORS = (UnicodeError, TypeError, ValueError)
 
 
 class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
-    """A realtime WebSocket connection. Override the hooks below; each says when it runs."""
+    """A realtime WebSocket connection. Override the hooks below; each says when it runs.
+
+    The hooks also run for the SSE, long-poll and POST transports (on an instance of the
+    class named by ``REALTIME["CONSUMER"]``). Each says what happens when it raises something
+    it is not documented to raise (a bug): its traceback is logged once and only the request
+    that ran it is answered (never the whole connection, except for ``authenticate``)."""
 
     #: Name of this transport in the registry and the admin.
     transport_name = "websocket"
@@ -62,20 +68,28 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
     async def authenticate(self, user: Any) -> Any:
         """Runs once per connection, when its user is known (from the session cookie, or the
         token in the subprotocol or the first ``auth`` frame). Return the user this connection
-        acts as; raise :class:`realtime.TokenInvalid` to refuse it (closed with 4401).
-        ``user`` may be ``AnonymousUser``."""
+        acts as; raise :class:`realtime.TokenInvalid` to refuse it (closed with 4401; HTTP
+        401). ``user`` may be ``AnonymousUser``. Any other exception is a bug: logged with its
+        traceback, and the connection is refused as a server error (closed with 4011; HTTP 503
+        ``unavailable`` with ``Retry-After``), so the client retries with backoff."""
         return user
 
     async def can_subscribe(self, topic: str) -> None:
-        """Runs on every ``subscribe``, resumes included. Raise :class:`realtime.Forbidden` to
-        refuse. The default asks the topic registry (``realtime.register_topic``)."""
+        """Runs on every ``subscribe``, resumes included (and for every topic of an SSE or
+        long-poll request). Raise :class:`realtime.Forbidden` to refuse. The default asks the
+        topic registry (``realtime.register_topic``). Any other exception (here, or in a
+        topic's permission callable) refuses the topic as well: the client gets ``forbidden``
+        for it (HTTP: 403, or 401 ``auth_required`` without credentials), the traceback is
+        logged, and the connection and its other topics carry on."""
         await registry.acheck(self.user, topic)
 
     async def on_message(self, event: str, data: Any) -> Any:
         """Runs for each client ``send`` (once per message id, however often it is retried).
         The default calls ``handle_<event>`` (dots and dashes become underscores) with
         ``data``; sync handlers run in a thread. The return value is the ``ack`` result; raise
-        :class:`realtime.Rejected` to answer with an error instead."""
+        :class:`realtime.Rejected` to answer with an error instead. Any other exception is
+        answered ``handler_error`` (the traceback is logged, not sent); the connection
+        carries on."""
         handler = getattr(self, "handle_" + event.replace(".", "_").replace("-", "_"), None)
         if handler is None:
             raise UnknownEvent(f"No handler for event {event!r}.", ref=event)
@@ -84,13 +98,20 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
         return await database_sync_to_async(handler)(data)
 
     async def on_ack(self, message_id: str) -> None:
-        """Runs when the client acknowledges a message published with ``ack=True``."""
+        """Runs when the client acknowledges a message published with ``ack=True`` (WebSocket
+        ``ack`` frames; ``ack`` frames POSTed for an SSE stream run it on the stream's node,
+        those POSTed without one on the node that answers the POST). A notification: an
+        exception it raises is logged with its traceback and ignored (the connection carries
+        on, the POST still gets 204)."""
 
     async def on_connect(self) -> None:
-        """Runs after ``welcome`` was sent: the connection is open and authenticated."""
+        """Runs after ``welcome`` was sent: the connection is open and authenticated (for a
+        long-poll or a POSTed ``send``: once per request). An exception it raises is logged
+        with its traceback and ignored."""
 
     async def on_disconnect(self, code: int) -> None:
-        """Runs once when an open connection ends, with the close code."""
+        """Runs once when an open connection ends, with the close code. An exception it
+        raises is logged with its traceback and ignored."""
 
     @property
     def user(self) -> Any:
@@ -161,6 +182,9 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
                 await self.connection.authenticated(user)
         except TokenInvalid as error:
             self.connection.refuse(error)
+        except HookFailed:
+            # a bug in the authenticate hook, logged where it raised: a server error
+            self.close(CLOSE_SERVER_ERROR, "server error")
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         text = message.get("text")

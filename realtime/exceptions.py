@@ -127,6 +127,18 @@ class PublishTimeout(PublishError):
     code = "publish_timeout"
 
 
+class HookFailed(Exception):
+    """The consumer's ``authenticate`` hook raised something other than a
+    :class:`RealtimeError`: a bug in user code, already logged with its traceback where it
+    happened. The connection is refused as a server error (WebSocket close 4011, HTTP 503
+    ``unavailable``). Deliberately not a :class:`RealtimeError`: it is not the client's
+    error, and must not be answered as one."""
+
+    def __init__(self, hook: str) -> None:
+        super().__init__(f"The consumer's {hook} hook raised.")
+        self.hook = hook
+
+
 # WebSocket close codes for errors that end a connection.
 CLOSE_NORMAL = 1000
 # The RFC's 1009 (too big) and 1011 (server error) would fit, but daphne (autobahn) lets the

@@ -23,6 +23,7 @@ from typing import TypeVar
 from django.http import HttpResponseBase
 from redis.exceptions import RedisError
 
+from realtime.exceptions import HookFailed
 from realtime.metrics import BACKEND_ERRORS, BACKEND_UP
 
 logger = logging.getLogger("realtime.health")
@@ -106,7 +107,10 @@ def request_failed(component: str, error: BaseException, log: logging.Logger, wh
     """A request or a client frame failed with ``error``. A backend outage is recorded as a
     failure of ``component`` (one warning per outage, see :func:`failed`), so that clients
     retrying through an outage do not print a traceback each; anything else is a bug and is
-    logged on ``log`` with its traceback, as ``what``."""
+    logged on ``log`` with its traceback, as ``what`` (unless it is :class:`HookFailed`,
+    logged already where the consumer's hook raised)."""
+    if isinstance(error, HookFailed):
+        return
     if isinstance(error, OUTAGE_ERRORS):
         failed(component, error)
     else:

@@ -11,6 +11,8 @@ start-up) or in ``AppConfig.ready()``::
 
     @realtime.topic("order.{order_id:int}")
     def can_subscribe_order(user, order_id):
+        if not user.is_authenticated:  # AnonymousUser: filter(customer=user) would raise
+            return False
         return user.is_staff or Order.objects.filter(pk=order_id, customer=user).exists()
 
     realtime.register_topic("news", realtime.allow_any)
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +30,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from realtime.exceptions import Forbidden, InvalidTopic
+from realtime.exceptions import Forbidden, InvalidTopic, RealtimeError
+
+logger = logging.getLogger("realtime.topics")
 
 TOPIC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,199}")
 TOPIC_HELP = (
@@ -131,12 +136,30 @@ class TopicRegistry:
     async def acheck(self, user: Any, topic: str) -> None:
         """Raise :class:`Forbidden` unless ``user`` may subscribe to ``topic``.
 
-        Sync permission callables run in a thread (they usually query the database)."""
+        Sync permission callables run in a thread (they usually query the database). A
+        permission that raises (a bug, e.g. an ORM filter given ``AnonymousUser``) refuses the
+        topic too: its traceback is logged once on ``realtime.topics``, and
+        :class:`Forbidden` is raised, so that only this subscribe fails (fail closed)."""
         pattern, params = self.resolve(topic)
-        if inspect.iscoroutinefunction(pattern.permission):
-            allowed = await pattern.permission(user, **params)
-        else:
-            allowed = await database_sync_to_async(pattern.permission)(user, **params)
+        try:
+            if inspect.iscoroutinefunction(pattern.permission):
+                allowed = await pattern.permission(user, **params)
+            else:
+                allowed = await database_sync_to_async(pattern.permission)(user, **params)
+        except RealtimeError:
+            raise  # a deliberate answer (Forbidden, Rejected, …)
+        except Exception:
+            name = getattr(pattern.permission, "__qualname__", repr(pattern.permission))
+            logger.exception(
+                "The permission %s of topic pattern %r raised for topic %r; the subscribe "
+                "is refused (forbidden)",
+                name,
+                pattern.pattern,
+                topic,
+            )
+            raise Forbidden(
+                f"Not allowed to subscribe to {topic!r}: the permission check failed.", ref=topic
+            ) from None
         if not allowed:
             raise Forbidden(f"Not allowed to subscribe to {topic!r}.", ref=topic)
 

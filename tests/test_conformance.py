@@ -336,6 +336,11 @@ async def test_handler_error_details_are_in_the_server_log_not_sent(node):
     assert answer["error"]["code"] == "handler_error"
     assert "boom" not in json.dumps(answer) and "ZeroDivision" not in json.dumps(answer)
     await client.close()
+    # the node's log is read by a thread, which may not have read the traceback yet
+    for _ in range(200):  # at most ~10 s
+        if any("ZeroDivisionError: boom" in line for line in node.log[mark:]):
+            break
+        await asyncio.sleep(0.05)
     assert any("ZeroDivisionError: boom" in line for line in node.log[mark:])
 
 

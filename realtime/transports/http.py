@@ -20,7 +20,7 @@ from django.utils.module_loading import import_string
 from realtime import health, protocol, tickets
 from realtime.auth import aauthenticate_token, load_user, origin_allowed
 from realtime.conf import get_config
-from realtime.connection import Connection, TokenBucket
+from realtime.connection import Connection, TokenBucket, check_subscribe
 from realtime.exceptions import (
     AuthRequired,
     Forbidden,
@@ -132,10 +132,12 @@ async def check_topics(hooks: Any, caller: Caller, topics: list[str]) -> None:
     Raises :class:`Forbidden` (HTTP 403) when an authenticated caller is refused a topic, and
     :class:`AuthRequired` (HTTP 401) when a caller without credentials is: "who are you" and
     "you may not" need different answers from a client, and an HTTP request has no
-    ``welcome`` that would tell it it is anonymous. Both name the topic in ``ref``."""
+    ``welcome`` that would tell it it is anonymous. Both name the topic in ``ref``. A hook or
+    permission that raises refuses its topic the same way (logged once, see
+    :func:`realtime.connection.check_subscribe`)."""
     for topic in topics:
         try:
-            await hooks.can_subscribe(topic)
+            await check_subscribe(hooks, topic)
         except Forbidden as refused:
             if caller.user.is_authenticated:
                 raise

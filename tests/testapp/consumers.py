@@ -14,6 +14,30 @@ CALLS: list[tuple[str, Any]] = []
 
 
 class EchoConsumer(realtime.RealtimeConsumer):
+    # A client whose User-Agent says "crash-<hook>" makes that hook raise: how
+    # tests/test_user_code_errors.py gives the server a consumer with a bug.
+    def _crash(self, hook: str) -> None:
+        connection = getattr(self, "connection", None)
+        if connection is not None and f"crash-{hook}" in connection.user_agent:
+            raise RuntimeError(f"{hook} bug")
+
+    async def authenticate(self, user: Any) -> Any:
+        self._crash("authenticate")
+        return user
+
+    async def can_subscribe(self, topic: str) -> None:
+        self._crash("can_subscribe")
+        await super().can_subscribe(topic)
+
+    async def on_ack(self, message_id: str) -> None:
+        self._crash("on_ack")
+
+    async def on_connect(self) -> None:
+        self._crash("on_connect")
+
+    async def on_disconnect(self, code: int) -> None:
+        self._crash("on_disconnect")
+
     async def handle_echo(self, data: Any) -> Any:
         CALLS.append(("echo", data))
         return {"echo": data}
