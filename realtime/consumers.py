@@ -262,7 +262,8 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
         """The socket refused a send: nothing queued can go out any more. Close (if the
         server can still say so) and release the connection; the client resumes from its
         cursors."""
-        logger.warning("Sending on a WebSocket failed (%r); closing it", error)
+        # a client that went away mid-send: a network event, not a fault of the server
+        logger.info("Sending on a WebSocket failed (%r); closing it", error)
         self._queue.clear()
         self._writer = None
         if self._closing:
