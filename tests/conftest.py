@@ -3,6 +3,7 @@ redis-server started here), per-test key prefixes, and settings switches."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -198,20 +199,34 @@ def prefix() -> str:
     return f"rt-test-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
-    """Switch realtime to Redis (log, dedup, pub/sub layer) under a fresh key prefix."""
+@contextlib.contextmanager
+def realtime_on_redis(url: str, prefix: str, **realtime: Any) -> Iterator[None]:
+    """This process's realtime (log, dedup, registry, pub/sub layer) on the Redis at ``url``
+    under key and channel ``prefix``, as the daphne nodes of a test see it; ``realtime``
+    overrides more REALTIME keys. On exit the publisher loop is closed and every cached
+    backend forgotten."""
     from django.conf import settings
 
-    realtime_settings = {**settings.REALTIME, "REDIS_URL": redis_url, "KEY_PREFIX": prefix}
+    values = {**settings.REALTIME, "REDIS_URL": url, "KEY_PREFIX": prefix, **realtime}
     layers = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": prefix},
+            "CONFIG": {"hosts": [url], "prefix": prefix},
         }
     }
-    with override_settings(REALTIME=realtime_settings, CHANNEL_LAYERS=layers):
+    with override_settings(REALTIME=values, CHANNEL_LAYERS=layers):
         _reset_channel_layers()
+        try:
+            yield
+        finally:
+            close_publisher()
+    _reset_channel_layers()
+
+
+@pytest.fixture
+async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
+    """Switch realtime to Redis (log, dedup, pub/sub layer) under a fresh key prefix."""
+    with realtime_on_redis(redis_url, prefix):
         yield {"url": redis_url, "prefix": prefix}
         await hub.get_hub().registry_written()  # background writes hold pool connections
         close_publisher()
@@ -221,7 +236,6 @@ async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
-    _reset_channel_layers()
 
 
 def _reset_channel_layers() -> None:

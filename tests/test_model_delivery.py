@@ -56,7 +56,6 @@ import httpx
 import pytest
 import redis
 import websockets
-from django.test import override_settings
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -68,9 +67,8 @@ from hypothesis.stateful import (
 )
 
 import realtime
-from realtime import backends, hub
 from realtime.protocol import parse_cursors
-from realtime.publishing import close_publisher
+from tests.conftest import realtime_on_redis
 from tests.servers import Daphne, SSEReader
 
 pytestmark = pytest.mark.e2e
@@ -101,7 +99,7 @@ SERVER_TYPES = {
     "error",
 }
 POSITION_TYPES = {"message", "subscribed", "reset"}
-RESET_REASONS = {"epoch_changed", "too_old"}
+RESET_REASONS = {"epoch_changed", "too_old", "cursor_ahead"}
 WELCOME_FIELDS = {
     "type",
     "v",
@@ -178,30 +176,8 @@ def cluster(database, redis_url, cluster_prefix) -> Iterator[Cluster]:
 @pytest.fixture
 def publisher(redis_url, cluster_prefix) -> Iterator[None]:
     """realtime.publish() in the test process, into the nodes' Redis namespace."""
-    from channels.layers import channel_layers
-
-    layers = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": cluster_prefix},
-        }
-    }
-    from django.conf import settings as django_settings
-
-    realtime_settings = {
-        **django_settings.REALTIME,
-        "REDIS_URL": redis_url,
-        "KEY_PREFIX": cluster_prefix,
-    }
-    with override_settings(REALTIME=realtime_settings, CHANNEL_LAYERS=layers):
-        channel_layers.backends.clear()
-        hub.reset_hubs()
-        backends.reset()
+    with realtime_on_redis(redis_url, cluster_prefix):
         yield
-        close_publisher()
-    channel_layers.backends.clear()
-    hub.reset_hubs()
-    backends.reset()
 
 
 # ---- the clients -----------------------------------------------------------------------------

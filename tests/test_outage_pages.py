@@ -21,42 +21,22 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.template import Context, Template
-from django.test import Client, RequestFactory, override_settings
+from django.test import Client, RequestFactory
 
 import realtime
-from realtime import backends, hub
-from realtime.publishing import close_publisher
 from realtime.templatetags import realtime as tag
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, realtime_on_redis
 from tests.servers import ROOT
 
 
 @pytest.fixture
 def on_private_redis(private_redis: RedisServer) -> Iterator[RedisServer]:
     """This process's realtime (log, registry, layer) on the private Redis."""
-    from channels.layers import channel_layers
-
     prefix = f"rt-outage-{uuid.uuid4().hex[:6]}"
-    layers = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [private_redis.url], "prefix": prefix},
-        }
-    }
-    settings = {
-        "CONSUMER": "tests.testapp.consumers.EchoConsumer",
-        "REDIS_URL": private_redis.url,
-        "KEY_PREFIX": prefix,
-    }
-    with override_settings(REALTIME=settings, CHANNEL_LAYERS=layers):
-        channel_layers.backends.clear()
-        hub.reset_hubs()
-        backends.reset()
+    consumer = "tests.testapp.consumers.EchoConsumer"
+    with realtime_on_redis(private_redis.url, prefix, CONSUMER=consumer):
         tag.reset()
         yield private_redis
-        close_publisher()
-    channel_layers.backends.clear()
-    backends.reset()
     tag.reset()
 
 

@@ -20,14 +20,13 @@ import redis
 import websockets
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.test import override_settings
 
 import realtime
-from realtime import backends, hub, signals
+from realtime import signals
 from realtime.backends import get_log
 from realtime.log.memory import MemoryLog
 from realtime.publishing import close_publisher
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, realtime_on_redis
 from tests.servers import Client, Daphne, SSEReader, make_database
 
 PREFIX = "rt-failures"
@@ -55,22 +54,8 @@ def nodes(private_redis, db) -> Iterator[list[Daphne]]:
 @pytest.fixture
 def publisher(private_redis) -> Iterator[None]:
     """This process publishes through the private Redis, as the nodes do."""
-    from channels.layers import channel_layers
-
-    layers = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [private_redis.url], "prefix": PREFIX},
-        }
-    }
-    settings = {"REDIS_URL": private_redis.url, "KEY_PREFIX": PREFIX, "PUBLISH_TIMEOUT": 1.0}
-    with override_settings(REALTIME=settings, CHANNEL_LAYERS=layers):
-        channel_layers.backends.clear()
-        hub.reset_hubs()
-        backends.reset()
+    with realtime_on_redis(private_redis.url, PREFIX, PUBLISH_TIMEOUT=1.0):
         yield
-        close_publisher()
-    channel_layers.backends.clear()
 
 
 def broadcast_failures() -> float:

@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
 import realtime
-from realtime import backends, hub
-from realtime.publishing import close_publisher
+from tests.conftest import realtime_on_redis
 from tests.servers import Client, Daphne, make_database
 
 pytestmark = pytest.mark.e2e
@@ -37,24 +35,8 @@ def nodes(private_redis) -> Iterator[list[Daphne]]:
 
 @pytest.fixture
 def publisher(private_redis) -> Iterator[None]:
-    from channels.layers import channel_layers
-
-    layers = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [private_redis.url], "prefix": "rt-restart"},
-        }
-    }
-    with override_settings(
-        REALTIME={"REDIS_URL": private_redis.url, "KEY_PREFIX": "rt-restart"},
-        CHANNEL_LAYERS=layers,
-    ):
-        channel_layers.backends.clear()
-        hub.reset_hubs()
-        backends.reset()
+    with realtime_on_redis(private_redis.url, "rt-restart"):
         yield
-        close_publisher()
-    channel_layers.backends.clear()
 
 
 async def publish_until_it_works(topic: str, data: Any, within: float = 15) -> str:
