@@ -9,11 +9,11 @@ Commands are retried on a connection or timeout error, on a fresh connection, wi
 exponential backoff (:data:`RETRIES` times): a Redis restart then costs a command a reconnect,
 not an error. A command whose reply was lost after Redis ran it runs twice: harmless for the
 log's append (idempotent by message id, see :mod:`realtime.log.redis`) and for the registry,
-presence and dedup answers (they set or delete keys); a dedup claim (``SET NX``) or a ticket
-redemption (``GETDEL``) retried that way reads as already taken, as after a reconnect. A hung
-Redis (paused, not down) makes a command wait ``socket_timeout`` per attempt: callers that must
-answer sooner bound their own wait (``publish()`` by ``PUBLISH_TIMEOUT``, the readiness checks
-by 2 s)."""
+presence and dedup answers (they set or delete keys); a dedup claim (its claim script) or a
+ticket redemption (``GETDEL``) retried that way reads as already taken, as after a reconnect.
+A hung Redis (paused, not down) makes a command wait ``socket_timeout`` per attempt: callers
+that must answer sooner bound their own wait (``publish()`` by ``PUBLISH_TIMEOUT``, the
+readiness checks by 2 s)."""
 
 from __future__ import annotations
 

@@ -36,13 +36,11 @@ from realtime.exceptions import (
     Forbidden,
     HookFailed,
     InProgress,
-    InvalidFrame,
     NotSubscribed,
     RateLimited,
     RealtimeError,
     TokenInvalid,
     TooManyTopics,
-    UnknownEvent,
     close_code_for,
 )
 from realtime.hub import get_hub
@@ -495,7 +493,8 @@ class Connection:
             try:
                 await self._recover(topic, sub)
             except Exception as error:
-                health.failed("log", error)
+                # an outage is one quiet state change; a bug keeps its traceback
+                health.request_failed("log", error, logger, "Filling a gap from the log failed")
                 if self.state is State.CLOSED or self.subscriptions.get(topic) is not sub:
                     return
                 if time.monotonic() + delay > deadline:
@@ -719,13 +718,7 @@ class Connection:
             return
         if answer is None:
             error = InProgress()
-            answer = protocol.encode(
-                {
-                    "type": "ack",
-                    "id": frame["id"],
-                    "error": {"code": error.code, "reason": error.reason},
-                }
-            )
+            answer = _error_ack(frame["id"], error.code, error.reason)
         self.send(answer)
 
     async def answer_send(self, frame: protocol.SendFrame, wait: float | None = None) -> str | None:
@@ -751,7 +744,7 @@ class Connection:
         reply: dict[str, Any] = {"type": "ack", "id": message_id}
         try:
             reply["result"] = await self.hooks.on_message(frame["event"], frame.get("data"))
-        except (UnknownEvent, InvalidFrame, RealtimeError) as error:
+        except RealtimeError as error:
             reply["error"] = {"code": error.code, "reason": error.reason}
         except Exception:
             logger.exception("Handler for event %r failed", frame["event"])
@@ -760,16 +753,17 @@ class Connection:
             return protocol.encode(reply)
         except (TypeError, ValueError):
             logger.exception("Handler for event %r returned a non-JSON result", frame["event"])
-            return protocol.encode(
-                {
-                    "type": "ack",
-                    "id": message_id,
-                    "error": {
-                        "code": "handler_error",
-                        "reason": "The handler's result is not JSON serializable.",
-                    },
-                }
+            return _error_ack(
+                message_id, "handler_error", "The handler's result is not JSON serializable."
             )
+
+
+def _error_ack(message_id: str, code: str, reason: str) -> str:
+    """The encoded ``ack`` frame of a ``send`` that failed with ``code`` (a fixed ``reason``:
+    one from a consumer's error goes through :meth:`Connection._run_handler`'s check)."""
+    return protocol.encode(
+        {"type": "ack", "id": message_id, "error": {"code": code, "reason": reason}}
+    )
 
 
 def _user_id(user: Any) -> Any:

@@ -85,6 +85,10 @@ def failed(component: str, error: BaseException) -> None:
 
 def ok(component: str) -> None:
     """Record a success of ``component``: one info line if it was down."""
+    state = _states.get(component)
+    if state is not None and state.up:
+        # every publish and client send reports here: while up, the gauge is 1 already
+        return
     BACKEND_UP.labels(component).set(1)
     with _lock:
         state = _states.get(component)

@@ -422,8 +422,8 @@ class Hub:
         ttl = get_config().heartbeat_timeout
         while True:
             await asyncio.sleep(ttl / 3)
-            entries = [c.entry() for c in self.connections.values()]
             try:
+                entries = [c.entry() for c in self.connections.values()]
                 async with asyncio.timeout(REGISTRY_TIMEOUT):
                     await get_registry().refresh(self.node, entries, ttl)
             except Exception as error:

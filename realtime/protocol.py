@@ -207,12 +207,18 @@ def error_frame(code: str, reason: str, ref: str | None = None) -> str:
     return encode(frame)
 
 
+# The head of a message frame holds only strings validated at publish time (topic, event and
+# id patterns, the log's epoch): plain ASCII, so :func:`encode`'s checks (Django types, NaN,
+# lone surrogates) have nothing to find, and one shared encoder saves building one per message.
+_HEAD_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def message_frame(
     topic: str, event: str, data_json: str, message_id: str, epoch: str, offset: int, ack: bool
 ) -> str:
     """Encode a ``message`` frame around an already encoded ``data`` payload, so the payload
     is serialized once at publish time and never again on the fan-out path."""
-    head = encode(
+    head = _HEAD_ENCODER.encode(
         {"type": "message", "topic": topic, "event": event, "id": message_id, "epoch": epoch}
     )
     return f'{head[:-1]},"offset":{offset},"ack":{"true" if ack else "false"},"data":{data_json}}}'
@@ -244,7 +250,7 @@ def parse_cursors(text: str) -> dict[str, Cursor]:
         if not (offset.isascii() and offset.isdigit() and len(offset) <= MAX_OFFSET_DIGITS):
             # "-1", "²" and 5,000 digits are not offsets (nor ints Python parses by default)
             raise InvalidFrame(f"Bad cursor {part[:80]!r}: use topic~epoch~offset.")
-        cursor = parse_cursor({"epoch": fields[1], "offset": int(fields[2])})
+        cursor = parse_cursor({"epoch": fields[1], "offset": int(offset)})
         if cursor is not None:
             cursors[fields[0]] = cursor
     return cursors

@@ -67,7 +67,10 @@ def _prepare(
 ) -> dict[str, Any]:
     validate_topic(topic)
     if not isinstance(event, str) or not EVENT_RE.fullmatch(event):
-        raise ValueError(f"Invalid event {event!r}: use 1-64 letters, digits, '_', '.', '-'.")
+        raise ValueError(
+            f"Invalid event {event!r}: use 1-64 letters, digits, '_', '.', '-', starting with "
+            "a letter."
+        )
     if message_id is not None and (
         not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id)
     ):

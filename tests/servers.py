@@ -214,6 +214,18 @@ class Daphne:
             self.process.stderr.close()
 
 
+@contextlib.contextmanager
+def running_nodes(database: str, env: dict[str, str], count: int = 2) -> Iterator[list[Daphne]]:
+    """``count`` daphne nodes on one database and one environment (e.g. one Redis and key
+    prefix), stopped on exit."""
+    servers = [Daphne(database, env) for _ in range(count)]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 class Client:
     """A `websockets` client that speaks the realtime protocol."""
 

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 import realtime
 from realtime import control
 from realtime.registry import Query, get_registry
-from tests.servers import Client, Daphne
+from tests.servers import Client, Daphne, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,8 @@ def env(redis_url, cluster_prefix) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def nodes(database, env) -> Iterator[list[Daphne]]:
-    servers = [Daphne(database[0], env), Daphne(database[0], env)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_nodes(database[0], env) as servers:
+        yield servers
 
 
 @pytest.fixture

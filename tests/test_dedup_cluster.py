@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.servers import Client, Daphne
+from tests.servers import Client, Daphne, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +36,10 @@ def env(redis_url: str, cluster_prefix: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def nodes(database: Any, env: dict[str, str]) -> Iterator[list[Daphne]]:
-    servers = [Daphne(database[0], env), Daphne(database[0], env)]
-    yield servers
+    with running_nodes(database[0], env) as servers:
+        yield servers
     for server in servers:
-        server.stop()
-    for server in servers:
-        assert "Traceback" not in "".join(server.log), "".join(server.log)
+        server.assert_no_tracebacks()
 
 
 class Hold:

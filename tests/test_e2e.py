@@ -14,7 +14,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
-from tests.servers import Client, Daphne
+from tests.servers import Client, Daphne, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -28,10 +28,8 @@ def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
         "RT_ACK_TIMEOUT": "0.3",
         "RT_AUTH_TIMEOUT": "2",
     }
-    servers = [Daphne(database[0], env), Daphne(database[0], env)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_nodes(database[0], env) as servers:
+        yield servers
 
 
 @pytest.fixture

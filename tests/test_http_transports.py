@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 import realtime
 from realtime.publishing import aget_cursors
 from realtime.topics import group_name
-from tests.servers import Daphne, SSEReader
+from tests.servers import Daphne, SSEReader, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -32,10 +32,8 @@ def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
         "RT_POLL_TIMEOUT": "1.0",
         "RT_SSE_KEEPALIVE": "0.5",
     }
-    servers = [Daphne(database[0], env), Daphne(database[0], env)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_nodes(database[0], env) as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from realtime.backends import get_log
 from realtime.log.memory import MemoryLog
 from realtime.publishing import close_publisher
 from tests.conftest import RedisServer, free_port, realtime_on_redis
-from tests.servers import Client, Daphne, SSEReader, make_database
+from tests.servers import Client, Daphne, SSEReader, make_database, running_nodes
 
 PREFIX = "rt-failures"
 
@@ -45,10 +45,8 @@ def node_env(private_redis: RedisServer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def nodes(private_redis, db) -> Iterator[list[Daphne]]:
-    servers = [Daphne(db[0], node_env(private_redis)) for _ in range(2)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_nodes(db[0], node_env(private_redis)) as servers:
+        yield servers
 
 
 @pytest.fixture
@@ -101,6 +99,40 @@ async def read_sse(events: SSEReader, reader: Reader) -> None:
         reader.ended = f"sse ended: {error!r}"
 
 
+async def follow_ws(
+    stack: contextlib.AsyncExitStack, node: Daphne, topic: str, name: str
+) -> Reader:
+    """A WebSocket client subscribed to ``topic``, its frames collected in the background."""
+    client = await Client.connect(node)
+    stack.push_async_callback(client.close)
+    subscribed = await client.subscribe(topic)
+    assert subscribed["type"] == "subscribed"
+    reader = Reader(name)
+    reader.frames.append(subscribed)
+    reader.task = asyncio.create_task(read_ws(client, reader))
+    return reader
+
+
+async def follow_sse(
+    stack: contextlib.AsyncExitStack,
+    node: Daphne,
+    topic: str,
+    headers: dict[str, str],
+    name: str,
+) -> Reader:
+    """An SSE stream of ``topic``, its frames collected in the background."""
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(base_url=node.http, timeout=httpx.Timeout(10, read=None))
+    )
+    response = await stack.enter_async_context(
+        http.stream("GET", "/realtime/sse/", params={"topic": topic}, headers=headers)
+    )
+    assert response.status_code == 200
+    reader = Reader(name)
+    reader.task = asyncio.create_task(read_sse(SSEReader(response), reader))
+    return reader
+
+
 async def wait_for(condition: Any, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -117,31 +149,10 @@ async def test_a_restart_costs_live_clients_a_reset_at_most(nodes, private_redis
     quiet_readers: list[Reader] = []
     async with contextlib.AsyncExitStack() as stack:
         for index, node in enumerate(nodes):
-            client = await Client.connect(node)
-            stack.push_async_callback(client.close)
-            assert (await client.subscribe(quiet))["type"] == "subscribed"
-            reader = Reader(f"quiet@node{index}")
-            reader.task = asyncio.create_task(read_ws(client, reader))
-            quiet_readers.append(reader)
+            quiet_readers.append(await follow_ws(stack, node, quiet, f"quiet@node{index}"))
             for number in range(3):
-                client = await Client.connect(node)
-                stack.push_async_callback(client.close)
-                subscribed = await client.subscribe(topic)
-                assert subscribed["type"] == "subscribed"
-                reader = Reader(f"ws{number}@node{index}")
-                reader.frames.append(subscribed)
-                reader.task = asyncio.create_task(read_ws(client, reader))
-                readers.append(reader)
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=node.http, timeout=httpx.Timeout(10, read=None))
-            )
-            response = await stack.enter_async_context(
-                http.stream("GET", "/realtime/sse/", params={"topic": topic}, headers=alice)
-            )
-            assert response.status_code == 200
-            reader = Reader(f"sse@node{index}")
-            reader.task = asyncio.create_task(read_sse(SSEReader(response), reader))
-            readers.append(reader)
+                readers.append(await follow_ws(stack, node, topic, f"ws{number}@node{index}"))
+            readers.append(await follow_sse(stack, node, topic, alice, f"sse@node{index}"))
         await wait_for(
             lambda: all(any(f["type"] == "subscribed" for f in r.frames) for r in readers),
             10,
@@ -480,23 +491,8 @@ async def test_a_long_outage_costs_each_node_a_few_log_lines(nodes, private_redi
     readers: list[Reader] = []
     async with contextlib.AsyncExitStack() as stack:
         for index, node in enumerate(nodes):
-            client = await Client.connect(node)
-            stack.push_async_callback(client.close)
-            subscribed = await client.subscribe(topic)
-            assert subscribed["type"] == "subscribed"
-            reader = Reader(f"ws@node{index}")
-            reader.frames.append(subscribed)
-            reader.task = asyncio.create_task(read_ws(client, reader))
-            readers.append(reader)
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=node.http, timeout=httpx.Timeout(10, read=None))
-            )
-            response = await stack.enter_async_context(
-                http.stream("GET", "/realtime/sse/", params={"topic": topic}, headers=alice)
-            )
-            reader = Reader(f"sse@node{index}")
-            reader.task = asyncio.create_task(read_sse(SSEReader(response), reader))
-            readers.append(reader)
+            readers.append(await follow_ws(stack, node, topic, f"ws@node{index}"))
+            readers.append(await follow_sse(stack, node, topic, alice, f"sse@node{index}"))
             reader = Reader(f"poll@node{index}")
             reader.task = asyncio.create_task(long_poll(node, topic, alice, reader))
             readers.append(reader)

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 
 import realtime
 from tests.conftest import realtime_on_redis
-from tests.servers import Client, Daphne, make_database
+from tests.servers import Client, Daphne, make_database, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +26,8 @@ pytestmark = pytest.mark.e2e
 def nodes(private_redis) -> Iterator[list[Daphne]]:
     path, _ = make_database()
     env = {"RT_REDIS_URL": private_redis.url, "RT_PREFIX": "rt-restart"}
-    servers = [Daphne(path, env), Daphne(path, env)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_nodes(path, env) as servers:
+        yield servers
     os.unlink(path)
 
 

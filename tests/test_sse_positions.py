@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 
 import realtime
 from realtime import protocol
-from tests.servers import Daphne, SSEReader
+from tests.servers import Daphne, SSEReader, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +23,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
     env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": cluster_prefix}
-    servers = [Daphne(database[0], env), Daphne(database[0], env)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_nodes(database[0], env) as servers:
+        yield servers
 
 
 @pytest.fixture

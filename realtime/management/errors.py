@@ -13,18 +13,18 @@ def backend_failed(what: str, exc: BaseException) -> CommandError:
     """A :class:`CommandError` for ``exc``, raised while ``what`` (e.g. "the connection
     registry could not be read"): one line naming the Redis host (never its password) and
     the cause, so the command prints no traceback and exits with status 1."""
-    url = get_config().redis_url
+    config = get_config()
     if isinstance(exc, TimeoutError):
-        cause = f"Redis did not answer within {get_config().publish_timeout} s"
+        cause = f"Redis did not answer within {config.publish_timeout} s"
     else:
         cause = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(".")
-    if not url:
-        return CommandError(f"{what[0].upper()}{what[1:]}: {cause}.")
-    parts = urlsplit(url)
+    what = what[0].upper() + what[1:]
+    if not config.redis_url:
+        return CommandError(f"{what}: {cause}.")
+    parts = urlsplit(config.redis_url)
     where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
     return CommandError(
-        f"{what[0].upper()}{what[1:]} (Redis at {where}): {cause}. Is Redis running, and is "
-        "REALTIME['REDIS_URL'] right?"
+        f"{what} (Redis at {where}): {cause}. Is Redis running, and is REALTIME['REDIS_URL'] right?"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import threading
 import time
 import uuid
@@ -33,6 +34,8 @@ from realtime.exceptions import (
 )
 from realtime.topics import validate_topic
 
+logger = logging.getLogger("realtime.transports")
+
 
 def error_response(error: RealtimeError) -> JsonResponse:
     """The documented JSON error body with the error's HTTP status; ``ref`` names the topic
@@ -57,6 +60,16 @@ def unavailable() -> JsonResponse:
     response = JsonResponse(body, status=503)
     response["Retry-After"] = "1"
     return health.outage_answer(response)
+
+
+def failure_response(error: Exception, component: str, what: str) -> JsonResponse:
+    """The answer to a request that raised ``error``: a :class:`RealtimeError`'s documented
+    error, else 503 ``unavailable``, the failure recorded against ``component`` (see
+    :func:`realtime.health.request_failed`; ``what`` names the request in the log)."""
+    if isinstance(error, RealtimeError):
+        return error_response(error)
+    health.request_failed(component, error, logger, what)
+    return unavailable()
 
 
 @dataclass

@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from realtime import health, protocol
 from realtime.conf import get_config
-from realtime.exceptions import RealtimeError
 from realtime.transports.http import (
     CollectingTransport,
     authenticate,
     buckets,
     check_topics,
-    error_response,
+    failure_response,
     frame_type,
     open_connection,
     topics_and_cursors,
-    unavailable,
 )
-
-logger = logging.getLogger("realtime.transports")
 
 
 def _wanted(text: str) -> bool:
@@ -50,11 +45,8 @@ async def poll(request: HttpRequest) -> HttpResponse:
         connection, hooks = open_connection(request, caller, transport, "longpoll", register=False)
         await check_topics(hooks, caller, topics)
         await connection.authenticated(caller.user, welcome=False)
-    except RealtimeError as error:
-        return error_response(error)
     except Exception as error:
-        health.request_failed("log", error, logger, "A long-poll request failed")
-        return unavailable()
+        return failure_response(error, "log", "A long-poll request failed")
     try:
         for topic in topics:
             await connection.subscribe(topic, cursors.get(topic))
@@ -70,11 +62,8 @@ async def poll(request: HttpRequest) -> HttpResponse:
             await asyncio.sleep(0)  # let messages that arrived together join the batch
             frames = transport.frames
         cursor = protocol.encode_cursors(connection.positions())
-    except RealtimeError as error:
-        return error_response(error)
     except Exception as error:
-        health.request_failed("log", error, logger, "A long-poll request failed")
-        return unavailable()
+        return failure_response(error, "log", "A long-poll request failed")
     finally:
         await connection.closed(1000)
     body = '{"frames":[' + ",".join(frames) + '],"cursor":' + json.dumps(cursor) + "}"

@@ -3,8 +3,6 @@ realtime/ticket/`` (single-use tickets for a bare EventSource). See docs/protoco
 
 from __future__ import annotations
 
-import logging
-
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -19,7 +17,6 @@ from realtime.exceptions import (
     InvalidFrame,
     InvalidJSON,
     MessageTooLarge,
-    RealtimeError,
 )
 from realtime.hub import CONTROL_TYPE, get_hub
 from realtime.transports.http import (
@@ -28,12 +25,11 @@ from realtime.transports.http import (
     authenticate,
     buckets,
     error_response,
+    failure_response,
     open_connection,
-    unavailable,
 )
 
 CONNECTION_HEADER = "X-Realtime-Connection"
-logger = logging.getLogger("realtime.transports")
 
 
 def _csrf_failure(request: HttpRequest, caller: Caller) -> HttpResponse | None:
@@ -81,11 +77,8 @@ async def send(request: HttpRequest) -> HttpResponse:
             await connection.closed(1000)
         if answer is None:
             return in_progress(frame["id"])
-    except RealtimeError as error:
-        return error_response(error)
     except Exception as error:
-        health.request_failed(component, error, logger, "A POSTed frame failed")
-        return unavailable()
+        return failure_response(error, component, "A POSTed frame failed")
     return HttpResponse(answer, content_type="application/json")
 
 
@@ -126,11 +119,8 @@ async def ticket(request: HttpRequest) -> HttpResponse:
             return failure
         buckets.take(caller.rate_scope)  # each ticket is a key in Redis for TICKET_TTL
         value = await tickets.issue(str(caller.user.pk))
-    except RealtimeError as error:
-        return error_response(error)
-    except Exception as error:  # the ticket store (Redis) is unreachable
-        health.request_failed("tickets", error, logger, "Issuing a ticket failed")
-        return unavailable()
+    except Exception as error:  # a RealtimeError, or the ticket store (Redis) is unreachable
+        return failure_response(error, "tickets", "Issuing a ticket failed")
     health.ok("tickets")
     return JsonResponse(
         {"ticket": value, "expires_in_ms": int(get_config().ticket_ttl * 1000)}, status=201

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,14 +32,11 @@ from realtime.transports.http import (
     authenticate,
     buckets,
     check_topics,
-    error_response,
+    failure_response,
     frame_type,
     open_connection,
     topics_and_cursors,
-    unavailable,
 )
-
-logger = logging.getLogger("realtime.transports")
 
 # Old proxies and some browsers hold the first bytes of a response back: 2 KiB of comment
 # pushes them through at once.
@@ -163,11 +159,8 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         connection, hooks = open_connection(request, caller, stream, "sse")
         stream.connection = connection
         await check_topics(hooks, caller, topics)  # refuse with 401/403 before streaming
-    except RealtimeError as error:
-        return error_response(error)
     except Exception as error:
-        health.request_failed("log", error, logger, "Opening an SSE stream failed")
-        return unavailable()
+        return failure_response(error, "log", "Opening an SSE stream failed")
     try:
         await connection.authenticated(caller.user, caller.token_expires_at)
         for topic in topics:
@@ -176,14 +169,13 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
             except RealtimeError as error:
                 connection.send(protocol.error_frame(error.code, error.reason, topic))
         health.ok("log")
-    except RealtimeError as error:  # the consumer's authenticate hook refused the user
-        await _discard(connection, CLOSE_NORMAL)
-        return error_response(error)
     except Exception as error:
-        # A backend (Redis) failed: answer with a status, never with 200 and then silence.
-        health.request_failed("log", error, logger, "Opening an SSE stream failed")
-        await _discard(connection, CLOSE_SERVER_ERROR)
-        return unavailable()
+        # The consumer's authenticate hook refused the user (a RealtimeError), or a backend
+        # (Redis) failed: answer with a status, never with 200 and then silence.
+        failure = failure_response(error, "log", "Opening an SSE stream failed")
+        refused = isinstance(error, RealtimeError)
+        await _discard(connection, CLOSE_NORMAL if refused else CLOSE_SERVER_ERROR)
+        return failure
     stream.start()
     response = StreamingHttpResponse(
         _guarded(stream.events(connection), connection, stream),

@@ -674,6 +674,16 @@ class BaseTransport {
     this.client._frame(this, frame);
   }
 
+  /**
+   * A `close` frame: the server says why it ends this transport, with a WebSocket close code
+   * (daphne sends no close reasons; an SSE stream has no close code at all). Act on it as on
+   * a WebSocket closed with that code (4419: renew the token, 4403: stop).
+   * @param {Frame} frame
+   */
+  _closeFrame(frame) {
+    this._down({ code: Number(frame.code), reason: String(frame.reason ?? "") });
+  }
+
   /** @param {DownInfo} info */
   _down(info) {
     if (this.closed) return;
@@ -908,9 +918,7 @@ class WebSocketTransport extends BaseTransport {
       return;
     }
     if (frame.type === "close") {
-      // The server says why before it closes (daphne sends no close reasons): act on it as
-      // on the close that follows, with its reason.
-      this._down({ code: Number(frame.code), reason: String(frame.reason ?? "") });
+      this._closeFrame(frame);
       return;
     }
     if (frame.type === "welcome") {
@@ -1109,9 +1117,7 @@ class SseTransport extends BaseTransport {
     }
     if (!frame || typeof frame !== "object") return;
     if (frame.type === "close") {
-      // The server ended the stream and says why with a WebSocket close code: act on it
-      // exactly as on a WebSocket closed with that code (4419: renew the token, 4403: stop).
-      this._down({ code: Number(frame.code), reason: String(frame.reason ?? "") });
+      this._closeFrame(frame);
       return;
     }
     if (frame.type === "welcome") {
