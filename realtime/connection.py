@@ -28,11 +28,8 @@ from realtime.backends import get_dedup, get_log
 from realtime.conf import Config, get_config
 from realtime.dedup import answer_once
 from realtime.exceptions import (
-    CLOSE_DISCONNECTED,
-    CLOSE_HEARTBEAT_TIMEOUT,
-    CLOSE_SERVER_ERROR,
-    CLOSE_TOKEN_EXPIRED,
     AuthRequired,
+    CloseCode,
     Forbidden,
     HookFailed,
     InProgress,
@@ -72,7 +69,7 @@ class Transport(Protocol):
     def send_text(self, text: str) -> None:
         """Queue one frame for the client; never blocks."""
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: CloseCode, reason: str = "") -> None:
         """Close the connection with ``code``; the transport then calls
         :meth:`Connection.closed`."""
 
@@ -304,7 +301,7 @@ class Connection:
                     ACKED.inc()
                     self._spawn(notify(self.hooks, "on_ack", message_id))
         elif operation == "disconnect":
-            self.transport.close(CLOSE_DISCONNECTED, str(message.get("reason", ""))[:100])
+            self.transport.close(CloseCode.DISCONNECTED, str(message.get("reason", ""))[:100])
         elif operation == "notice":
             self.send(protocol.encode({"type": "notice", "text": str(message.get("text"))}))
 
@@ -355,7 +352,7 @@ class Connection:
             self.send(protocol.encode({"type": "token-expiring", "expires_in_ms": remaining}))
 
     def _token_expired(self) -> None:
-        self.transport.close(CLOSE_TOKEN_EXPIRED, "token expired")
+        self.transport.close(CloseCode.TOKEN_EXPIRED, "token expired")
 
     def close(self, error: RealtimeError) -> None:
         """Close the connection for ``error`` with its documented close code."""
@@ -400,7 +397,7 @@ class Connection:
 
     def _check_pong(self) -> None:
         if self.last_seen < self._ping_sent:
-            self.transport.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+            self.transport.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
         else:
             self._timer(
                 "ping",
@@ -498,7 +495,7 @@ class Connection:
                 if self.state is State.CLOSED or self.subscriptions.get(topic) is not sub:
                     return
                 if time.monotonic() + delay > deadline:
-                    self.transport.close(CLOSE_SERVER_ERROR, "server error")
+                    self.transport.close(CloseCode.SERVER_ERROR, "server error")
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECOVERY_RETRY_MAX)
@@ -599,7 +596,7 @@ class Connection:
             # authenticate hook's HookFailed, logged already where it was raised.)
             component = "dedup" if kind == "send" else "log"
             health.request_failed(component, error, logger, "Handling a frame failed")
-            self.transport.close(CLOSE_SERVER_ERROR, "server error")
+            self.transport.close(CloseCode.SERVER_ERROR, "server error")
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         kind = frame["type"]
@@ -714,7 +711,7 @@ class Connection:
             health.request_failed(
                 "dedup", failure, logger, "Waiting for the answer of a client message failed"
             )
-            self.transport.close(CLOSE_SERVER_ERROR, "server error")
+            self.transport.close(CloseCode.SERVER_ERROR, "server error")
             return
         if answer is None:
             error = InProgress()

@@ -32,11 +32,7 @@ from realtime import _eager, protocol
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import (
-    CLOSE_DISCONNECTED,
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_SERVER_ERROR,
-    CLOSE_SLOW_CONSUMER,
-    CLOSE_TOO_LARGE,
+    CloseCode,
     HookFailed,
     TokenInvalid,
     UnknownEvent,
@@ -184,16 +180,16 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             self.connection.refuse(error)
         except HookFailed:
             # a bug in the authenticate hook, logged where it raised: a server error
-            self.close(CLOSE_SERVER_ERROR, "server error")
+            self.close(CloseCode.SERVER_ERROR, "server error")
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         text = message.get("text")
         if text is None:
-            self.close(CLOSE_PROTOCOL_ERROR, "binary frames are not supported")
+            self.close(CloseCode.PROTOCOL_ERROR, "binary frames are not supported")
             return
         limit = self.connection.config.max_frame_bytes
         if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
-            self.close(CLOSE_TOO_LARGE, f"frame larger than {limit} bytes")
+            self.close(CloseCode.TOO_LARGE, f"frame larger than {limit} bytes")
             return
         await self.connection.handle_text(text)
 
@@ -221,10 +217,14 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
             self._closing = True
             if self._writer is not None:
                 self._writer.cancel()
-            close = {"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER, "reason": "slow"}
+            close = {
+                "type": "websocket.close",
+                "code": int(CloseCode.SLOW_CONSUMER),
+                "reason": "slow",
+            }
             self._queue.append(close)
             self._pump()
-            self._release(CLOSE_SLOW_CONSUMER)
+            self._release(CloseCode.SLOW_CONSUMER)
             return
         self._queue.append({"type": "websocket.send", "text": text})
         if self._writer is None:
@@ -269,25 +269,27 @@ class RealtimeConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._closing:
             return
         self._closing = True
-        close = {"type": "websocket.close", "code": CLOSE_SERVER_ERROR, "reason": "server error"}
+        code = CloseCode.SERVER_ERROR
+        close = {"type": "websocket.close", "code": int(code), "reason": code.reason}
         with contextlib.suppress(Exception):
             task = _eager.start(self.base_send(close))
             if task is not None:  # retrieve its outcome: the socket may refuse this too
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self._release(CLOSE_SERVER_ERROR)
+        self._release(CloseCode.SERVER_ERROR)
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: CloseCode, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
         a ``close`` frame with the reason (docs/protocol.md). The connection is released at
         once, without waiting for the client's side of the closing handshake."""
         if self._closing:
             return
-        if code == CLOSE_DISCONNECTED:
+        if code == CloseCode.DISCONNECTED:
             # daphne sends no close reason, and this one is for the user ("disconnected by an
             # operator"): say it in a last `close` frame, as an SSE stream's last event does.
             frame = {"type": "close", "code": code, "reason": reason[:120]}
             self._queue.append({"type": "websocket.send", "text": protocol.encode(frame)})
-        self._queue.append({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        # int(): autobahn refuses a close code that is not exactly an int
+        self._queue.append({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
         self._closing = True
         if self._writer is None:
             self._pump()

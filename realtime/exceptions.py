@@ -4,6 +4,9 @@ HTTP statuses; docs/protocol.md lists them all."""
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
+
 
 class RealtimeError(Exception):
     """Base of every error this app raises on purpose."""
@@ -139,26 +142,50 @@ class HookFailed(Exception):
         self.hook = hook
 
 
-# WebSocket close codes for errors that end a connection.
-CLOSE_NORMAL = 1000
-# The RFC's 1009 (too big) and 1011 (server error) would fit, but daphne (autobahn) lets the
-# server send only 1000 and 3000-4999, so their 4xxx mirrors are used instead.
-CLOSE_TOO_LARGE = 4009
-CLOSE_SERVER_ERROR = 4011
-CLOSE_PROTOCOL_ERROR = 4400
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_DISCONNECTED = 4403
-CLOSE_HEARTBEAT_TIMEOUT = 4408
-CLOSE_TOKEN_EXPIRED = 4419
-CLOSE_RATE_LIMITED = 4429
-CLOSE_SLOW_CONSUMER = 4503
+class CloseCode(enum.IntEnum):
+    """The WebSocket close codes the server sends, each with the reason it is sent with unless
+    the close site gives a more precise one. docs/protocol.md's "Close codes" table lists
+    exactly these (plus 1006, which no server sends); a test compares them.
 
-CLOSE_CODES: dict[type[RealtimeError], int] = {
-    MessageTooLarge: CLOSE_TOO_LARGE,
-    AuthRequired: CLOSE_UNAUTHORIZED,
-    TokenExpired: CLOSE_TOKEN_EXPIRED,
-    TokenInvalid: CLOSE_UNAUTHORIZED,
-    RateLimited: CLOSE_RATE_LIMITED,
+    The RFC's 1009 (too big) and 1011 (server error) would fit, but daphne (autobahn) lets the
+    server send only 1000 and 3000-4999, so their 4xxx mirrors are used instead."""
+
+    NORMAL = 1000
+    TOO_LARGE = 4009
+    SERVER_ERROR = 4011
+    PROTOCOL_ERROR = 4400
+    UNAUTHORIZED = 4401
+    DISCONNECTED = 4403
+    HEARTBEAT_TIMEOUT = 4408
+    TOKEN_EXPIRED = 4419
+    RATE_LIMITED = 4429
+    SLOW_CONSUMER = 4503
+
+    @property
+    def reason(self) -> str:
+        """The default close reason for this code."""
+        return _REASONS[self]
+
+
+_REASONS = {
+    CloseCode.NORMAL: "",
+    CloseCode.TOO_LARGE: "frame too large",
+    CloseCode.SERVER_ERROR: "server error",
+    CloseCode.PROTOCOL_ERROR: "protocol error",
+    CloseCode.UNAUTHORIZED: "unauthorized",
+    CloseCode.DISCONNECTED: "disconnected",
+    CloseCode.HEARTBEAT_TIMEOUT: "heartbeat timeout",
+    CloseCode.TOKEN_EXPIRED: "token expired",
+    CloseCode.RATE_LIMITED: "rate limited",
+    CloseCode.SLOW_CONSUMER: "slow consumer",
+}
+
+CLOSE_CODES: dict[type[RealtimeError], CloseCode] = {
+    MessageTooLarge: CloseCode.TOO_LARGE,
+    AuthRequired: CloseCode.UNAUTHORIZED,
+    TokenExpired: CloseCode.TOKEN_EXPIRED,
+    TokenInvalid: CloseCode.UNAUTHORIZED,
+    RateLimited: CloseCode.RATE_LIMITED,
 }
 
 HTTP_STATUSES: dict[type[RealtimeError], int] = {
@@ -177,16 +204,19 @@ HTTP_STATUSES: dict[type[RealtimeError], int] = {
 }
 
 
-def _lookup(table: dict[type[RealtimeError], int], error: RealtimeError, default: int) -> int:
+_T = TypeVar("_T", bound=int)
+
+
+def _lookup(table: dict[type[RealtimeError], _T], error: RealtimeError, default: _T) -> _T:
     for cls in type(error).__mro__:
         if cls in table:
             return table[cls]
     return default
 
 
-def close_code_for(error: RealtimeError) -> int:
+def close_code_for(error: RealtimeError) -> CloseCode:
     """The WebSocket close code for an error that ends a connection."""
-    return _lookup(CLOSE_CODES, error, CLOSE_PROTOCOL_ERROR)
+    return _lookup(CLOSE_CODES, error, CloseCode.PROTOCOL_ERROR)
 
 
 def http_status_for(error: RealtimeError) -> int:

@@ -96,15 +96,10 @@ def test_error_code_table_is_every_code_the_code_can_send():
     assert protocol_doc.error_codes() == codes
 
 
-def test_close_code_table_is_every_close_constant():
-    constants = {
-        value
-        for name, value in vars(exceptions).items()
-        if name.startswith("CLOSE_") and isinstance(value, int)
-    }
+def test_close_code_table_is_the_close_code_enum():
     # 1006 is what a client sees when no close frame came: the server never sends it
-    assert protocol_doc.close_codes() - {1006} == constants
-    assert set(exceptions.CLOSE_CODES.values()) <= constants
+    assert protocol_doc.close_codes() - {1006} == set(exceptions.CloseCode)
+    assert all(code.reason or code is exceptions.CloseCode.NORMAL for code in exceptions.CloseCode)
 
 
 def test_every_http_status_the_code_answers_is_documented():

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from realtime.conf import DEFAULTS
-from realtime.exceptions import CLOSE_DISCONNECTED, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED
+from realtime.exceptions import CloseCode
 from realtime.transports.sse import SSEStream
 from tests.servers import Daphne, SSEReader, run_script
 
@@ -58,7 +58,7 @@ async def test_sse_stream_ends_with_a_close_event_at_token_expiry(node, database
         assert (frame["_event"], frame["type"], frame["code"]) == (
             "close",
             "close",
-            CLOSE_TOKEN_EXPIRED,
+            CloseCode.TOKEN_EXPIRED,
         )
         assert frame["reason"]
         with pytest.raises(EOFError):
@@ -117,7 +117,7 @@ async def test_a_slow_sse_reader_gets_a_final_close_event_4503(realtime_settings
     items = drain(stream)
     assert len(items) == 5  # 3 events, the close event, the end marker
     assert items[3] == (
-        f'event: close\ndata: {{"type":"close","code":{CLOSE_SLOW_CONSUMER},'
+        f'event: close\ndata: {{"type":"close","code":{CloseCode.SLOW_CONSUMER},'
         '"reason":"slow consumer"}\n\n'
     )
 
@@ -125,7 +125,7 @@ async def test_a_slow_sse_reader_gets_a_final_close_event_4503(realtime_settings
 async def test_an_sse_stream_closed_before_it_starts_ends_after_its_held_frames():
     stream = SSEStream()
     stream.send_text('{"type":"welcome"}')
-    stream.close(CLOSE_DISCONNECTED, "bye")
+    stream.close(CloseCode.DISCONNECTED, "bye")
     stream.send_text('{"type":"notice","text":"late"}')
     assert stream.queue.empty()
     stream.start()

@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from realtime import auth, conf, protocol, topics
 from realtime.exceptions import (
-    CLOSE_UNAUTHORIZED,
+    CloseCode,
     Forbidden,
     InvalidFrame,
     InvalidJSON,
@@ -124,7 +124,7 @@ def test_message_frame_is_valid_json_with_the_payload_embedded():
 
 
 def test_errors_map_to_close_codes_and_statuses():
-    assert close_code_for(TokenInvalid()) == CLOSE_UNAUTHORIZED
+    assert close_code_for(TokenInvalid()) == CloseCode.UNAUTHORIZED
     assert close_code_for(TokenExpired()) == 4419
     assert http_status_for(Forbidden()) == 403
     assert http_status_for(InvalidJSON()) == 400

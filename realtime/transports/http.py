@@ -24,6 +24,7 @@ from realtime.conf import get_config
 from realtime.connection import Connection, TokenBucket, check_subscribe
 from realtime.exceptions import (
     AuthRequired,
+    CloseCode,
     Forbidden,
     InvalidFrame,
     RateLimited,
@@ -208,7 +209,7 @@ class CollectingTransport:
         self.frames.append(text)
         self.arrived.set()
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: CloseCode, reason: str = "") -> None:
         self.closed_with = code
         self.arrived.set()
 

@@ -23,9 +23,7 @@ from realtime import health, protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
 from realtime.exceptions import (
-    CLOSE_NORMAL,
-    CLOSE_SERVER_ERROR,
-    CLOSE_SLOW_CONSUMER,
+    CloseCode,
     RealtimeError,
 )
 from realtime.transports.http import (
@@ -60,7 +58,7 @@ class SSEStream:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.limit = get_config().outbound_queue_size
         self.connection: Connection | None = None
-        self.code = CLOSE_NORMAL
+        self.code = CloseCode.NORMAL
         self.closing = False
         # the position of each topic as of the last event queued; starts at the request's
         self.positions: Positions = {
@@ -73,7 +71,7 @@ class SSEStream:
         if self.closing:
             return
         if self.queue.qsize() + len(self._held or ()) >= self.limit:
-            self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
         kind = frame_type(text)
         moves = kind in POSITION_TYPES and self.connection is not None
@@ -107,7 +105,7 @@ class SSEStream:
         if self.closing:
             self._end()
 
-    def close(self, code: int, reason: str = "") -> None:
+    def close(self, code: CloseCode, reason: str = "") -> None:
         """End the stream with a final ``close`` event naming ``code`` (docs/protocol.md)."""
         if self.closing:
             return
@@ -174,7 +172,7 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         # (Redis) failed: answer with a status, never with 200 and then silence.
         failure = failure_response(error, "log", "Opening an SSE stream failed")
         refused = isinstance(error, RealtimeError)
-        await _discard(connection, CLOSE_NORMAL if refused else CLOSE_SERVER_ERROR)
+        await _discard(connection, CloseCode.NORMAL if refused else CloseCode.SERVER_ERROR)
         return failure
     stream.start()
     response = StreamingHttpResponse(
@@ -186,7 +184,7 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
     return response
 
 
-async def _discard(connection: Connection, code: int) -> None:
+async def _discard(connection: Connection, code: CloseCode) -> None:
     with contextlib.suppress(Exception):
         await connection.closed(code)
 
