@@ -13,7 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -24,6 +24,20 @@ from realtime import backends, hub
 from realtime._redis import aclose_clients
 from realtime.publishing import close_publisher
 from realtime.topics import registry
+
+if TYPE_CHECKING:
+    from tests.servers import Daphne
+
+
+# The suites that drive headless Chromium against real daphne servers.
+BROWSER_SUITES = {"browser", "browser_admin", "browser_demo"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in BROWSER_SUITES:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -154,6 +168,24 @@ class RedisServer:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hung (:meth:`pause`) inside the block, running again after it."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """Stopped (connections refused) inside the block, started again (empty) after it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
 
 @pytest.fixture(scope="module")
 def private_redis() -> Iterator[RedisServer]:
@@ -195,8 +227,41 @@ def cluster_prefix() -> str:
 
 
 @pytest.fixture
-def prefix() -> str:
+def prefix(request: pytest.FixtureRequest) -> str:
+    """The Redis key and channel prefix this test publishes under (``use_redis``): a fresh one,
+    or, for a test that talks to its module's servers, theirs (``cluster_prefix``)."""
+    if "cluster_prefix" in request.fixturenames:
+        return str(request.getfixturevalue("cluster_prefix"))
     return f"rt-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def node_settings() -> dict[str, str]:
+    """More ``RT_*`` settings (tests/settings.py) for this module's servers: a module that
+    needs some overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def node_env(redis_url: str, cluster_prefix: str, node_settings: dict[str, str]) -> dict[str, str]:
+    """The environment of this module's daphne servers: the test Redis under the module's
+    ``cluster_prefix``, and ``node_settings``."""
+    return {"RT_REDIS_URL": redis_url, "RT_PREFIX": cluster_prefix, **node_settings}
+
+
+@pytest.fixture(scope="module")
+def nodes(database: tuple[str, dict[str, Any]], node_env: dict[str, str]) -> Iterator[list[Daphne]]:
+    """Two daphne nodes sharing one Redis (channel layer, log, dedup): a cluster."""
+    from tests.servers import running_nodes
+
+    with running_nodes(database[0], node_env) as servers:
+        yield servers
+
+
+@pytest.fixture
+def alice(database: tuple[str, dict[str, Any]]) -> dict[str, str]:
+    """HTTP headers that authenticate as the test user alice."""
+    return {"Authorization": f"Bearer {database[1]['alice']['token']}"}
 
 
 @contextlib.contextmanager
@@ -232,10 +297,17 @@ async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]
         close_publisher()
         await aclose_clients()
         await get_channel_layer().flush()
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    from tests.servers import delete_prefix
+
+    delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Any:
+    """Run the test twice: on the in-memory backends, and on Redis (``use_redis``)."""
+    if request.param == "redis":
+        return request.getfixturevalue("use_redis")
+    return None
 
 
 def _reset_channel_layers() -> None:

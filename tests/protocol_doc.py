@@ -72,6 +72,13 @@ def server_types() -> dict[str, str]:
     return {first_ticked(row[0]): row[1] for row in table("Server → client")}
 
 
+def welcome_fields() -> set[str]:
+    """The top-level fields of the ``welcome`` frame (``type`` and the names in its "fields"
+    cell outside parentheses, which describe a field's value)."""
+    top_level = re.sub(r"\([^)]*\)", "", server_types()["welcome"])
+    return {"type", *_TICKED.findall(top_level)}
+
+
 def error_codes() -> set[str]:
     return {first_ticked(row[0]) for row in table("Error codes")}
 

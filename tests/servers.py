@@ -12,11 +12,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
+import redis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -214,16 +215,37 @@ class Daphne:
             self.process.stderr.close()
 
 
+D = TypeVar("D", bound="Daphne")
+
+
 @contextlib.contextmanager
-def running_nodes(database: str, env: dict[str, str], count: int = 2) -> Iterator[list[Daphne]]:
-    """``count`` daphne nodes on one database and one environment (e.g. one Redis and key
-    prefix), stopped on exit."""
-    servers = [Daphne(database, env) for _ in range(count)]
+def running_nodes(
+    database: str,
+    env: dict[str, str],
+    count: int = 2,
+    node: Callable[[str, dict[str, str]], D] = Daphne,
+) -> Iterator[list[D]]:
+    """``count`` daphne nodes (``node(database, env)``) on one database and one environment
+    (e.g. one Redis and key prefix), stopped on exit."""
+    servers: list[D] = []
     try:
+        for _ in range(count):
+            servers.append(node(database, env))
         yield servers
     finally:
         for server in servers:
             server.stop()
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (what a test's servers or process wrote)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 class Client:

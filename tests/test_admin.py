@@ -269,13 +269,6 @@ def test_an_unreachable_registry_is_reported(viewer, realtime_settings):
 # ---- actions on real connections ------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: Any) -> Any:
-    if request.param == "redis":
-        return request.getfixturevalue("use_redis")
-    return None
-
-
 async def connect() -> Any:
     client = RealtimeCommunicator(application)
     assert (await client.connect())[0]

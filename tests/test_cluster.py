@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from asgiref.sync import sync_to_async
 import realtime
 from realtime import control
 from realtime.registry import Query, get_registry
-from tests.servers import Client, Daphne, running_nodes
+from tests.servers import Client, Daphne
 
 pytestmark = pytest.mark.e2e
 
@@ -25,24 +24,8 @@ HEARTBEAT_TIMEOUT = 0.6
 
 
 @pytest.fixture(scope="module")
-def env(redis_url, cluster_prefix) -> dict[str, str]:
-    return {
-        "RT_REDIS_URL": redis_url,
-        "RT_PREFIX": cluster_prefix,
-        "RT_HEARTBEAT_INTERVAL": "1.0",
-        "RT_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-    }
-
-
-@pytest.fixture(scope="module")
-def nodes(database, env) -> Iterator[list[Daphne]]:
-    with running_nodes(database[0], env) as servers:
-        yield servers
-
-
-@pytest.fixture
-def prefix(cluster_prefix: str) -> str:
-    return cluster_prefix
+def node_settings() -> dict[str, str]:
+    return {"RT_HEARTBEAT_INTERVAL": "1.0", "RT_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT)}
 
 
 @pytest.fixture
@@ -117,9 +100,9 @@ async def test_logout_on_one_node_closes_the_users_sockets_on_the_other(nodes, d
 
 
 async def test_killed_node_leaves_the_registry_and_its_clients_recover_elsewhere(
-    nodes, database, env, cluster
+    nodes, database, node_env, cluster
 ):
-    doomed = Daphne(database[0], env)
+    doomed = Daphne(database[0], node_env)
     topic = f"public.kill-{uuid.uuid4().hex[:6]}"
     clients = [await connect(doomed, database) for _ in range(3)]
     for client in clients:

@@ -116,17 +116,16 @@ def test_every_error_that_ends_a_connection_has_a_documented_close_code():
 
 
 @pytest.fixture(scope="module")
-def node(database, redis_url, cluster_prefix) -> Iterator[Daphne]:
-    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": cluster_prefix, "RT_SSE_KEEPALIVE": "0.5"}
-    server = Daphne(database[0], env)
+def node_settings() -> dict[str, str]:
+    return {"RT_SSE_KEEPALIVE": "0.5"}
+
+
+@pytest.fixture(scope="module")
+def node(database, node_env) -> Iterator[Daphne]:
+    server = Daphne(database[0], node_env)
     yield server
     server.stop()
     server.assert_no_tracebacks(allow=(CRASH,))
-
-
-@pytest.fixture
-def prefix(cluster_prefix: str) -> str:
-    return cluster_prefix
 
 
 def topic() -> str:
@@ -161,17 +160,18 @@ async def test_welcome_carries_limits(node):
     client = await Client.connect(node)
     welcome = client.welcome
     documented = protocol_doc.server_types()["welcome"]
-    for field in ("v", "connection_id", "user", "heartbeat_interval_ms", "heartbeat_timeout_ms"):
+    timing = ("heartbeat_interval_ms", "heartbeat_timeout_ms")
+    for field in ("v", "connection_id", "user", *timing):
         assert f"`{field}`" in documented and field in welcome
     limits = set(re.findall(r"`([a-z_]+)`", documented.split("`limits`", 1)[1]))
     assert set(welcome["limits"]) == limits == {"max_frame_bytes", "max_topics", "rate", "burst"}
-    assert set(welcome) == {
+    assert set(welcome) == protocol_doc.welcome_fields()
+    assert protocol_doc.welcome_fields() == {
         "type",
         "v",
         "connection_id",
         "user",
-        "heartbeat_interval_ms",
-        "heartbeat_timeout_ms",
+        *timing,
         "limits",
     }
     assert welcome["user"] is None  # anonymous: "user (id or null)"

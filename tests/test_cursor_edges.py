@@ -19,13 +19,6 @@ from tests.servers import Daphne
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: Any) -> Any:
-    if request.param == "redis":
-        return request.getfixturevalue("use_redis")
-    return None
-
-
 async def connect() -> Any:
     client = RealtimeCommunicator(application)
     connected, _ = await client.connect()

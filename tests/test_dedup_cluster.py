@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.servers import Client, Daphne, running_nodes
+from tests.servers import Client, Daphne
 
 pytestmark = pytest.mark.e2e
 
@@ -25,20 +25,15 @@ DEDUP_TTL = 300.0  # the default the nodes keep
 
 
 @pytest.fixture(scope="module")
-def env(redis_url: str, cluster_prefix: str) -> dict[str, str]:
-    return {
-        "RT_REDIS_URL": redis_url,
-        "RT_PREFIX": cluster_prefix,
-        "RT_SEND_LEASE": str(LEASE),
-        "RT_SEND_WAIT": str(WAIT),
-    }
+def node_settings() -> dict[str, str]:
+    return {"RT_SEND_LEASE": str(LEASE), "RT_SEND_WAIT": str(WAIT)}
 
 
 @pytest.fixture(scope="module")
-def nodes(database: Any, env: dict[str, str]) -> Iterator[list[Daphne]]:
-    with running_nodes(database[0], env) as servers:
-        yield servers
-    for server in servers:
+def nodes(nodes: list[Daphne]) -> Iterator[list[Daphne]]:
+    yield nodes
+    for server in nodes:
+        server.stop()  # the whole log: stopping again at the cluster's teardown is a no-op
         server.assert_no_tracebacks()
 
 
@@ -188,8 +183,10 @@ async def test_three_concurrent_posts_of_one_send_get_409_in_progress_then_the_a
     assert await hold.runs() == 1
 
 
-async def test_claim_of_a_killed_node_is_taken_over_after_the_lease(nodes, database, env, hold):
-    doomed = Daphne(database[0], env)
+async def test_claim_of_a_killed_node_is_taken_over_after_the_lease(
+    nodes, database, node_env, hold
+):
+    doomed = Daphne(database[0], node_env)
     try:
         client = await connect(doomed, database)
         frame = send_frame(hold)

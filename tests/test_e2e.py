@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,28 +13,14 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
-from tests.servers import Client, Daphne, running_nodes
+from tests.servers import Client, Daphne
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
-    """Two daphne nodes sharing one Redis (channel layer, log, dedup)."""
-    env = {
-        "RT_REDIS_URL": redis_url,
-        "RT_PREFIX": cluster_prefix,
-        "RT_ACK_TIMEOUT": "0.3",
-        "RT_AUTH_TIMEOUT": "2",
-    }
-    with running_nodes(database[0], env) as servers:
-        yield servers
-
-
-@pytest.fixture
-def prefix(cluster_prefix: str) -> str:
-    # the test process publishes into the same Redis namespace as the nodes
-    return cluster_prefix
+def node_settings() -> dict[str, str]:
+    return {"RT_ACK_TIMEOUT": "0.3", "RT_AUTH_TIMEOUT": "2"}
 
 
 async def publish(*args: Any, **kwargs: Any) -> str:

@@ -37,14 +37,13 @@ BARRIER = '{"type":"unsubscribe","topic":"public.fuzz-barrier"}'
 
 
 @pytest.fixture(scope="module")
-def node(database, redis_url, cluster_prefix) -> Iterator[Daphne]:
-    env = {
-        "RT_REDIS_URL": redis_url,
-        "RT_PREFIX": cluster_prefix,
-        "RT_RATE": "10000",
-        "RT_BURST": "10000",
-    }
-    server = Daphne(database[0], env)
+def node_settings() -> dict[str, str]:
+    return {"RT_RATE": "10000", "RT_BURST": "10000"}
+
+
+@pytest.fixture(scope="module")
+def node(database, node_env) -> Iterator[Daphne]:
+    server = Daphne(database[0], node_env)
     yield server
     server.stop()
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,32 +18,14 @@ from asgiref.sync import sync_to_async
 import realtime
 from realtime.publishing import aget_cursors
 from realtime.topics import group_name
-from tests.servers import Daphne, SSEReader, running_nodes
+from tests.servers import Daphne, SSEReader
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
-    env = {
-        "RT_REDIS_URL": redis_url,
-        "RT_PREFIX": cluster_prefix,
-        "RT_ACK_TIMEOUT": "0.3",
-        "RT_POLL_TIMEOUT": "1.0",
-        "RT_SSE_KEEPALIVE": "0.5",
-    }
-    with running_nodes(database[0], env) as servers:
-        yield servers
-
-
-@pytest.fixture
-def prefix(cluster_prefix: str) -> str:
-    return cluster_prefix
-
-
-@pytest.fixture
-def alice(database) -> dict[str, str]:
-    return {"Authorization": f"Bearer {database[1]['alice']['token']}"}
+def node_settings() -> dict[str, str]:
+    return {"RT_ACK_TIMEOUT": "0.3", "RT_POLL_TIMEOUT": "1.0", "RT_SSE_KEEPALIVE": "0.5"}
 
 
 def topic() -> str:

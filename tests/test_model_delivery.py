@@ -54,7 +54,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import websockets
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis import strategies as st
@@ -68,8 +67,9 @@ from hypothesis.stateful import (
 
 import realtime
 from realtime.protocol import parse_cursors
+from tests import protocol_doc
 from tests.conftest import realtime_on_redis
-from tests.servers import Daphne, SSEReader
+from tests.servers import Daphne, SSEReader, delete_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -100,15 +100,7 @@ SERVER_TYPES = {
 }
 POSITION_TYPES = {"message", "subscribed", "reset"}
 RESET_REASONS = {"epoch_changed", "too_old", "cursor_ahead"}
-WELCOME_FIELDS = {
-    "type",
-    "v",
-    "connection_id",
-    "user",
-    "heartbeat_interval_ms",
-    "heartbeat_timeout_ms",
-    "limits",
-}
+WELCOME_FIELDS = protocol_doc.welcome_fields()
 
 
 # Found by this test, not by one sequence (a race): a frame sent to a WebSocket in the moment
@@ -153,24 +145,22 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(database, redis_url, cluster_prefix) -> Iterator[Cluster]:
-    env = {
-        "RT_REDIS_URL": redis_url,
-        "RT_PREFIX": cluster_prefix,
+def node_settings() -> dict[str, str]:
+    return {
         "RT_ACK_TIMEOUT": "0.5",
         "RT_POLL_TIMEOUT": "0.5",
         # one user for every client: no rate limit in the way of the model's traffic
         "RT_RATE": "10000",
         "RT_BURST": "10000",
     }
-    nodes = Cluster(database[0], env)
+
+
+@pytest.fixture(scope="module")
+def cluster(database, redis_url, cluster_prefix, node_env) -> Iterator[Cluster]:
+    nodes = Cluster(database[0], node_env)
     yield nodes
     nodes.stop()
-    plain = redis.Redis.from_url(redis_url)
-    keys = list(plain.scan_iter(match=f"{cluster_prefix}:*", count=1000))
-    if keys:
-        plain.delete(*keys)
-    plain.close()
+    delete_prefix(redis_url, cluster_prefix)
 
 
 @pytest.fixture

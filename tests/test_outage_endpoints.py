@@ -5,8 +5,6 @@ does not hold up ``welcome``: the registry write is off the handshake's path."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,18 +29,15 @@ def node(database, private_redis) -> Iterator[Daphne]:
 @pytest.fixture
 def redis_down(private_redis: RedisServer) -> Iterator[None]:
     """Redis stopped (connections refused) for the test, started again (empty) after it."""
-    private_redis.stop()
-    yield
-    private_redis.start()
+    with private_redis.down():
+        yield
 
 
 @pytest.fixture
 def redis_hung(private_redis: RedisServer) -> Iterator[None]:
     """Redis paused with SIGSTOP: connections open, commands never answer."""
-    assert private_redis.process is not None
-    os.kill(private_redis.process.pid, signal.SIGSTOP)
-    yield
-    os.kill(private_redis.process.pid, signal.SIGCONT)
+    with private_redis.paused():
+        yield
 
 
 def bearer(database, name: str = "alice") -> dict[str, str]:
@@ -59,8 +54,7 @@ async def warm_up(node: Daphne) -> None:
 
 async def test_welcome_is_not_held_up_by_a_hung_registry(node, private_redis, database):
     await warm_up(node)
-    os.kill(private_redis.process.pid, signal.SIGSTOP)
-    try:
+    with private_redis.paused():
         started = time.monotonic()
         ws = await websockets.connect(
             node.url, origin=node.origin, subprotocols=["realtime.v1"], open_timeout=10
@@ -69,8 +63,6 @@ async def test_welcome_is_not_held_up_by_a_hung_registry(node, private_redis, da
         welcome = await client.receive(timeout=10)
         took = time.monotonic() - started
         await ws.close()
-    finally:
-        os.kill(private_redis.process.pid, signal.SIGCONT)
     assert welcome["type"] == "welcome"
     # Unfixed, the registry write waited for the 15 s socket timeout. 1 s is the promise;
     # the margin is for a loaded test machine.

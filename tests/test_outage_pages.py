@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -42,17 +41,14 @@ def on_private_redis(private_redis: RedisServer) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def hung(on_private_redis: RedisServer) -> Iterator[None]:
-    assert on_private_redis.process is not None
-    os.kill(on_private_redis.process.pid, signal.SIGSTOP)
-    yield
-    os.kill(on_private_redis.process.pid, signal.SIGCONT)
+    with on_private_redis.paused():
+        yield
 
 
 @pytest.fixture
 def down(on_private_redis: RedisServer) -> Iterator[None]:
-    on_private_redis.stop()
-    yield
-    on_private_redis.start()
+    with on_private_redis.down():
+        yield
 
 
 def render(topics: str = '"public.a" "public.b"') -> dict[str, Any]:
@@ -126,16 +122,11 @@ async def test_registry_writes_fail_quietly_and_recover(on_private_redis, caplog
 
     health.reset()
     first = await connect()  # the hub's channel exists before the outage
-    assert on_private_redis.process is not None
-    os.kill(on_private_redis.process.pid, signal.SIGSTOP)
-    try:
-        with caplog.at_level(logging.INFO, logger="realtime.health"):
-            started = time.monotonic()
-            others = [await connect() for _ in range(3)]
-            assert time.monotonic() - started < 1.5, "welcome waits for no registry write"
-            await get_hub().registry_written()  # each write gave up after REGISTRY_TIMEOUT
-    finally:
-        os.kill(on_private_redis.process.pid, signal.SIGCONT)
+    with on_private_redis.paused(), caplog.at_level(logging.INFO, logger="realtime.health"):
+        started = time.monotonic()
+        others = [await connect() for _ in range(3)]
+        assert time.monotonic() - started < 1.5, "welcome waits for no registry write"
+        await get_hub().registry_written()  # each write gave up after REGISTRY_TIMEOUT
     records = [r for r in caplog.records if "'registry'" in r.getMessage()]
     assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)]
     assert records[0].getMessage().startswith("Backend 'registry' is down")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,26 +15,9 @@ from asgiref.sync import sync_to_async
 
 import realtime
 from realtime import protocol
-from tests.servers import Daphne, SSEReader, running_nodes
+from tests.servers import Daphne, SSEReader
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def nodes(database, redis_url, cluster_prefix) -> Iterator[list[Daphne]]:
-    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": cluster_prefix}
-    with running_nodes(database[0], env) as servers:
-        yield servers
-
-
-@pytest.fixture
-def prefix(cluster_prefix: str) -> str:
-    return cluster_prefix
-
-
-@pytest.fixture
-def alice(database) -> dict[str, str]:
-    return {"Authorization": f"Bearer {database[1]['alice']['token']}"}
 
 
 @contextlib.asynccontextmanager

@@ -32,14 +32,6 @@ CLIENT_OPTIONS = {"connectTimeoutMs": 2000, "pollTimeoutMs": 8000, "backoffMaxMs
 TRANSPORTS = ["websocket", "sse", "longpoll"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.e2e)
-
-
 class Server(Daphne):
     """A daphne process serving tests.browser.asgi, with its fault switches."""
 

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from tests.servers import Daphne, make_database
+from tests.servers import Daphne, delete_prefix, make_database, running_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "tests.settings"
@@ -42,14 +41,6 @@ print(json.dumps(users))
 """
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.e2e)
-
-
 class Node(Daphne):
     """One daphne process serving tests.browser_admin.asgi (static files included)."""
 
@@ -72,16 +63,8 @@ def nodes(database: tuple[str, dict[str, Any]], redis_url: str) -> Iterator[list
     """Two nodes on one Redis, under a key prefix of their own (deleted afterwards)."""
     prefix = f"rt-admin-{uuid.uuid4().hex[:8]}"
     env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": prefix, "RT_HEARTBEAT_INTERVAL": "60"}
-    started: list[Node] = []
     try:
-        started.append(Node(database[0], env))
-        started.append(Node(database[0], env))
-        yield started
+        with running_nodes(database[0], env, node=Node) as started:
+            yield started
     finally:
-        for node in started:
-            node.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_prefix(redis_url, prefix)

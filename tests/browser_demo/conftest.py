@@ -21,14 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "demo12345"  # seed_demo's password for every user
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.e2e)
-
-
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Daphne]:
     """daphne serving demo_project.asgi on a migrated, seeded database of its own."""
