@@ -48,7 +48,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if config.metrics_token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), config.metrics_token.encode()):
-            return HttpResponse(status=401)
+            # the challenge a 401 must carry (RFC 9110), naming the scheme scrapers use
+            refused = HttpResponse(status=401)
+            refused["WWW-Authenticate"] = 'Bearer realm="realtime metrics"'
+            return refused
     elif not (request.user.is_authenticated and request.user.is_staff):
         return HttpResponse(status=403 if request.user.is_authenticated else 401)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

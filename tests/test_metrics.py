@@ -44,7 +44,9 @@ async def test_metrics_need_staff_or_the_token(realtime_settings, staff_client):
     assert (await scrape(Client())).status_code == 401
     assert (await scrape(staff_client)).status_code == 200
     realtime_settings(METRICS=True, METRICS_TOKEN="s3cret")
-    assert (await scrape(staff_client)).status_code == 401
+    refused = await scrape(staff_client)
+    assert refused.status_code == 401
+    assert refused["WWW-Authenticate"] == 'Bearer realm="realtime metrics"'
     ok = await scrape(Client(), Authorization="Bearer s3cret")
     assert ok.status_code == 200
 
