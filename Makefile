@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TSC := .tools/tsc/node_modules/.bin/tsc
 
 .PHONY: demo demo-cluster test lint format bench bench-quick clean
 CLUSTER_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
@@ -43,6 +44,8 @@ demo-cluster: $(VENV)/.installed-demo
 test: $(VENV)/.installed
 	@tests/ensure_redis.sh
 	@tests/browser/ensure_chromium.sh
+	@tests/ensure_tsc.sh
+	$(TSC) -p tsconfig.json
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -52,6 +55,8 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@tests/ensure_tsc.sh
+	$(TSC) -p tsconfig.json
 
 format:
 	$(BIN)/ruff check --fix .

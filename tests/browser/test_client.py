@@ -321,7 +321,7 @@ def test_a_pinned_client_does_not_steer_the_others(open_page: Any, server: Serve
     page = open_page([new_topic()])
     start(page, ["longpoll"])
     wait_open(page, "longpoll")
-    page.wait_for_function("() => window.client._current.proven")
+    page.wait_for_function("() => window.client.transportProven")
     page.evaluate("() => window.client.close()")
     start(page, TRANSPORTS)
     wait_open(page, "websocket")

@@ -200,6 +200,35 @@ const TIMING = Object.freeze({
  * @property {boolean} [retry] the cause was dealt with: try the same transport again now
  * @property {boolean} [retryToken] the token was refused: renew it and try again now
  * @property {RealtimeError} [error]
+ * @property {{topic: string, code: string, reason: string}} [refused] the server refused
+ *   this topic: the client drops it (and the transport asks to `retry` without it)
+ * @property {boolean} [badCursor] the server could not parse the cursor: if the client had
+ *   positions to forget, it forgets them and tries again now (whatever `final` says)
+ */
+/**
+ * What a transport gets from the client at construction, and all it knows of the client
+ * (internal; see {@link BaseTransport}). Values and getters to read, callbacks to report.
+ * @typedef {object} TransportHost
+ * @property {TransportName} name the transport's name in `TRANSPORT_CLASSES`
+ * @property {(path: string) => URL} url an endpoint: `path` resolved against the `url` option
+ * @property {(force?: boolean) => Promise<string|null>} token the token to authenticate
+ *   with (null: cookie auth); `force`: a fresh one. Rejects with a {@link RealtimeError},
+ *   `final` when retrying cannot help
+ * @property {() => boolean} canRenewToken whether `token(true)` can bring a new token
+ * @property {() => string|null} csrf the CSRF token for POSTs under cookie auth
+ * @property {() => Map<string, Cursor|null>} topics the wanted topics, each with its position
+ * @property {number} connectTimeoutMs the `connectTimeoutMs` option
+ * @property {number} pollTimeoutMs the `pollTimeoutMs` option
+ * @property {() => void} opened connected and authenticated (`welcome`)
+ * @property {() => void} proven it delivers (a frame after `welcome`, or up a silence limit)
+ * @property {(frame: Frame) => void} frame a frame from the server (or an `ack` made up for
+ *   a `send` the server answered by HTTP status)
+ * @property {(info: DownInfo & {wasOpen: boolean, openFor: number}) => void} down finished,
+ *   once; after it, nothing more is reported
+ * @property {() => void} accepted an HTTP request was answered 200: the credentials work
+ * @property {(cursors: Map<string, Cursor>) => void} handled the frames up to these
+ *   positions were handled (long-poll: the answer's cursor)
+ * @property {(...args: any[]) => void} debug log with the `debug` option
  */
 /** @typedef {Record<string, any>} Frame */
 
@@ -423,9 +452,18 @@ export class CursorStore {
   /** The cursor string (`topic~epoch~offset,…`) of the topics that have a position.
    * @param {Iterable<string>} topics */
   encode(topics) {
+    return CursorStore.format([...topics].map((topic) => [topic, this.get(topic)]));
+  }
+
+  /**
+   * Build a cursor string from `[topic, cursor]` pairs (a `Map` too); topics without a
+   * cursor are left out.
+   * @param {Iterable<[string, Cursor|null|undefined]>} cursors
+   * @returns {string}
+   */
+  static format(cursors) {
     const parts = [];
-    for (const topic of topics) {
-      const cursor = this.get(topic);
+    for (const [topic, cursor] of cursors) {
       if (cursor) parts.push(`${topic}~${cursor.epoch}~${cursor.offset}`);
     }
     return parts.join(WIRE.cursorSeparator);
@@ -529,20 +567,26 @@ function randomId() {
 // ---- transports -------------------------------------------------------------------------------
 
 /**
- * What every transport shares: the silence watchdog, ACK batching, and the calls back into
- * the client. A transport instance is used for one connection attempt; the client makes a
- * new one to reconnect. After `close()` it never calls back.
+ * What every transport shares: the silence watchdog, ACK batching, and the reports to its
+ * host. A transport instance is used for one connection attempt; the client makes a new one
+ * to reconnect. After `close()` it never calls back.
  *
- * Lifecycle, reported to the client: `_opened()` once it is connected and authenticated (the
- * `welcome`), `_proven()` once it has shown it really delivers (a frame after `welcome`, or
- * staying up past one silence limit), `_down(info)` once, when it is finished.
+ * A transport knows the client only through its {@link TransportHost}: it reads the token,
+ * the endpoints and the wanted topics with their positions there, and reports there:
+ * `opened()` once it is connected and authenticated (the `welcome`), `proven()` once it has
+ * shown it really delivers (a frame after `welcome`, or staying up past one silence limit),
+ * `frame()` for each frame, `down(info)` once, when it is finished.
+ *
+ * The client calls: `open()`, `close()`, `topicsChanged()`, `reauth(token)`,
+ * `sendPush(push)`, `ack(id)`, `check()`, and reads `name`, `opened`, `proven`, `closed`,
+ * `resends`.
  */
 class BaseTransport {
-  /** @param {Realtime} client @param {TransportName} name */
-  constructor(client, name) {
-    this.client = client;
+  /** @param {TransportHost} host */
+  constructor(host) {
+    this._host = host;
     /** @type {TransportName} */
-    this.name = name;
+    this.name = host.name;
     this.closed = false;
     this.opened = false;
     this.openedAt = 0;
@@ -551,7 +595,7 @@ class BaseTransport {
     this.welcome = null;
     this.lastHeard = Date.now();
     /** Silence after which the link is dead: until `welcome`, the connect timeout. */
-    this.silenceLimitMs = client.options.connectTimeoutMs;
+    this.silenceLimitMs = host.connectTimeoutMs;
     this._graced = false;
     this._watchdog = new WallTimer((late) => this._checkSilence(late));
     /** @type {string[]} */
@@ -648,30 +692,23 @@ class BaseTransport {
     this._heard();
     this._watch();
     this._afterOpen();
-    this.client._transportOpened(this);
+    this._host.opened();
   }
 
-  /** Runs once when open, before the client hears of it (WebSocket: subscribe). */
+  /** Runs once when open, before the host hears of it (WebSocket: subscribe). */
   _afterOpen() {}
-
-  /** Open with nothing to receive (no topics): usable for sending, nothing to watch. */
-  _idle() {
-    this._opened({});
-    this._proven();
-    this._watchdog.cancel();
-  }
 
   _proven() {
     if (this.closed || this.proven) return;
     this.proven = true;
-    this.client._transportProven(this);
+    this._host.proven();
   }
 
   /** @param {Frame} frame */
   _frame(frame) {
     if (this.closed) return;
     if (this.opened && frame.type !== "welcome") this._proven();
-    this.client._frame(this, frame);
+    this._host.frame(frame);
   }
 
   /**
@@ -690,156 +727,28 @@ class BaseTransport {
     const wasOpen = this.opened;
     const openFor = wasOpen ? Date.now() - this.openedAt : 0;
     this.close();
-    this.client._transportDown(this, { ...info, wasOpen, openFor });
+    this._host.down({ ...info, wasOpen, openFor });
   }
 
-  /** Headers for HTTP requests: the bearer token, or the CSRF token under cookie auth.
-   * @param {string|null} token @param {boolean} post */
-  _headers(token, post) {
-    /** @type {Record<string, string>} */
-    const headers = {};
-    if (token) headers.Authorization = `Bearer ${token}`;
-    else if (post) {
-      const csrf = this.client.options.csrfToken ?? readCookie(this.client.options.csrfCookieName);
-      if (csrf) headers[WIRE.csrfHeader] = csrf;
-    }
-    if (post) headers["Content-Type"] = "application/json";
-    return headers;
-  }
-
-  /**
-   * POST one client frame to `send/`. Resolves to the response, or null on a network error.
-   * @param {Frame} frame @param {Record<string, string>} [extra]
-   */
-  async _post(frame, extra = {}) {
+  /** Ask the host for the token; on failure, go down (for good when retrying cannot help).
+   * @returns {Promise<{token: string|null}|null>} null when down */
+  async _tokenOrDown() {
     try {
-      const token = await this.client._token();
-      return await fetch(this.client._endpoint(WIRE.paths.send), {
-        method: "POST",
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { ...this._headers(token, true), ...extra },
-        body: JSON.stringify(frame),
-      });
-    } catch {
-      return null;
-    }
-  }
-
-  /**
-   * Start the GET of an HTTP transport (SSE stream or poll) for the wanted topics, with their
-   * cursors, and watch it for silence. Resolves to the response and the request's generation,
-   * or null when there is nothing more to do: no topics (idle), no token, superseded, or a
-   * network error (each already handled).
-   * @param {string} path @param {string} accept @param {number} silenceLimitMs
-   * @param {() => void} [beforeFetch]
-   * @returns {Promise<{response: Response, generation: number} | null>}
-   */
-  async _request(path, accept, silenceLimitMs, beforeFetch = () => {}) {
-    const generation = ++this._generation;
-    this._abort?.abort();
-    const abort = (this._abort = new AbortController());
-    const topics = [...this.client._wantedTopics()];
-    if (topics.length === 0) {
-      this._idle(); // nothing to receive, but usable for sending
-      return null;
-    }
-    let token;
-    try {
-      token = await this.client._token();
+      return { token: await this._host.token() };
     } catch (error) {
-      this._down({ reason: "no token", ...tokenFailure(error) });
+      const final = error instanceof RealtimeError && /** @type {any} */ (error).final;
+      this._down({ reason: "no token", ...(final ? { final: true, error } : {}) });
       return null;
     }
-    if (this.closed || generation !== this._generation) return null;
-    const url = new URL(this.client._endpoint(path));
-    for (const topic of topics) url.searchParams.append("topic", topic);
-    const cursor = this.client._cursors.encode(topics);
-    if (cursor) url.searchParams.set("cursor", cursor);
-    this.silenceLimitMs = silenceLimitMs;
-    this._heard();
-    this._watch();
-    beforeFetch();
-    let response;
-    try {
-      response = await fetch(url, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { Accept: accept, ...this._headers(token, false) },
-        signal: abort.signal,
-      });
-    } catch {
-      if (generation === this._generation) this._down({ reason: "network error" });
-      return null;
-    }
-    if (this.closed || generation !== this._generation) return null;
-    return { response, generation };
-  }
-
-  /**
-   * POST a `send`: the answer is its `ack` frame. False when it should be tried again later.
-   * @param {Push} push
-   */
-  async _postPush(push) {
-    const response = await this._post(push.frame);
-    if (response === null || response.status === 429 || response.status >= 500) return false;
-    if (response.status === 401 && this.client._canRenewToken()) {
-      await this.client._token(true);
-      return false;
-    }
-    if (response.ok) {
-      try {
-        this.client._frame(this, await response.json());
-      } catch {
-        return false;
-      }
-      return true;
-    }
-    const error = await errorBody(response);
-    // 409 in_progress: another attempt runs the handler; POST it again for its answer
-    if (error.code === WIRE.inProgress) return false;
-    this.client._frame(this, { type: "ack", id: push.id, error });
-    return true;
-  }
-
-  /**
-   * Turn a failed HTTP response (before a stream or poll started) into `_down()`.
-   * @param {Response} response
-   */
-  async _httpFailure(response) {
-    const error = await errorBody(response);
-    const status = response.status;
-    const failure = new RealtimeError(error.code, error.reason, { status });
-    const topic = error.ref && this.client._subs.has(error.ref) ? error.ref : null;
-    // 401 naming a topic: the request had no credentials and the topic needs some. A page
-    // that cannot get a token drops that topic, as the WebSocket's `forbidden` does.
-    const anonymousRefusal = status === 401 && topic !== null && !this.client._canRenewToken();
-    if (status === 401 && !anonymousRefusal) {
-      // the client renews the token and tries again once, else gives up
-      this._down({ code: status, reason: error.reason, retryToken: true, error: failure });
-      return;
-    }
-    if (topic && [400, 401, 403, 409].includes(status)) {
-      // One topic was refused: drop it, keep the others.
-      this.client._refuse(topic, error.code, error.reason);
-      this._down({ code: status, reason: error.reason, retry: true });
-      return;
-    }
-    if (status === 400 && error.code === "invalid_frame" && this.client._clearCursors()) {
-      this._down({ code: status, reason: error.reason, retry: true }); // a garbled cursor
-      return;
-    }
-    const final = [400, 403, 409].includes(status);
-    this._down({ code: status, reason: error.reason, final, error: failure });
   }
 }
 
 /** The WebSocket transport: subscribe/ack/send frames, `pong` for `ping`, and a client-side
  * token bucket so a burst of frames never trips the server's rate limit. */
 class WebSocketTransport extends BaseTransport {
-  /** @param {Realtime} client */
-  constructor(client) {
-    super(client, Transport.WEBSOCKET);
+  /** @param {TransportHost} host */
+  constructor(host) {
+    super(host);
     this.resends = true;
     /** @type {WebSocket|null} */
     this.ws = null;
@@ -860,20 +769,16 @@ class WebSocketTransport extends BaseTransport {
 
   async open() {
     super.open();
-    let token;
-    try {
-      token = await this.client._token();
-    } catch (error) {
-      this._down({ reason: "no token", ...tokenFailure(error) });
-      return;
-    }
-    if (this.closed) return;
+    const got = await this._tokenOrDown();
+    if (got === null || this.closed) return;
     /** @type {string[]} */
     const protocols = [WIRE.subprotocol];
-    if (token) protocols.push(WIRE.tokenSubprotocolPrefix + token);
+    if (got.token) protocols.push(WIRE.tokenSubprotocolPrefix + got.token);
+    const url = this._host.url(WIRE.paths.websocket);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     let ws;
     try {
-      ws = new WebSocket(this.client._endpoint(WIRE.paths.websocket, true), protocols);
+      ws = new WebSocket(url.href, protocols);
     } catch (error) {
       this._down({ reason: String(error) });
       return;
@@ -927,7 +832,7 @@ class WebSocketTransport extends BaseTransport {
       if (limits.rate > 0) this._rate = limits.rate * 0.9;
       if (limits.burst > 0) this._burst = this._tokens = Math.max(1, limits.burst - 2);
       this._opened(frame);
-      this.client._frame(this, frame);
+      this._host.frame(frame);
       return;
     }
     this._frame(frame);
@@ -939,11 +844,10 @@ class WebSocketTransport extends BaseTransport {
 
   topicsChanged() {
     if (!this.opened || this.closed) return;
-    const wanted = this.client._wantedTopics();
-    for (const topic of wanted) {
+    const wanted = this._host.topics();
+    for (const [topic, cursor] of wanted) {
       if (this._topics.has(topic)) continue;
       this._topics.add(topic);
-      const cursor = this.client._cursors.get(topic);
       this._send(cursor ? { type: "subscribe", topic, cursor } : { type: "subscribe", topic });
     }
     for (const topic of [...this._topics]) {
@@ -964,7 +868,7 @@ class WebSocketTransport extends BaseTransport {
     const text = JSON.stringify(push.frame);
     const limit = this.welcome?.limits?.max_frame_bytes;
     if (limit && new TextEncoder().encode(text).length > limit) {
-      this.client._frame(this, {
+      this._host.frame({
         type: "ack",
         id: push.id,
         error: { code: "too_large", reason: `The message is larger than ${limit} bytes.` },
@@ -1009,22 +913,181 @@ class WebSocketTransport extends BaseTransport {
   }
 }
 
-/** @param {*} error */
-function tokenFailure(error) {
-  return error instanceof RealtimeError && /** @type {any} */ (error).final
-    ? { final: true, error }
-    : {};
+/**
+ * What the HTTP transports (SSE and long-poll) share: one GET at a time for the wanted
+ * topics with their cursors (a newer one supersedes it), client messages and ACKs POSTed to
+ * `send/`, and the reading of a failed response.
+ */
+class HttpTransport extends BaseTransport {
+  /** @param {TransportHost} host */
+  constructor(host) {
+    super(host);
+    /** @type {AbortController|null} */
+    this._abort = null;
+    /** Counts the GETs; a response to an older one is ignored. */
+    this._generation = 0;
+  }
+
+  close() {
+    super.close();
+    this._abort?.abort();
+    this._abort = null;
+  }
+
+  /** @param {Push} push */
+  async sendPush(push) {
+    if (this.closed) return false;
+    return this._postPush(push);
+  }
+
+  /** Open with nothing to receive (no topics): usable for sending, nothing to watch. */
+  _idle() {
+    this._opened({});
+    this._proven();
+    this._watchdog.cancel();
+  }
+
+  /** Headers for HTTP requests: the bearer token, or the CSRF token under cookie auth.
+   * @param {string|null} token @param {boolean} post */
+  _headers(token, post) {
+    /** @type {Record<string, string>} */
+    const headers = {};
+    if (token) headers.Authorization = `Bearer ${token}`;
+    else if (post) {
+      const csrf = this._host.csrf();
+      if (csrf) headers[WIRE.csrfHeader] = csrf;
+    }
+    if (post) headers["Content-Type"] = "application/json";
+    return headers;
+  }
+
+  /**
+   * POST one client frame to `send/`. Resolves to the response, or null on a network error.
+   * @param {Frame} frame @param {Record<string, string>} [extra]
+   */
+  async _post(frame, extra = {}) {
+    try {
+      const token = await this._host.token();
+      return await fetch(this._host.url(WIRE.paths.send), {
+        method: "POST",
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { ...this._headers(token, true), ...extra },
+        body: JSON.stringify(frame),
+      });
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Start the GET of an HTTP transport (SSE stream or poll) for the wanted topics, with their
+   * cursors, and watch it for silence. Resolves to the response and the request's generation,
+   * or null when there is nothing more to do: no topics (idle), no token, superseded, or a
+   * network error (each already handled).
+   * @param {string} path @param {string} accept @param {number} silenceLimitMs
+   * @param {() => void} [beforeFetch]
+   * @returns {Promise<{response: Response, generation: number} | null>}
+   */
+  async _request(path, accept, silenceLimitMs, beforeFetch = () => {}) {
+    const generation = ++this._generation;
+    this._abort?.abort();
+    const abort = (this._abort = new AbortController());
+    const topics = [...this._host.topics().keys()];
+    if (topics.length === 0) {
+      this._idle(); // nothing to receive, but usable for sending
+      return null;
+    }
+    const got = await this._tokenOrDown();
+    if (got === null || this.closed || generation !== this._generation) return null;
+    const url = this._host.url(path);
+    for (const topic of topics) url.searchParams.append("topic", topic);
+    // the positions as they are now: they may have moved while the token came
+    const positions = this._host.topics();
+    const cursor = CursorStore.format(topics.map((topic) => [topic, positions.get(topic)]));
+    if (cursor) url.searchParams.set("cursor", cursor);
+    this.silenceLimitMs = silenceLimitMs;
+    this._heard();
+    this._watch();
+    beforeFetch();
+    let response;
+    try {
+      response = await fetch(url, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: accept, ...this._headers(got.token, false) },
+        signal: abort.signal,
+      });
+    } catch {
+      if (generation === this._generation) this._down({ reason: "network error" });
+      return null;
+    }
+    if (this.closed || generation !== this._generation) return null;
+    return { response, generation };
+  }
+
+  /**
+   * POST a `send`: the answer is its `ack` frame. False when it should be tried again later.
+   * @param {Push} push
+   */
+  async _postPush(push) {
+    const response = await this._post(push.frame);
+    if (response === null || response.status === 429 || response.status >= 500) return false;
+    if (response.status === 401 && this._host.canRenewToken()) {
+      await this._host.token(true);
+      return false;
+    }
+    if (response.ok) {
+      try {
+        this._host.frame(await response.json());
+      } catch {
+        return false;
+      }
+      return true;
+    }
+    const error = await errorBody(response);
+    // 409 in_progress: another attempt runs the handler; POST it again for its answer
+    if (error.code === WIRE.inProgress) return false;
+    this._host.frame({ type: "ack", id: push.id, error });
+    return true;
+  }
+
+  /**
+   * Turn a failed HTTP response (before a stream or poll started) into `_down()`.
+   * @param {Response} response
+   */
+  async _httpFailure(response) {
+    const error = await errorBody(response);
+    const status = response.status;
+    const failure = new RealtimeError(error.code, error.reason, { status });
+    const topic = error.ref && this._host.topics().has(error.ref) ? error.ref : null;
+    // 401 naming a topic: the request had no credentials and the topic needs some. A page
+    // that cannot get a token drops that topic, as the WebSocket's `forbidden` does.
+    const anonymousRefusal = status === 401 && topic !== null && !this._host.canRenewToken();
+    if (status === 401 && !anonymousRefusal) {
+      // the client renews the token and tries again once, else gives up
+      this._down({ code: status, reason: error.reason, retryToken: true, error: failure });
+      return;
+    }
+    if (topic && [400, 401, 403, 409].includes(status)) {
+      // One topic was refused: drop it, keep the others.
+      const refused = { topic, code: error.code, reason: error.reason };
+      this._down({ code: status, reason: error.reason, retry: true, refused });
+      return;
+    }
+    const final = [400, 403, 409].includes(status);
+    // 400 invalid_frame: maybe a garbled cursor; the client forgets the positions, if any
+    const badCursor = status === 400 && error.code === "invalid_frame";
+    this._down({ code: status, reason: error.reason, final, error: failure, badCursor });
+  }
 }
 
 /** SSE over `fetch` streaming (so it can send `Authorization`), one stream for all topics;
  * ACKs and client messages go by POST. A change of topics opens a new stream. */
-class SseTransport extends BaseTransport {
-  /** @param {Realtime} client */
-  constructor(client) {
-    super(client, Transport.SSE);
-    /** @type {AbortController|null} */
-    this._abort = null;
-    this._generation = 0;
+class SseTransport extends HttpTransport {
+  /** @param {TransportHost} host */
+  constructor(host) {
+    super(host);
     /** @type {string|null} */
     this.connectionId = null;
   }
@@ -1032,12 +1095,6 @@ class SseTransport extends BaseTransport {
   open() {
     super.open();
     this._stream();
-  }
-
-  close() {
-    super.close();
-    this._abort?.abort();
-    this._abort = null;
   }
 
   topicsChanged() {
@@ -1052,7 +1109,7 @@ class SseTransport extends BaseTransport {
     const started = await this._request(
       WIRE.paths.sse,
       "text/event-stream",
-      this.client.options.connectTimeoutMs,
+      this._host.connectTimeoutMs,
     );
     if (started === null) return;
     const { response, generation } = started;
@@ -1060,7 +1117,7 @@ class SseTransport extends BaseTransport {
       await this._httpFailure(response);
       return;
     }
-    this.client._renewedForFailure = false;
+    this._host.accepted();
     try {
       await this._read(response.body, generation);
     } catch {
@@ -1131,7 +1188,7 @@ class SseTransport extends BaseTransport {
         if (interval > 0) this.silenceLimitMs = interval + timeout;
         this._watch();
       }
-      this.client._frame(this, frame);
+      this._host.frame(frame);
       return;
     }
     this._frame(frame);
@@ -1143,32 +1200,23 @@ class SseTransport extends BaseTransport {
     if (!this.closed && this.opened) this._stream();
   }
 
-  /** @param {Push} push */
-  async sendPush(push) {
-    if (this.closed) return false;
-    return this._postPush(push);
-  }
-
   /** @param {string[]} ids */
   async _sendAcks(ids) {
     if (!this.connectionId) return;
     const headers = { [WIRE.connectionHeader]: this.connectionId };
     const response = await this._post({ type: "ack", ids }, headers);
     // A lost ACK is not lost: the server sends the message again and we ACK it again.
-    if (response === null || !response.ok) this.client._debug("sse ack failed", response?.status);
+    if (response === null || !response.ok) this._host.debug("sse ack failed", response?.status);
   }
 }
 
 /** Long-poll: GET `poll/` with the cursor in a loop. Acknowledging is implicit (the next poll
  * starts after what was handled), and the ids are POSTed for the server's `on_ack` hook;
  * client messages go by POST. */
-class LongPollTransport extends BaseTransport {
-  /** @param {Realtime} client */
-  constructor(client) {
-    super(client, Transport.LONGPOLL);
-    /** @type {AbortController|null} */
-    this._abort = null;
-    this._generation = 0;
+class LongPollTransport extends HttpTransport {
+  /** @param {TransportHost} host */
+  constructor(host) {
+    super(host);
     this._openTimer = new WallTimer(() => {
       if (!this.closed && !this.opened) this._opened({});
     });
@@ -1182,8 +1230,6 @@ class LongPollTransport extends BaseTransport {
   close() {
     super.close();
     this._openTimer.cancel();
-    this._abort?.abort();
-    this._abort = null;
   }
 
   check() {
@@ -1200,7 +1246,7 @@ class LongPollTransport extends BaseTransport {
     const started = await this._request(
       WIRE.paths.longpoll,
       "application/json",
-      this.client.options.pollTimeoutMs,
+      this._host.pollTimeoutMs,
       () => {
         // No `welcome` on long-poll: an answer, or a request held without error, means connected.
         if (!this.opened) this._openTimer.in(TIMING.longpollOpenMs);
@@ -1226,14 +1272,14 @@ class LongPollTransport extends BaseTransport {
       return;
     }
     if (this.closed || generation !== this._generation) return;
-    this.client._renewedForFailure = false;
+    this._host.accepted();
     this._answered();
     for (const frame of Array.isArray(body.frames) ? body.frames : []) {
       if (this.closed || generation !== this._generation) return;
       if (frame && typeof frame === "object") this._frame(frame);
     }
     // Handled: now the position moves on, which is the acknowledgement.
-    if (typeof body.cursor === "string") this.client._applyCursorString(body.cursor);
+    if (typeof body.cursor === "string") this._host.handled(CursorStore.parse(body.cursor));
     this._poll();
   }
 
@@ -1243,12 +1289,6 @@ class LongPollTransport extends BaseTransport {
     this._proven();
   }
 
-  /** @param {Push} push */
-  async sendPush(push) {
-    if (this.closed) return false;
-    return this._postPush(push);
-  }
-
   /**
    * The next poll's cursor is the acknowledgement; the ids are POSTed as well (no connection
    * header: there is no stream), so that the server can run its `on_ack` hook.
@@ -1256,10 +1296,12 @@ class LongPollTransport extends BaseTransport {
    */
   async _sendAcks(ids) {
     const response = await this._post({ type: "ack", ids });
-    if (response === null || !response.ok) this.client._debug("poll ack failed", response?.status);
+    if (response === null || !response.ok) this._host.debug("poll ack failed", response?.status);
   }
 }
 
+/** The transports by name: adding one is a class above and a line here (and its name in
+ * {@link Transport}). */
 const TRANSPORT_CLASSES = Object.freeze({
   [Transport.WEBSOCKET]: WebSocketTransport,
   [Transport.SSE]: SseTransport,
@@ -1472,6 +1514,16 @@ export class Realtime {
     return this._cursors.get(topic);
   }
 
+  /**
+   * Whether the transport in use has proved that it delivers (a frame after `welcome`, or up
+   * for a whole silence limit): only then is it remembered for the tab and an upgrade
+   * scheduled. False while connecting and when closed.
+   * @returns {boolean}
+   */
+  get transportProven() {
+    return this._current?.proven ?? false;
+  }
+
   // ---- connecting and falling back -------------------------------------------------------------
 
   /**
@@ -1497,9 +1549,41 @@ export class Realtime {
   /** @param {TransportName} name */
   _attempt(name) {
     this._debug("trying", name);
-    const transport = new TRANSPORT_CLASSES[name](this);
+    const transport = this._makeTransport(name);
     this._current = transport;
     transport.open();
+  }
+
+  /**
+   * A new transport of that name, given what it needs and the callbacks it reports through:
+   * its only way to the client.
+   * @param {TransportName} name @returns {BaseTransport}
+   */
+  _makeTransport(name) {
+    /** @type {BaseTransport} */
+    let transport; // the callbacks are called only once it is set
+    /** @type {TransportHost} */
+    const host = {
+      name,
+      url: (path) => new URL(path, this._base),
+      token: (force) => this._token(force),
+      canRenewToken: () => this._canRenewToken(),
+      csrf: () => this.options.csrfToken ?? readCookie(this.options.csrfCookieName),
+      topics: () => this._wantedTopics(),
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      pollTimeoutMs: this.options.pollTimeoutMs,
+      opened: () => this._transportOpened(transport),
+      proven: () => this._transportProven(transport),
+      frame: (frame) => this._frame(transport, frame),
+      down: (info) => this._transportDown(transport, info),
+      accepted: () => {
+        this._renewedForFailure = false;
+      },
+      handled: (cursors) => this._handled(cursors),
+      debug: (...args) => this._debug(...args),
+    };
+    transport = new TRANSPORT_CLASSES[name](host);
+    return transport;
   }
 
   /** @param {BaseTransport} transport */
@@ -1531,6 +1615,9 @@ export class Realtime {
    */
   _transportDown(transport, info) {
     this._debug("down", transport.name, info);
+    // What the server said of the topics holds whichever transport heard it.
+    if (info.refused) this._refuse(info.refused.topic, info.refused.code, info.refused.reason);
+    const retry = !!info.retry || (!!info.badCursor && this._clearCursors());
     if (transport === this._probe) {
       // The better transport failed: stay, and try again after another upgradeAfterMs.
       this._probe = null;
@@ -1547,7 +1634,7 @@ export class Realtime {
     const unauthorized = info.code === CLOSE.UNAUTHORIZED || !!info.retryToken;
     const renew = unauthorized && this._canRenewToken() && !this._renewedForFailure;
     const final =
-      info.final ||
+      (!retry && info.final) ||
       info.code === CLOSE.NORMAL ||
       info.code === CLOSE.PROTOCOL_ERROR ||
       info.code === CLOSE.DISCONNECTED ||
@@ -1565,8 +1652,8 @@ export class Realtime {
       this._attempt(transport.name);
       return;
     }
-    if (info.retry) {
-      this._attempt(transport.name); // the cause was dealt with (a refused topic dropped)
+    if (retry) {
+      this._attempt(transport.name); // the cause was dealt with (a topic or cursor dropped)
       return;
     }
     if (transport.proven) {
@@ -1677,7 +1764,7 @@ export class Realtime {
     const best = this.options.transports[0];
     if (best === current.name) return;
     this._debug("upgrade: trying", best);
-    const probe = new TRANSPORT_CLASSES[best](this);
+    const probe = this._makeTransport(best);
     this._probe = probe;
     probe.open();
   }
@@ -1781,9 +1868,9 @@ export class Realtime {
     }
   }
 
-  /** @param {string} text positions returned by a long-poll */
-  _applyCursorString(text) {
-    for (const [topic, cursor] of CursorStore.parse(text)) {
+  /** @param {Map<string, Cursor>} cursors positions handled (returned by a long-poll) */
+  _handled(cursors) {
+    for (const [topic, cursor] of cursors) {
       if (this._subs.has(topic)) this._cursors.advance(topic, cursor.epoch, cursor.offset);
     }
   }
@@ -1821,10 +1908,12 @@ export class Realtime {
     this._topicsChanged();
   }
 
-  /** @returns {Set<string>} topics to ask the server for */
+  /** @returns {Map<string, Cursor|null>} topics to ask the server for, with their positions */
   _wantedTopics() {
-    const topics = new Set();
-    for (const [topic, sub] of this._subs) if (!sub.refused) topics.add(topic);
+    const topics = new Map();
+    for (const [topic, sub] of this._subs) {
+      if (!sub.refused) topics.set(topic, this._cursors.get(topic));
+    }
     return topics;
   }
 
@@ -2015,13 +2104,6 @@ export class Realtime {
     } catch {
       return null; // storage blocked (e.g. third-party frame)
     }
-  }
-
-  /** @param {string} path @param {boolean} [websocket] */
-  _endpoint(path, websocket = false) {
-    const url = new URL(path, this._base);
-    if (websocket) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    return url.href;
   }
 
   /** @param {...*} args */
