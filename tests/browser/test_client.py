@@ -200,6 +200,12 @@ def test_a_forbidden_topic_is_refused_and_the_others_work(
     wait_subscribed(page, allowed)
     server.publish(allowed, "end")
     assert all_messages(page, allowed, "end") == ["end"]
+    # The server answers a connection's frames in order: once a `send` is answered, the
+    # answer to anything the client sent about the refused topic before it has come too.
+    answer = page.evaluate("() => window.client.send('no-such-event').catch(e => e.code)")
+    assert answer == "unknown_event"
+    errors = page.evaluate("() => window.log.filter(entry => entry[0] === 'error')")
+    assert errors == [["error", "forbidden", forbidden]], "one refusal, one error event"
 
 
 # ---- the page-load gap ------------------------------------------------------------------------

@@ -835,6 +835,12 @@ class WebSocketTransport extends BaseTransport {
       this._host.frame(frame);
       return;
     }
+    if (frame.type === "error" && typeof frame.ref === "string" && REFUSALS.includes(frame.code)) {
+      // The server refused this subscription, so it holds none: when the client drops the
+      // topic there is nothing to unsubscribe from (an `unsubscribe` would earn a second
+      // error, `not_subscribed`).
+      this._topics.delete(frame.ref);
+    }
     this._frame(frame);
   }
 
