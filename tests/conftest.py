@@ -21,9 +21,8 @@ from channels.layers import get_channel_layer
 from django.test import override_settings
 
 from realtime import backends, hub
-from realtime._redis import aclose_clients
 from realtime.publishing import close_publisher
-from realtime.topics import registry
+from realtime.testing import aclose_redis, restore_topics
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -230,7 +229,7 @@ async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]
         yield {"url": redis_url, "prefix": prefix}
         await hub.get_hub().registry_written()  # background writes hold pool connections
         close_publisher()
-        await aclose_clients()
+        await aclose_redis()
         await get_channel_layer().flush()
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
@@ -269,6 +268,5 @@ def _fresh_state() -> Iterator[None]:
     """Each test starts with empty in-memory logs and hubs, and the test app's topics."""
     backends.reset()
     hub.reset_hubs()
-    patterns = list(registry._patterns)
-    yield
-    registry._patterns = patterns
+    with restore_topics():
+        yield
