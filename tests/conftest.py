@@ -41,6 +41,44 @@ def pytest_configure(config: pytest.Config) -> None:
         "ERROR record while it runs, except those mentioning a string of allow "
         "(tests.servers.Daphne.assert_no_tracebacks)",
     )
+    config.addinivalue_line(
+        "markers",
+        "server: starts a server (a daphne node, Chromium or a private redis-server); added "
+        "by tests/conftest.py to every e2e or browser test and every test using a fixture of "
+        "SERVER_FIXTURES. `make test-fast` runs the others: -m 'not server'",
+    )
+
+
+# The fixtures that start a server: the database daphne nodes share, the browser, and a
+# module's own redis-server (the shared Redis of `redis_url` is not started per test).
+SERVER_FIXTURES = frozenset({"database", "chromium", "private_redis"})
+
+
+# Runs after the folder conftests that add e2e (pluggy calls the later-registered first) and
+# before pytest's own -m selection (registered first, so called last).
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("e2e") or fixtures & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def _server_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a daphne node must be marked ``server`` (``e2e``, or a fixture of
+    :data:`SERVER_FIXTURES`), so that ``make test-fast`` can leave it out."""
+    if request.node.get_closest_marker("server"):
+        yield
+        return
+    from tests.servers import Daphne
+
+    before = len(Daphne.started)
+    yield
+    if len(Daphne.started) != before:
+        pytest.fail(
+            f"{request.node.nodeid} started a daphne node without the e2e marker, "
+            "so `make test-fast` (-m 'not server') would run it."
+        )
 
 
 @pytest.fixture(autouse=True)
