@@ -11,16 +11,27 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from realtime import conf
+from realtime import checks, conf
 from tests import markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+# `realtime.E001`, or a range: `W001`, an en dash, `W004`
+CHECK_IDS = re.compile(r"`(?:realtime\.)?([EW])(\d{3})`(?:\u2013`[EW](\d{3})`)?")
 
 
 def readme_settings() -> dict[str, tuple[str, str]]:
     """README's configuration table: key → (default cell, meaning cell), in table order."""
     rows = markdown.first_table(markdown.section(README.read_text(), "Configuration"))
     return {row[0].strip("`"): (row[1].strip("`"), row[2]) for row in rows}
+
+
+def readme_check_ids() -> set[str]:
+    """The system check ids README's configuration section names, ranges expanded."""
+    text = markdown.section(README.read_text(), "Configuration")
+    ids = set()
+    for kind, first, last in CHECK_IDS.findall(text):
+        ids |= {f"realtime.{kind}{n:03}" for n in range(int(first), int(last or first) + 1)}
+    return ids
 
 
 def _words(text: str) -> str:
@@ -68,3 +79,8 @@ def test_a_value_of_the_wrong_type_is_refused_with_the_accepted_types(realtime_s
     realtime_settings(ALLOWED_ORIGINS="https://a.example")
     with pytest.raises(ImproperlyConfigured, match="must be list or tuple or NoneType, not str"):
         conf.get_config()
+
+
+def test_the_readme_names_every_system_check_id_and_no_other():
+    registered = set(re.findall(r'id="(realtime\.[EW]\d{3})"', Path(checks.__file__).read_text()))
+    assert readme_check_ids() == registered
