@@ -33,8 +33,9 @@ def setting(default: Any, doc: str, *, convert: Callable[[Any], Any] | None = No
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The effective settings, typed: one field per ``REALTIME`` key, lower-cased. A value
-    must be of the field's type, except that an ``int`` is accepted for a ``float`` and a
-    list for a tuple."""
+    must be of the field's type (a ``bool`` is not a number here), except that an ``int`` is
+    accepted for a ``float`` and a list for a tuple. Fields declared with ``convert`` hold the
+    converted value; the others hold what the user gave (an ``int`` stays one)."""
 
     redis_url: str | None = setting(
         None,
