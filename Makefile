@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TSC := .tools/tsc/node_modules/.bin/tsc
 
-.PHONY: demo demo-cluster test lint format bench bench-quick clean
+.PHONY: demo demo-cluster test test-fast lint format bench bench-quick clean
 CLUSTER_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
 $(BIN)/python:
@@ -50,6 +50,12 @@ test: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The tests that start no server (no daphne node, Chromium or private redis-server): the
+# `server` marker is added in tests/conftest.py. No lint; `make test` runs everything.
+test-fast: $(VENV)/.installed
+	@tests/ensure_redis.sh
+	$(BIN)/python -m pytest -m "not server"
 
 lint:
 	$(BIN)/ruff check .

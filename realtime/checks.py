@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 
 from realtime import conf
 
-MIN_DAPHNE = (4, 2, 2)
+MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
@@ -123,7 +123,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if daphne_version is not None and _version_tuple(daphne_version) < MIN_DAPHNE:
         messages.append(
             Error(
-                f"daphne {daphne_version} is installed; realtime needs 4.2.2 or later.",
+                f"daphne {daphne_version} is installed; realtime needs 4.2.3 or later.",
                 hint="pip install 'daphne>=4.2.3' (older releases have known security issues).",
                 id="realtime.E006",
             )

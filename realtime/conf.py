@@ -1,5 +1,10 @@
 """Settings: one ``REALTIME`` dict merged over :data:`DEFAULTS`, read only through this module.
 
+Each setting is declared once, as a field of :class:`Config`: its name (the lower-cased
+``REALTIME`` key), its type (which the validation accepts), its default and its one-line
+doc, the "meaning" column of the README's configuration table (a test keeps the two equal).
+:data:`DEFAULTS` and :func:`problems` are derived from those fields.
+
 ``get_config()`` is cached and cleared when a test changes ``REALTIME`` with
 ``override_settings``. Validation errors raise ``ImproperlyConfigured``; the system checks
 in :mod:`realtime.checks` report the same problems with ids and hints at start-up.
@@ -9,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -16,130 +23,128 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-DEFAULTS: dict[str, Any] = {
-    # Where shared state lives. None keeps the log, registry and dedup store in process memory.
-    "REDIS_URL": None,
-    # Prefix of every Redis key this app writes.
-    "KEY_PREFIX": "realtime",
-    # The channel layer alias used for cross-process fan-out; an in-memory layer (or none)
-    # means in-process delivery only.
-    "CHANNEL_LAYER": "default",
-    # Topic log: entries kept per topic, and their maximum age in seconds.
-    "HISTORY_SIZE": 1000,
-    "HISTORY_TTL": 3600.0,
-    # Server ping interval, and how long after a ping a silent connection is closed (4408).
-    "HEARTBEAT_INTERVAL": 25.0,
-    "HEARTBEAT_TIMEOUT": 10.0,
-    # How long a connection that must bring a token may take to send it (4401 after).
-    "AUTH_TIMEOUT": 10.0,
-    # Lifetime of tokens from make_token(), and how early `token-expiring` is sent.
-    "TOKEN_MAX_AGE": 900.0,
-    "TOKEN_EXPIRY_WARNING": 60.0,
-    # Server->client ACKs: first retry after ACK_TIMEOUT, doubling, at most ACK_MAX_RETRIES.
-    "ACK_TIMEOUT": 5.0,
-    "ACK_MAX_RETRIES": 5,
-    # Client->server dedup: message ids remembered per user for this many seconds.
-    "DEDUP_TTL": 300.0,
-    # A `send` being handled holds its id for SEND_LEASE seconds, renewed while the handler
-    # runs: the claim of a node that died expires after one lease. Another attempt with the
-    # id waits up to SEND_WAIT seconds for the answer, else it is answered `in_progress`.
-    "SEND_LEASE": 5.0,
-    "SEND_WAIT": 5.0,
-    # Limits.
-    "MAX_FRAME_BYTES": 65536,
-    "MAX_MESSAGE_BYTES": 65536,
-    "MAX_TOPICS": 128,
-    "RATE": 20.0,
-    "BURST": 60,
-    "OUTBOUND_QUEUE_SIZE": 1000,
-    # Origins allowed to open a connection; None derives them from ALLOWED_HOSTS.
-    "ALLOWED_ORIGINS": None,
-    # How long publish() waits for the log append before raising PublishTimeout.
-    "PUBLISH_TIMEOUT": 5.0,
-    # How long a connection that must read the topic log (to fill a gap) keeps retrying
-    # while the log is unreachable before it is closed with 4011.
-    "BACKEND_GRACE": 30.0,
-    # The consumer class whose hooks every transport uses (WebSocket, SSE, long-poll).
-    "CONSUMER": "realtime.consumers.RealtimeConsumer",
-    # SSE keep-alive comment interval; long-poll wait; lifetime of EventSource tickets.
-    "SSE_KEEPALIVE": 15.0,
-    "POLL_TIMEOUT": 25.0,
-    "TICKET_TTL": 10.0,
-    # Prometheus endpoint realtime/metrics/: off by default; with METRICS_TOKEN set it wants
-    # "Authorization: Bearer <token>", else a staff session.
-    "METRICS": False,
-    "METRICS_TOKEN": None,
-}
 
-_NUMBER = (int, float)
-TYPES: dict[str, tuple[type, ...]] = {
-    "REDIS_URL": (str, type(None)),
-    "KEY_PREFIX": (str,),
-    "CHANNEL_LAYER": (str,),
-    "HISTORY_SIZE": (int,),
-    "HISTORY_TTL": _NUMBER,
-    "HEARTBEAT_INTERVAL": _NUMBER,
-    "HEARTBEAT_TIMEOUT": _NUMBER,
-    "AUTH_TIMEOUT": _NUMBER,
-    "TOKEN_MAX_AGE": _NUMBER,
-    "TOKEN_EXPIRY_WARNING": _NUMBER,
-    "ACK_TIMEOUT": _NUMBER,
-    "ACK_MAX_RETRIES": (int,),
-    "DEDUP_TTL": _NUMBER,
-    "SEND_LEASE": _NUMBER,
-    "SEND_WAIT": _NUMBER,
-    "MAX_FRAME_BYTES": (int,),
-    "MAX_MESSAGE_BYTES": (int,),
-    "MAX_TOPICS": (int,),
-    "RATE": _NUMBER,
-    "BURST": (int,),
-    "OUTBOUND_QUEUE_SIZE": (int,),
-    "ALLOWED_ORIGINS": (list, tuple, type(None)),
-    "PUBLISH_TIMEOUT": _NUMBER,
-    "BACKEND_GRACE": _NUMBER,
-    "CONSUMER": (str,),
-    "SSE_KEEPALIVE": _NUMBER,
-    "POLL_TIMEOUT": _NUMBER,
-    "TICKET_TTL": _NUMBER,
-    "METRICS": (bool,),
-    "METRICS_TOKEN": (str, type(None)),
-}
+def setting(default: Any, doc: str, *, convert: Callable[[Any], Any] | None = None) -> Any:
+    """Declare one setting: a :class:`Config` field with its default and its doc (the
+    README's wording); ``convert`` normalizes a value the user gave."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "convert": convert})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The effective settings, typed. Field names are the lower-cased ``REALTIME`` keys."""
+    """The effective settings, typed: one field per ``REALTIME`` key, lower-cased. A value
+    must be of the field's type (a ``bool`` is not a number here), except that an ``int`` is
+    accepted for a ``float`` and a list for a tuple. Fields declared with ``convert`` hold the
+    converted value; the others hold what the user gave (an ``int`` stays one)."""
 
-    redis_url: str | None
-    key_prefix: str
-    channel_layer: str
-    history_size: int
-    history_ttl: float
-    heartbeat_interval: float
-    heartbeat_timeout: float
-    auth_timeout: float
-    token_max_age: float
-    token_expiry_warning: float
-    ack_timeout: float
-    ack_max_retries: int
-    dedup_ttl: float
-    send_lease: float
-    send_wait: float
-    max_frame_bytes: int
-    max_message_bytes: int
-    max_topics: int
-    rate: float
-    burst: int
-    outbound_queue_size: int
-    allowed_origins: tuple[str, ...] | None
-    publish_timeout: float
-    backend_grace: float
-    consumer: str
-    sse_keepalive: float
-    poll_timeout: float
-    ticket_ttl: float
-    metrics: bool
-    metrics_token: str | None
+    redis_url: str | None = setting(
+        None,
+        "Redis for the topic log and the dedup store; `None` keeps them in process memory",
+    )
+    key_prefix: str = setting("realtime", "prefix of every Redis key")
+    channel_layer: str = setting(
+        "default",
+        "channel-layer alias used between processes; no layer, or the in-memory one, means "
+        "in-process delivery",
+    )
+    history_size: int = setting(1000, "messages kept per topic for resume")
+    history_ttl: float = setting(3600.0, "maximum age of kept messages", convert=float)
+    heartbeat_interval: float = setting(25.0, "server `ping` interval", convert=float)
+    heartbeat_timeout: float = setting(
+        10.0, "silence after a ping before closing with 4408", convert=float
+    )
+    auth_timeout: float = setting(
+        10.0, "time a token-only client has to send `auth` (4401 after)", convert=float
+    )
+    token_max_age: float = setting(
+        900.0, "lifetime of tokens from `make_token()` without `expires_in`"
+    )
+    token_expiry_warning: float = setting(60.0, "how long before expiry `token-expiring` is sent")
+    ack_timeout: float = setting(
+        5.0, "first redelivery of an unacknowledged `ack=True` message; doubles each time"
+    )
+    ack_max_retries: int = setting(5, "redeliveries before the `message_undelivered` signal")
+    dedup_ttl: float = setting(
+        300.0, "how long client message ids (and their answers) are remembered"
+    )
+    send_lease: float = setting(
+        5.0,
+        "how long a client message being handled holds its id (renewed while its handler "
+        "runs): after a node dies mid-handler, a retry runs the handler after at most this "
+        "long. Must be above 0",
+    )
+    send_wait: float = setting(
+        5.0,
+        "how long an attempt that overlaps a running one waits for its answer before "
+        "answering `in_progress` (POST: 409)",
+    )
+    max_frame_bytes: int = setting(65536, "largest client frame (close 4009 beyond)")
+    max_message_bytes: int = setting(
+        65536, "largest published `data`, JSON-encoded (`MessageTooLarge`)"
+    )
+    max_topics: int = setting(128, "topics per connection")
+    rate: float = setting(
+        20.0,
+        "client frames per second, sustained (close 4429 beyond); for SSE, long-poll and "
+        "POST, requests per second per user, else per session, else per client address "
+        "(429 beyond)",
+    )
+    burst: int = setting(60, "client frames (HTTP: requests) allowed in a burst")
+    outbound_queue_size: int = setting(
+        1000, "frames waiting for a congested socket before the client is closed with 4503"
+    )
+    allowed_origins: tuple[str, ...] | None = setting(
+        None,
+        "browser origins allowed to connect; `None` derives them from `ALLOWED_HOSTS`",
+        convert=tuple,
+    )
+    publish_timeout: float = setting(
+        5.0, "how long `publish()` waits for the log before `PublishTimeout`"
+    )
+    backend_grace: float = setting(
+        30.0,
+        "how long a connection keeps retrying an unreachable topic log (to fill a gap) "
+        "before it is closed with 4011",
+    )
+    consumer: str = setting(
+        "realtime.consumers.RealtimeConsumer",
+        "the consumer class whose hooks every transport (WebSocket, SSE, long-poll, POST) uses",
+    )
+    sse_keepalive: float = setting(15.0, "interval of SSE keep-alive comments")
+    poll_timeout: float = setting(25.0, "how long a long-poll request waits before answering 204")
+    ticket_ttl: float = setting(10.0, "lifetime of single-use EventSource tickets")
+    metrics: bool = setting(False, "serve Prometheus metrics at `realtime/metrics/`")
+    metrics_token: str | None = setting(
+        None, "bearer token the metrics endpoint wants; `None` means staff sessions only"
+    )
+
+
+def _accepted(annotation: Any) -> tuple[type, ...]:
+    """The types a value of a field annotated ``annotation`` may have in ``REALTIME``."""
+    accepted: list[type] = []
+    for member in typing.get_args(annotation) or (annotation,):
+        if member is float:
+            accepted += [int, float]
+        elif typing.get_origin(member) is tuple:
+            accepted += [list, tuple]
+        else:
+            accepted.append(typing.get_origin(member) or member)
+    return tuple(accepted)
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
+DEFAULTS: dict[str, Any] = {field.name.upper(): field.default for field in SETTINGS}
+DOCS: dict[str, str] = {field.name.upper(): field.metadata["doc"] for field in SETTINGS}
+TYPES: dict[str, tuple[type, ...]] = {
+    name.upper(): _accepted(annotation)
+    for name, annotation in typing.get_type_hints(Config).items()
+}
+_CONVERT = {
+    field.name.upper(): field.metadata["convert"]
+    for field in SETTINGS
+    if field.metadata["convert"] is not None
+}
+_NUMBER = (int, float)
 
 
 def user_settings() -> dict[str, Any]:
@@ -174,10 +179,9 @@ def get_config() -> Config:
     if bad:
         raise ImproperlyConfigured(" ".join(message for _, message in bad))
     merged = {**DEFAULTS, **values}
-    origins = merged["ALLOWED_ORIGINS"]
-    merged["ALLOWED_ORIGINS"] = tuple(origins) if origins is not None else None
-    for key in ("HISTORY_TTL", "HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "AUTH_TIMEOUT"):
-        merged[key] = float(merged[key])
+    for key, convert in _CONVERT.items():
+        if merged[key] is not None:
+            merged[key] = convert(merged[key])
     return Config(**{key.lower(): value for key, value in merged.items()})
 
 

@@ -91,6 +91,10 @@ class MemoryDedup:
         self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()  # publish() and daphne may run on different threads
 
+    def __len__(self) -> int:
+        """How many ids it holds (running claims and remembered answers), at most ``limit``."""
+        return len(self._items)
+
     def _live(self, key: str, now: float) -> str | None:
         found = self._items.get(key)
         if found is None:

@@ -7,8 +7,10 @@
         client.post("/orders/42/ship/")
     assert published[0]["topic"] == "order.42"
 
-``reset()`` forgets the process's in-memory topic logs, hubs and stores between tests.
-``RealtimeCommunicator`` speaks the protocol over Channels' ``WebsocketCommunicator``.
+``reset()`` forgets the process's in-memory topic logs, hubs and stores between tests;
+``restore_topics()`` undoes the topic registrations a test made; ``aclose_redis()`` closes
+the Redis connections of an async test's event loop. ``RealtimeCommunicator`` speaks the
+protocol over Channels' ``WebsocketCommunicator``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from channels.layers import InMemoryChannelLayer, channel_layers
 from channels.testing import WebsocketCommunicator
 
 from realtime import backends, health, hub, protocol
+from realtime._redis import aclose_clients
 from realtime.publishing import captures
+from realtime.topics import registry
 
 
 class _Commit:
@@ -83,6 +87,26 @@ def reset() -> None:
     for alias, layer in list(channel_layers.backends.items()):
         if isinstance(layer, InMemoryChannelLayer):
             del channel_layers.backends[alias]
+
+
+@contextlib.contextmanager
+def restore_topics() -> Iterator[None]:
+    """Undo, when the block exits, every topic registration made (``register_topic``,
+    ``@topic``) or removed inside it: the registrations of your apps stay, those of one test
+    do not leak into the next."""
+    snapshot = registry.snapshot()
+    try:
+        yield
+    finally:
+        registry.restore(snapshot)
+
+
+async def aclose_redis() -> None:
+    """Close the Redis connections realtime opened on the running event loop (with
+    ``REDIS_URL`` set: topic log, dedup store, registry, ``apublish()``). Realtime keeps one
+    connection pool per event loop; await this at the end of an async test that used Redis,
+    before its event loop closes, so that no connection outlives it."""
+    await aclose_clients()
 
 
 class RealtimeCommunicator(WebsocketCommunicator):  # type: ignore[misc]

@@ -117,6 +117,15 @@ class TopicRegistry:
     def patterns(self) -> list[str]:
         return [p.pattern for p in self._patterns]
 
+    def snapshot(self) -> tuple[TopicPattern, ...]:
+        """The registrations as they are now, for :meth:`restore`."""
+        return tuple(self._patterns)
+
+    def restore(self, snapshot: tuple[TopicPattern, ...]) -> None:
+        """Go back to the registrations of ``snapshot``: those made since are forgotten, those
+        removed since come back."""
+        self._patterns = list(snapshot)
+
     def presence_enabled(self, topic: str) -> bool:
         """Whether ``topic`` announces joins and leaves (its pattern says ``presence=True``)."""
         try:

@@ -21,9 +21,8 @@ from channels.layers import get_channel_layer
 from django.test import override_settings
 
 from realtime import backends, hub
-from realtime._redis import aclose_clients
 from realtime.publishing import close_publisher
-from realtime.topics import registry
+from realtime.testing import aclose_redis, restore_topics
 
 if TYPE_CHECKING:
     from tests.servers import Daphne
@@ -31,13 +30,6 @@ if TYPE_CHECKING:
 
 # The suites that drive headless Chromium against real daphne servers.
 BROWSER_SUITES = {"browser", "browser_admin", "browser_demo"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.parent.name in BROWSER_SUITES:
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +48,46 @@ def pytest_configure(config: pytest.Config) -> None:
         "ERROR record while it runs, except those mentioning a string of allow "
         "(tests.servers.Daphne.assert_no_tracebacks)",
     )
+    config.addinivalue_line(
+        "markers",
+        "server: starts a server (a daphne node, Chromium or a private redis-server); added "
+        "by tests/conftest.py to every e2e or browser test and every test using a fixture of "
+        "SERVER_FIXTURES. `make test-fast` runs the others: -m 'not server'",
+    )
+
+
+# The fixtures that start a server: the database daphne nodes share, the browser, and a
+# module's own redis-server (the shared Redis of `redis_url` is not started per test).
+SERVER_FIXTURES = frozenset({"database", "chromium", "private_redis"})
+
+
+# Runs before pytest's own -m selection (registered first, so called last).
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in BROWSER_SUITES:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.e2e)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("e2e") or fixtures & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def _server_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a daphne node must be marked ``server`` (``e2e``, or a fixture of
+    :data:`SERVER_FIXTURES`), so that ``make test-fast`` can leave it out."""
+    if request.node.get_closest_marker("server"):
+        yield
+        return
+    from tests.servers import Daphne
+
+    before = len(Daphne.started)
+    yield
+    if len(Daphne.started) != before:
+        pytest.fail(
+            f"{request.node.nodeid} started a daphne node without the e2e marker, "
+            "so `make test-fast` (-m 'not server') would run it."
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -295,7 +327,7 @@ async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]
         yield {"url": redis_url, "prefix": prefix}
         await hub.get_hub().registry_written()  # background writes hold pool connections
         close_publisher()
-        await aclose_clients()
+        await aclose_redis()
         await get_channel_layer().flush()
     from tests.servers import delete_prefix
 
@@ -341,6 +373,5 @@ def _fresh_state() -> Iterator[None]:
     """Each test starts with empty in-memory logs and hubs, and the test app's topics."""
     backends.reset()
     hub.reset_hubs()
-    patterns = list(registry._patterns)
-    yield
-    registry._patterns = patterns
+    with restore_topics():
+        yield

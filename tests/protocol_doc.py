@@ -8,6 +8,8 @@ import functools
 import re
 from pathlib import Path
 
+from tests import markdown
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 _TICKED = re.compile(r"`([^`]+)`")
 _NAME = re.compile(r"[a-z][a-z_]*")
@@ -19,37 +21,17 @@ def text() -> str:
 
 
 def section(heading: str) -> str:
-    """The text under the heading that starts with ``heading`` (any level), up to the next
-    heading of the same or a higher level. Raises ``LookupError`` when there is none."""
-    lines = text().splitlines()
-    for n, line in enumerate(lines):
-        level = len(line) - len(line.lstrip("#"))
-        if level and line[level:].strip().startswith(heading):
-            end = next(
-                (
-                    m
-                    for m in range(n + 1, len(lines))
-                    if lines[m].startswith("#")
-                    and len(lines[m]) - len(lines[m].lstrip("#")) <= level
-                ),
-                len(lines),
-            )
-            return "\n".join(lines[n + 1 : end])
-    raise LookupError(f"docs/protocol.md has no heading {heading!r}")
+    """The text under ``heading`` (see :func:`tests.markdown.section`)."""
+    try:
+        return markdown.section(text(), heading)
+    except LookupError:
+        raise LookupError(f"docs/protocol.md has no heading {heading!r}") from None
 
 
 def table(heading: str) -> list[list[str]]:
     """The rows (cells stripped, header and rule left out) of the first table under
     ``heading``."""
-    rows = []
-    for line in section(heading).splitlines():
-        if not line.startswith("|"):
-            if rows:
-                break
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        rows.append(cells)
-    return [row for row in rows[2:]]
+    return markdown.first_table(section(heading))
 
 
 def first_ticked(cell: str) -> str:

@@ -104,7 +104,7 @@ def test_old_daphne_is_an_error(monkeypatch):
     with override_settings(REALTIME={}, CHANNEL_LAYERS=MEMORY, DEBUG=True):
         [error] = run()
     assert error.id == "realtime.E006"
-    assert error.msg == "daphne 4.1.0 is installed; realtime needs 4.2.2 or later."
+    assert error.msg == "daphne 4.1.0 is installed; realtime needs 4.2.3 or later."
 
 
 @override_settings(REALTIME={}, CHANNEL_LAYERS=MEMORY, DEBUG=True, ASGI_APPLICATION=None)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from realtime._redis import aclose_clients
 from realtime.dedup import Dedup, MemoryDedup, RedisDedup, answer_once
+from realtime.testing import aclose_redis
 
 ANSWER = '{"type":"ack","id":"m","result":1}'
 OTHER = '{"type":"ack","id":"m","result":2}'
@@ -86,7 +86,7 @@ async def test_memory_store_is_bounded():
     store = MemoryDedup(ttl=300, lease=5, limit=3, clock=Clock())
     for n in range(5):
         await store.begin(f"k{n}", "a")
-    assert len(store._items) <= 3
+    assert len(store) <= 3
 
 
 # ---- RedisDedup: the same rules, atomically, on the real Redis -----------------------------
@@ -100,7 +100,7 @@ async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[tuple[RedisD
     if keys:
         await client.delete(*keys)
     await client.aclose()
-    await aclose_clients()
+    await aclose_redis()
 
 
 async def test_redis_claim_pending_answer(redis_store):
@@ -183,7 +183,7 @@ async def store(request, redis_url: str, prefix: str) -> AsyncIterator[Callable[
         if keys:
             await client.delete(*keys)
         await client.aclose()
-        await aclose_clients()
+        await aclose_redis()
 
 
 def attempt(dedup: Dedup, run: Callable[[], Awaitable[str]], wait: float = 10, lease: float = 5):

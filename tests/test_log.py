@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 
-from realtime._redis import aclose_clients
 from realtime.log.memory import MemoryLog
 from realtime.log.redis import RedisLog
+from realtime.testing import aclose_redis
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -29,7 +29,7 @@ async def make_log(request: Any, prefix: str) -> AsyncIterator[Any]:
     yield factory
     for log in created:
         await log.clear()
-    await aclose_clients()
+    await aclose_redis()
 
 
 async def append(log: Any, topic: str, n: int, when: float | None = None) -> tuple[str, int]:
@@ -133,7 +133,7 @@ async def test_redis_flush_is_detected_as_a_new_epoch(redis_url, prefix):
     assert replay.epoch != epoch
     assert (await append(log, "t.flush", 3)) == (replay.epoch, 1)
     await log.clear()
-    await aclose_clients()
+    await aclose_redis()
 
 
 async def test_redis_stream_is_trimmed_to_the_history_size(redis_url, prefix):
@@ -142,4 +142,4 @@ async def test_redis_stream_is_trimmed_to_the_history_size(redis_url, prefix):
         await append(log, "t.trim", n)
     assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:log:t.trim") == 5
     await log.clear()
-    await aclose_clients()
+    await aclose_redis()

@@ -15,6 +15,7 @@ import realtime
 from realtime import testing
 from realtime.backends import get_log
 from realtime.testing import capture_published
+from realtime.topics import registry
 
 
 def log_offset(topic: str) -> int:
@@ -194,3 +195,14 @@ def test_reset_empties_the_in_memory_channel_layer():
     layer = get_channel_layer()
     testing.reset()
     assert get_channel_layer() is not layer
+
+
+def test_restore_topics_undoes_registrations_made_and_removed_inside_it():
+    before = registry.patterns()
+    kept = before[0]
+    with testing.restore_topics():
+        realtime.register_topic("only.{n:int}", realtime.allow_any)
+        registry.unregister(kept)
+        assert "only.{n:int}" in registry.patterns()
+        assert kept not in registry.patterns()
+    assert registry.patterns() == before

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +15,10 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.core import signing
 
 import realtime
+from realtime import auth
 from realtime.auth import aauthenticate_token
 from realtime.exceptions import TokenInvalid
 from tests.servers import Daphne, make_database, run_script
@@ -107,11 +108,11 @@ async def test_a_deactivation_rolled_back_revokes_nothing():
 
 
 def _old_format_token(user: Any) -> str:
-    """A token as made before issue times were added: no "i"."""
-    from realtime import auth
-
-    payload = {"u": str(user.pk), "x": time.time() + 60, "h": auth._auth_hash(user)}
-    return auth._signer().sign_object(payload, compress=False)
+    """A token as made before issue times were added: a current one without its "i"."""
+    signer = signing.Signer(salt=auth.SALT, sep=".")
+    payload = signer.unsign_object(realtime.make_token(user, expires_in=60))
+    del payload["i"]
+    return signer.sign_object(payload, compress=False)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,8 +2,8 @@
 ``realtime_status`` / ``realtime_disconnect`` commands read.
 
 Each node (one hub: one process and event loop) owns one record set. It adds and removes its
-connections as they come and go and refreshes its set every ``REGISTRY_REFRESH`` seconds with
-fresh counters. A node's set expires ``HEARTBEAT_TIMEOUT`` after its last refresh, so the
+connections as they come and go and refreshes its set with fresh counters every third of
+``HEARTBEAT_TIMEOUT``. A node's set expires ``HEARTBEAT_TIMEOUT`` after its last refresh, so the
 connections of a node that died (SIGKILL, power cut) leave the registry within one heartbeat
 timeout without anyone cleaning up after it.
 
