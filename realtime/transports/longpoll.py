@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from realtime import health, protocol
 from realtime.conf import get_config
+from realtime.exceptions import CloseCode
 from realtime.transports.http import (
     CollectingTransport,
     failure_response,
@@ -58,7 +59,7 @@ async def poll(request: HttpRequest) -> HttpResponse:
     except Exception as error:
         return failure_response(error, "log", "A long-poll request failed")
     finally:
-        await connection.closed(1000)
+        await connection.closed(CloseCode.NORMAL)
     body = '{"frames":[' + ",".join(frames) + '],"cursor":' + json.dumps(cursor) + "}"
     response = HttpResponse(body, content_type="application/json")
     response["Cache-Control"] = "no-cache, no-store"

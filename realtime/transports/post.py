@@ -11,6 +11,7 @@ from realtime import health, protocol, tickets
 from realtime.conf import get_config
 from realtime.connection import notify
 from realtime.exceptions import (
+    CloseCode,
     InProgress,
     InvalidFrame,
     InvalidJSON,
@@ -57,7 +58,7 @@ async def send(request: HttpRequest) -> HttpResponse:
         try:
             answer = await connection.answer_send(frame)
         finally:
-            await connection.closed(1000)
+            await connection.closed(CloseCode.NORMAL)
         if answer is None:
             return in_progress(frame["id"])
     except Exception as error:
