@@ -32,7 +32,7 @@ def get_asgi_application(
     too (set that instead, to keep every transport on the same hooks). ``http`` replaces
     Django's ASGI handler; ``websocket_routes`` adds your own Channels routes. WebSocket
     connections get the session and user as with Channels' ``AuthMiddlewareStack``; Origin
-    checks are done by the consumer (docs/security.md)."""
+    checks are done by the WebSocket transport (docs/security.md)."""
     django_app = get_django_asgi_application()  # sets Django up before models are imported
 
     from channels.auth import AuthMiddlewareStack

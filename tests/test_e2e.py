@@ -56,6 +56,31 @@ async def test_in_memory_node_delivers_what_a_sync_view_publishes(database):
         server.stop()
 
 
+async def test_a_consumer_may_name_its_own_methods_close_dispatch_and_send_text(database):
+    # The hooks object is not the transport: the socket calls none of these user methods, so
+    # frames go out, a `send` reaches the user's handler (which calls them), and the server
+    # still closes with its own code.
+    server = Daphne(database[0], application="tests.asgi:own_names_application")
+    try:
+        client = await Client.connect(server)
+        name = topic()
+        assert (await client.subscribe(name))["type"] == "subscribed"
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            response = await http.post("/test/publish/", json={"topic": name, "event": "hi"})
+        assert (await client.receive())["id"] == response.json()["id"]
+        await client.send({"type": "send", "id": "s-1", "event": "ship", "data": "order 7"})
+        assert await client.receive() == {
+            "type": "ack",
+            "id": "s-1",
+            "result": ["closed order 7", "dispatched order 7", "texted order 7", "sent order 7"],
+        }
+        await client.ws.send(b"binary")
+        assert await client.close_code() == 4400
+        server.assert_no_tracebacks()
+    finally:
+        server.stop()
+
+
 async def test_wrong_origin_gets_http_403(nodes):
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(nodes[0].url, origin="https://evil.example")  # type: ignore[arg-type]

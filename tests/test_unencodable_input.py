@@ -7,7 +7,6 @@ a frame the socket cannot send is dropped alone; ``publish()`` refuses such data
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import types
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ import websockets
 import realtime
 from realtime import protocol
 from realtime.conf import get_config
-from realtime.consumers import RealtimeConsumer
 from realtime.exceptions import InvalidFrame
 from realtime.testing import RealtimeCommunicator
+from realtime.transports.websocket import WebSocketTransport
 from tests.asgi import application
 from tests.servers import Client, Daphne
 
@@ -103,24 +102,19 @@ class BlockingSend:
         self.changed.set()
 
 
-def waiting_consumer(send: BlockingSend) -> RealtimeConsumer:
-    """A consumer set up as __call__ and websocket_connect would, writing to ``send``."""
-    consumer = RealtimeConsumer()
-    consumer.base_send = send
-    consumer._queue = collections.deque()
-    consumer._writer = None
-    consumer._background = set()
-    consumer._closing = False
-    consumer.connection = types.SimpleNamespace(config=get_config())  # type: ignore[assignment]
-    return consumer
+def waiting_transport(send: BlockingSend) -> WebSocketTransport:
+    """A WebSocket transport as its handshake leaves it, writing to ``send``."""
+    transport = WebSocketTransport(send)
+    transport.connection = types.SimpleNamespace(config=get_config())  # type: ignore[assignment]
+    return transport
 
 
 async def test_a_frame_that_cannot_be_sent_does_not_take_the_queued_frames_with_it():
     send = BlockingSend()
-    consumer = waiting_consumer(send)
-    consumer.send_text('{"type":"notice","text":"first"}')  # blocks the socket
-    consumer.send_text('{"type":"notice","text":"\ud800"}')  # cannot be encoded
-    consumer.send_text('{"type":"notice","text":"third"}')
+    transport = waiting_transport(send)
+    transport.send_text('{"type":"notice","text":"first"}')  # blocks the socket
+    transport.send_text('{"type":"notice","text":"\ud800"}')  # cannot be encoded
+    transport.send_text('{"type":"notice","text":"third"}')
     send.release.set()
     async with asyncio.timeout(5):
         while len(send.sent) < 2:
@@ -130,7 +124,7 @@ async def test_a_frame_that_cannot_be_sent_does_not_take_the_queued_frames_with_
         '{"type":"notice","text":"first"}',
         '{"type":"notice","text":"third"}',
     ]
-    assert not consumer._closing
+    assert not transport.closing
 
 
 class BrokenSend:
@@ -147,7 +141,7 @@ class BrokenSend:
 
 async def test_a_broken_socket_drops_the_queue_and_releases_the_connection_4011():
     send = BrokenSend()
-    consumer = waiting_consumer(send)  # type: ignore[arg-type]
+    transport = waiting_transport(send)  # type: ignore[arg-type]
     released: list[int] = []
     done = asyncio.Event()
 
@@ -155,15 +149,15 @@ async def test_a_broken_socket_drops_the_queue_and_releases_the_connection_4011(
         released.append(code)
         done.set()
 
-    consumer.connection.closed = closed  # type: ignore[attr-defined]
-    consumer.send_text('{"type":"notice","text":"first"}')
-    consumer.send_text('{"type":"notice","text":"second"}')
-    consumer.send_text('{"type":"notice","text":"third"}')
+    transport.connection.closed = closed  # type: ignore[method-assign]
+    transport.send_text('{"type":"notice","text":"first"}')
+    transport.send_text('{"type":"notice","text":"second"}')
+    transport.send_text('{"type":"notice","text":"third"}')
     async with asyncio.timeout(5):
         await done.wait()
     assert released == [4011]
     assert [m["text"] for m in send.sent] == ['{"type":"notice","text":"first"}']
-    assert not consumer._queue and consumer._closing
+    assert transport.backlog == 0 and transport.closing
 
 
 # ---- over a real daphne ------------------------------------------------------------------------

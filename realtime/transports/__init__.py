@@ -1,3 +1,4 @@
-"""The HTTP fallback transports: SSE (:mod:`.sse`) and long-poll (:mod:`.longpoll`), with
-client frames by POST (:mod:`.post`). They drive the same :class:`~realtime.connection.Connection`
-as the WebSocket consumer, so auth, topics, cursors, ACKs and limits are shared."""
+"""The transports, each driving the same :class:`~realtime.connection.Connection` with the
+consumer's hooks (:mod:`.base`), so auth, topics, cursors, ACKs and limits are shared:
+WebSocket (:mod:`.websocket`), and the HTTP fallbacks (:mod:`.http`) SSE (:mod:`.sse`) and
+long-poll (:mod:`.longpoll`), with client frames by POST (:mod:`.post`)."""

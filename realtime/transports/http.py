@@ -15,7 +15,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.module_loading import import_string
 
 from realtime import health, protocol, tickets
@@ -34,6 +35,7 @@ from realtime.exceptions import (
     http_status_for,
 )
 from realtime.topics import validate_topic
+from realtime.transports.base import new_connection, new_hooks
 
 logger = logging.getLogger("realtime.transports")
 
@@ -63,14 +65,26 @@ def unavailable() -> JsonResponse:
     return health.outage_answer(response)
 
 
-def failure_response(error: Exception, component: str, what: str) -> JsonResponse:
+def failure_response(error: Exception, component: str, what: str) -> HttpResponse:
     """The answer to a request that raised ``error``: a :class:`RealtimeError`'s documented
-    error, else 503 ``unavailable``, the failure recorded against ``component`` (see
-    :func:`realtime.health.request_failed`; ``what`` names the request in the log)."""
+    error, Django's CSRF failure for :class:`CsrfRefused`, else 503 ``unavailable``, the
+    failure recorded against ``component`` (see :func:`realtime.health.request_failed`;
+    ``what`` names the request in the log)."""
     if isinstance(error, RealtimeError):
         return error_response(error)
+    if isinstance(error, CsrfRefused):
+        return error.response
     health.request_failed(component, error, logger, what)
     return unavailable()
+
+
+class CsrfRefused(Exception):
+    """A POST authenticated by the session cookie failed Django's CSRF check; ``response`` is
+    Django's answer to it (``CSRF_FAILURE_VIEW``)."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__("CSRF check failed")
+        self.response = response
 
 
 @dataclass
@@ -139,6 +153,55 @@ def _load_ticket_user(user_pk: str) -> Any:
         raise TokenInvalid(
             "The ticket's user no longer exists, is inactive or was deactivated since."
         ) from None
+
+
+async def admit(
+    request: HttpRequest, *, login_required: bool = False, csrf: bool = False
+) -> Caller:
+    """The start every HTTP transport's request shares: authenticate the caller (Origin, then
+    credentials; see :func:`authenticate`); with ``login_required``, refuse a caller without
+    credentials (:class:`AuthRequired`); with ``csrf``, check a caller authenticated by the
+    session cookie against CSRF (:class:`CsrfRefused`); then spend one request of the caller's
+    rate limit (:class:`RateLimited`). :func:`failure_response` answers each refusal."""
+    caller = await authenticate(request)
+    if login_required and not caller.user.is_authenticated:  # before CSRF: nothing to protect
+        raise AuthRequired("Log in or send a bearer token first.")
+    # Cookies ride along on cross-site requests; bearer tokens and tickets do not.
+    if csrf and caller.via == "session":
+        failure = CsrfViewMiddleware(_no_view).process_view(request, _no_view, (), {})
+        if failure is not None:
+            raise CsrfRefused(failure)
+    buckets.take(caller.rate_scope)
+    return caller
+
+
+def _no_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse()
+
+
+@dataclass
+class Opened:
+    """A request for topics (SSE, long-poll), admitted: who asked, its connection (not yet
+    authenticated), and the topics with the cursors the request gave."""
+
+    caller: Caller
+    connection: Connection
+    topics: list[str]
+    cursors: dict[str, protocol.Cursor]
+
+
+async def open_topics(
+    request: HttpRequest, transport: Any, name: str, *, register: bool = True
+) -> Opened:
+    """The start of an SSE or long-poll request: :func:`admit` it, read its topics and cursors
+    (:func:`topics_and_cursors`), open its connection through ``transport`` with the
+    consumer's hooks, and check the topics' permissions (:func:`check_topics`), so that a
+    refusal is answered with its status before anything is subscribed."""
+    caller = await admit(request)
+    topics, cursors = topics_and_cursors(request)
+    connection, hooks = open_connection(request, caller, transport, name, register=register)
+    await check_topics(hooks, caller, topics)
+    return Opened(caller, connection, topics, cursors)
 
 
 async def check_topics(hooks: Any, caller: Caller, topics: list[str]) -> None:
@@ -217,15 +280,14 @@ class CollectingTransport:
 def hooks_for(request: HttpRequest, caller: Caller) -> Any:
     """An instance of the configured consumer class, to run its hooks for an HTTP transport.
     Its ``scope`` is an HTTP scope with the caller's ``user``."""
-    consumer = import_string(get_config().consumer)()
-    consumer.scope = {
+    scope = {
         "type": "http",
         "path": request.path,
         "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
         "user": caller.user,
         "client": (request.META.get("REMOTE_ADDR"), None),
     }
-    return consumer
+    return new_hooks(import_string(get_config().consumer), scope)
 
 
 def open_connection(
@@ -233,7 +295,7 @@ def open_connection(
 ) -> tuple[Connection, Any]:
     """A connection for an HTTP transport, with the configured consumer's hooks."""
     hooks = hooks_for(request, caller)
-    connection = Connection(
+    connection = new_connection(
         transport,
         hooks,
         user=caller.user,
@@ -244,7 +306,6 @@ def open_connection(
         client=str(request.META.get("REMOTE_ADDR", "")),
         user_agent=request.headers.get("User-Agent", ""),
     )
-    hooks.connection = connection
     return connection, hooks
 
 

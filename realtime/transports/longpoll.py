@@ -15,15 +15,12 @@ from django.views.decorators.http import require_GET
 
 from realtime import health, protocol
 from realtime.conf import get_config
+from realtime.exceptions import CloseCode
 from realtime.transports.http import (
     CollectingTransport,
-    authenticate,
-    buckets,
-    check_topics,
     failure_response,
     frame_type,
-    open_connection,
-    topics_and_cursors,
+    open_topics,
 )
 
 
@@ -37,14 +34,11 @@ async def poll(request: HttpRequest) -> HttpResponse:
     """Answer 200 with the frames after the cursor, or 204 when none came in time."""
     transport = CollectingTransport()
     try:
-        caller = await authenticate(request)
-        buckets.take(caller.rate_scope)
-        topics, cursors = topics_and_cursors(request)
         # Not registered: a poll lives for one request, and three registry writes per poll
         # would cost more than the poll itself (docs/operations.md).
-        connection, hooks = open_connection(request, caller, transport, "longpoll", register=False)
-        await check_topics(hooks, caller, topics)
-        await connection.authenticated(caller.user, welcome=False)
+        opened = await open_topics(request, transport, "longpoll", register=False)
+        topics, cursors, connection = opened.topics, opened.cursors, opened.connection
+        await connection.authenticated(opened.caller.user, welcome=False)
     except Exception as error:
         return failure_response(error, "log", "A long-poll request failed")
     try:
@@ -65,7 +59,7 @@ async def poll(request: HttpRequest) -> HttpResponse:
     except Exception as error:
         return failure_response(error, "log", "A long-poll request failed")
     finally:
-        await connection.closed(1000)
+        await connection.closed(CloseCode.NORMAL)
     body = '{"frames":[' + ",".join(frames) + '],"cursor":' + json.dumps(cursor) + "}"
     response = HttpResponse(body, content_type="application/json")
     response["Cache-Control"] = "no-cache, no-store"

@@ -4,7 +4,6 @@ realtime/ticket/`` (single-use tickets for a bare EventSource). See docs/protoco
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -12,7 +11,7 @@ from realtime import health, protocol, tickets
 from realtime.conf import get_config
 from realtime.connection import notify
 from realtime.exceptions import (
-    AuthRequired,
+    CloseCode,
     InProgress,
     InvalidFrame,
     InvalidJSON,
@@ -22,8 +21,7 @@ from realtime.hub import CONTROL_TYPE, get_hub
 from realtime.transports.http import (
     Caller,
     CollectingTransport,
-    authenticate,
-    buckets,
+    admit,
     error_response,
     failure_response,
     open_connection,
@@ -32,27 +30,13 @@ from realtime.transports.http import (
 CONNECTION_HEADER = "X-Realtime-Connection"
 
 
-def _csrf_failure(request: HttpRequest, caller: Caller) -> HttpResponse | None:
-    # Cookies ride along on cross-site requests; bearer tokens and tickets do not.
-    if caller.via != "session":
-        return None
-    return CsrfViewMiddleware(_no_view).process_view(request, _no_view, (), {})
-
-
-def _no_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse()
-
-
 @csrf_exempt
 @require_POST
 async def send(request: HttpRequest) -> HttpResponse:
     """Run a client ``send`` (200 with its ``ack`` frame) or relay an ``ack`` (204)."""
     component = "dedup"
     try:
-        caller = await authenticate(request)
-        if (failure := _csrf_failure(request, caller)) is not None:
-            return failure
-        buckets.take(caller.rate_scope)
+        caller = await admit(request, csrf=True)
         limit = get_config().max_frame_bytes
         if len(request.body) > limit:
             raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
@@ -74,7 +58,7 @@ async def send(request: HttpRequest) -> HttpResponse:
         try:
             answer = await connection.answer_send(frame)
         finally:
-            await connection.closed(1000)
+            await connection.closed(CloseCode.NORMAL)
         if answer is None:
             return in_progress(frame["id"])
     except Exception as error:
@@ -112,14 +96,10 @@ async def ticket(request: HttpRequest) -> HttpResponse:
     """A single-use ticket for ``GET realtime/sse/?ticket=…`` (bare EventSource); 503 with
     ``Retry-After`` when the ticket store (Redis) cannot be written."""
     try:
-        caller = await authenticate(request)
-        if not caller.user.is_authenticated:  # before CSRF: there is nothing to protect
-            raise AuthRequired("Log in or send a bearer token first.")
-        if (failure := _csrf_failure(request, caller)) is not None:
-            return failure
-        buckets.take(caller.rate_scope)  # each ticket is a key in Redis for TICKET_TTL
+        # rate-limited like every request: each ticket is a key in Redis for TICKET_TTL
+        caller = await admit(request, login_required=True, csrf=True)
         value = await tickets.issue(str(caller.user.pk))
-    except Exception as error:  # a RealtimeError, or the ticket store (Redis) is unreachable
+    except Exception as error:  # refused (see admit), or the ticket store (Redis) is unreachable
         return failure_response(error, "tickets", "Issuing a ticket failed")
     health.ok("tickets")
     return JsonResponse(

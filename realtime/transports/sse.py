@@ -26,15 +26,7 @@ from realtime.exceptions import (
     CloseCode,
     RealtimeError,
 )
-from realtime.transports.http import (
-    authenticate,
-    buckets,
-    check_topics,
-    failure_response,
-    frame_type,
-    open_connection,
-    topics_and_cursors,
-)
+from realtime.transports.http import failure_response, frame_type, open_topics
 
 # Old proxies and some browsers hold the first bytes of a response back: 2 KiB of comment
 # pushes them through at once.
@@ -54,16 +46,14 @@ class SSEStream:
     the request's topics are still being subscribed one by one, and an ``id:`` written then
     must already name the topics subscribed after it (see :meth:`start`)."""
 
-    def __init__(self, cursors: dict[str, protocol.Cursor] | None = None) -> None:
+    def __init__(self) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.limit = get_config().outbound_queue_size
         self.connection: Connection | None = None
         self.code = CloseCode.NORMAL
         self.closing = False
-        # the position of each topic as of the last event queued; starts at the request's
-        self.positions: Positions = {
-            topic: (cursor["epoch"], cursor["offset"]) for topic, cursor in (cursors or {}).items()
-        }
+        # the position of each topic as of the last event queued; from the request's cursors
+        self.positions: Positions = {}
         self._held: list[tuple[str, str, Positions | None]] | None = []
         self._close_reason = ""
 
@@ -71,7 +61,7 @@ class SSEStream:
         if self.closing:
             return
         if self.queue.qsize() + len(self._held or ()) >= self.limit:
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            self.close(CloseCode.SLOW_CONSUMER, CloseCode.SLOW_CONSUMER.reason)
             return
         kind = frame_type(text)
         moves = kind in POSITION_TYPES and self.connection is not None
@@ -90,10 +80,12 @@ class SSEStream:
             event += f"id: {protocol.encode_cursors(self.positions)}\n"
         self.queue.put_nowait(f"{event}data: {text}\n\n")
 
-    def start(self) -> None:
+    def start(self, cursors: dict[str, protocol.Cursor] | None = None) -> None:
         """Every topic is subscribed: queue the held frames with their ids. A topic not yet
-        subscribed when a frame was sent is named by the request's cursor or, without one, by
-        the position its subscription started at (nothing of it was sent before that)."""
+        subscribed when a frame was sent is named by the request's cursor (``cursors``) or,
+        without one, by the position its subscription started at (nothing of it was sent
+        before that)."""
+        self.positions = {t: (c["epoch"], c["offset"]) for t, c in (cursors or {}).items()}
         held, self._held = self._held or [], None
         for _, _, snapshot in held:
             for topic, position in (snapshot or {}).items():
@@ -150,17 +142,14 @@ class SSEStream:
 async def sse(request: HttpRequest) -> HttpResponseBase:
     """Open an event stream for the ``topic`` parameters (see docs/protocol.md)."""
     try:
-        caller = await authenticate(request)
-        buckets.take(caller.rate_scope)
-        topics, cursors = topics_and_cursors(request)
-        stream = SSEStream({t: c for t, c in cursors.items() if t in topics})
-        connection, hooks = open_connection(request, caller, stream, "sse")
-        stream.connection = connection
-        await check_topics(hooks, caller, topics)  # refuse with 401/403 before streaming
+        stream = SSEStream()
+        opened = await open_topics(request, stream, "sse")  # 401/403 before streaming
     except Exception as error:
         return failure_response(error, "log", "Opening an SSE stream failed")
+    connection = stream.connection = opened.connection
+    topics, cursors = opened.topics, opened.cursors
     try:
-        await connection.authenticated(caller.user, caller.token_expires_at)
+        await connection.authenticated(opened.caller.user, opened.caller.token_expires_at)
         for topic in topics:
             try:
                 await connection.subscribe(topic, cursors.get(topic))
@@ -174,7 +163,7 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         refused = isinstance(error, RealtimeError)
         await _discard(connection, CloseCode.NORMAL if refused else CloseCode.SERVER_ERROR)
         return failure
-    stream.start()
+    stream.start({t: c for t, c in cursors.items() if t in topics})
     response = StreamingHttpResponse(
         _guarded(stream.events(connection), connection, stream),
         content_type="text/event-stream; charset=utf-8",

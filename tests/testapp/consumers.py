@@ -72,3 +72,24 @@ class EchoConsumer(realtime.RealtimeConsumer):
         finally:
             await client.aclose()
         return {"run": run, "stamp": uuid.uuid4().hex}
+
+
+class OwnNamesConsumer(EchoConsumer):
+    """A consumer whose own methods bear the names a WebSocket transport uses (``close``,
+    ``dispatch``, ``send_text``, ``send``), as a shop's might: they are the user's, and the
+    socket must neither call them nor be broken by them."""
+
+    def close(self, order: Any) -> str:
+        return f"closed {order}"
+
+    def dispatch(self, parcel: Any) -> str:
+        return f"dispatched {parcel}"
+
+    def send_text(self, text: Any) -> str:
+        return f"texted {text}"
+
+    async def send(self, invoice: Any) -> str:
+        return f"sent {invoice}"
+
+    async def handle_ship(self, data: Any) -> Any:
+        return [self.close(data), self.dispatch(data), self.send_text(data), await self.send(data)]
