@@ -20,9 +20,9 @@ import redis
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from realtime import backends, hub
+from realtime import backends, hub, hubs
 from realtime._redis import aclose_clients
-from realtime.publishing import close_publisher
+from realtime.loop import close_publisher
 from realtime.topics import registry
 
 
@@ -242,7 +242,7 @@ def _reset_channel_layers() -> None:
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
-    hub.reset_hubs()
+    hubs.reset_hubs()
     backends.reset()
 
 
@@ -268,7 +268,7 @@ def realtime_settings() -> Iterator[Any]:
 def _fresh_state() -> Iterator[None]:
     """Each test starts with empty in-memory logs and hubs, and the test app's topics."""
     backends.reset()
-    hub.reset_hubs()
+    hubs.reset_hubs()
     patterns = list(registry._patterns)
     yield
     registry._patterns = patterns

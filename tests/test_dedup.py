@@ -13,7 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from realtime._redis import aclose_clients
-from realtime.dedup import Dedup, MemoryDedup, RedisDedup, answer_once
+from realtime.dedup import answer_once
+from realtime.stores.base import Dedup
+from realtime.stores.memory import MemoryDedup
+from realtime.stores.redis import RedisDedup
 
 ANSWER = '{"type":"ack","id":"m","result":1}'
 OTHER = '{"type":"ack","id":"m","result":2}'

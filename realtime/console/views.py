@@ -22,7 +22,7 @@ from realtime.conf import get_config
 from realtime.console import listing
 from realtime.console.topics import atopic_stats
 from realtime.exceptions import InvalidTopic
-from realtime.publishing import run_sync
+from realtime.loop import run_sync
 from realtime.topics import validate_topic
 
 if TYPE_CHECKING:
