@@ -6,7 +6,7 @@ connection. Each incoming message is encoded into its ``message`` frame once and
 local subscriber on the event loop directly, never through per-consumer layer dispatch.
 
 A broker (:mod:`realtime.broker`) carries the messages between hubs; the hub's record in the
-cluster-wide registry is kept by :mod:`realtime.registry.node`."""
+cluster-wide registry is kept by :mod:`realtime.node`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
@@ -27,11 +27,9 @@ from realtime import health, hubs, protocol
 from realtime.backends import get_broker, get_log
 from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Broker
 from realtime.conf import get_config
+from realtime.hubs import Served
 from realtime.metrics import DELIVERED, LATENCY
-from realtime.registry.node import NodeRecord
-
-if TYPE_CHECKING:
-    from realtime.connection import Connection
+from realtime.node import Member, NodeRecord
 
 logger = logging.getLogger("realtime.hub")
 
@@ -39,6 +37,25 @@ logger = logging.getLogger("realtime.hub")
 WATCH_INTERVAL = 2.0
 
 _hub_numbers = itertools.count(1)
+
+
+class LocalConnection(Member, Served, Protocol):
+    """What the hub, its registry record and the metrics need of a local connection
+    (:class:`realtime.connection.Connection`)."""
+
+    def deliver(
+        self, topic: str, epoch: str, offset: int, message_id: str, ack: bool, frame: str
+    ) -> None:
+        """Take a live message of a subscribed topic (its frame encoded once by the hub)."""
+        ...
+
+    def catch_up(self, topic: str, epoch: str, offset: int) -> None:
+        """Take a topic's log position learnt out of band (after a layer outage)."""
+        ...
+
+    def on_control(self, message: dict[str, Any]) -> None:
+        """Take a control message sent to this connection from elsewhere in the cluster."""
+        ...
 
 
 class Hub:
@@ -51,10 +68,10 @@ class Hub:
         self.loop = loop
         self.broker = broker
         self.node = f"{socket.gethostname()}:{os.getpid()}:{next(_hub_numbers)}"
-        self.subscribers: dict[str, set[Connection]] = {}
+        self.subscribers: dict[str, set[LocalConnection]] = {}
         # open connections by id: control messages (ACKs posted elsewhere, disconnect orders,
         # operator notices) find them here, and the registry lists them
-        self.connections: dict[str, Connection] = {}
+        self.connections: dict[str, LocalConnection] = {}
         self.record = NodeRecord(loop, self.node, self.connections, lambda: list(self.subscribers))
         self._membership: dict[str, asyncio.Task[None]] = {}
         self._channel: asyncio.Task[str] | None = None
@@ -195,7 +212,7 @@ class Hub:
             if topic in self.subscribers:
                 self._unjoined.add(topic)  # the next subscriber to it joins again
 
-    async def subscribe(self, topic: str, connection: Connection) -> None:
+    async def subscribe(self, topic: str, connection: LocalConnection) -> None:
         """Add a local subscriber; returns once the hub receives the topic's messages. Raises
         what the broker raises when joining the topic fails (Redis unreachable)."""
         subscribers = self.subscribers.get(topic)
@@ -209,7 +226,7 @@ class Hub:
         if pending is not None:
             await asyncio.shield(pending)
 
-    def unsubscribe(self, topic: str, connection: Connection) -> None:
+    def unsubscribe(self, topic: str, connection: LocalConnection) -> None:
         """Remove a local subscriber; the hub leaves the topic with its last one."""
         subscribers = self.subscribers.get(topic)
         if subscribers is None:
@@ -232,18 +249,18 @@ class Hub:
         """Where control messages for this hub's connections are sent."""
         return await self.broker.address(self)
 
-    async def register(self, connection: Connection) -> None:
+    async def register(self, connection: LocalConnection) -> None:
         """Track an open connection here, and in the cluster-wide registry in the background
-        (:class:`~realtime.registry.node.NodeRecord`: never held up by the registry)."""
+        (:class:`~realtime.node.NodeRecord`: never held up by the registry)."""
         self.connections[connection.id] = connection
         self.record.opened(connection)
 
-    async def update(self, connection: Connection) -> None:
+    async def update(self, connection: LocalConnection) -> None:
         """Rewrite a connection's registry entry (its topics changed), in the background."""
         if connection.id in self.connections:
             self.record.write(connection)
 
-    async def unregister(self, connection: Connection) -> None:
+    async def unregister(self, connection: LocalConnection) -> None:
         """Forget a closed connection here, and in the registry in the background."""
         if self.connections.pop(connection.id, None) is not None:
             self.record.closed(connection.id)

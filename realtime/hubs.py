@@ -10,21 +10,44 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sized
+from typing import Protocol, TypeVar, cast
 
-if TYPE_CHECKING:
-    from realtime.hub import Hub
+
+class Served(Protocol):
+    """What is read of a hub's connection here (:class:`realtime.connection.Connection`)."""
+
+    @property
+    def transport_name(self) -> str: ...
+
+    @property
+    def pending(self) -> Sized: ...
+
+
+class Hub(Protocol):
+    """What is kept and read of a hub here (:class:`realtime.hub.Hub`)."""
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def connections(self) -> Mapping[str, Served]: ...
+
+    def stop(self) -> None: ...
+
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
 
 
-def hub_of(loop: asyncio.AbstractEventLoop, create: Callable[[], Hub]) -> Hub:
+H = TypeVar("H", bound=Hub)
+
+
+def hub_of(loop: asyncio.AbstractEventLoop, create: Callable[[], H]) -> H:
     """The hub of ``loop``, made by ``create`` if it has none yet."""
     hub = _hubs.get(loop)
     if hub is None:
         hub = _hubs[loop] = create()
-    return hub
+    return cast(H, hub)  # only get_hub() makes hubs, so every hub here is a realtime.hub.Hub
 
 
 def all_hubs() -> list[Hub]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 # A published message, for every hub with subscribers of its topic.
 MESSAGE_TYPE = "realtime.message"
@@ -13,15 +12,41 @@ MESSAGE_TYPE = "realtime.message"
 CONTROL_TYPE = "realtime.control"
 
 
+class Endpoint(Protocol):
+    """What a broker needs of a hub it delivers to (:class:`realtime.hub.Hub`)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the hub runs on."""
+        ...
+
+    @property
+    def subscribers(self) -> Mapping[str, object]:
+        """The topics the hub has local subscribers of (the keys)."""
+        ...
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        """Hand a published message to the local subscribers of its topic."""
+        ...
+
+    def control(self, message: dict[str, Any]) -> None:
+        """Hand a control message to the local connection it names."""
+        ...
+
+    async def channel(self) -> str:
+        """The hub's channel in the channel layer."""
+        ...
+
+
 class Broker(Protocol):
     """Carries messages between hubs. A hub joins a topic while it has local subscribers;
     :meth:`broadcast` reaches every hub that joined it, on any node."""
 
-    async def join(self, hub: Hub, topic: str) -> None:
+    async def join(self, hub: Endpoint, topic: str) -> None:
         """Deliver ``topic``'s messages to ``hub`` from now on."""
         ...
 
-    async def leave(self, hub: Hub, topic: str) -> None:
+    async def leave(self, hub: Endpoint, topic: str) -> None:
         """Stop delivering ``topic``'s messages to ``hub``."""
         ...
 
@@ -29,7 +54,7 @@ class Broker(Protocol):
         """Hand ``message`` to every hub that joined ``topic``."""
         ...
 
-    async def address(self, hub: Hub) -> str:
+    async def address(self, hub: Endpoint) -> str:
         """Where :meth:`send_control` reaches ``hub``, from any process."""
         ...
 

@@ -4,14 +4,12 @@ hosts: one layer group per topic, one layer channel per hub."""
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from channels.layers import get_channel_layer
 
+from realtime.broker.base import Endpoint
 from realtime.topics import group_name
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 
 class LayerBroker:
@@ -24,16 +22,16 @@ class LayerBroker:
     def layer(self) -> Any:
         return get_channel_layer(self.alias)
 
-    async def join(self, hub: Hub, topic: str) -> None:
+    async def join(self, hub: Endpoint, topic: str) -> None:
         await self.layer.group_add(group_name(topic), await hub.channel())
 
-    async def leave(self, hub: Hub, topic: str) -> None:
+    async def leave(self, hub: Endpoint, topic: str) -> None:
         await self.layer.group_discard(group_name(topic), await hub.channel())
 
     async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
         await self.layer.group_send(group_name(topic), message)
 
-    async def address(self, hub: Hub) -> str:
+    async def address(self, hub: Endpoint) -> str:
         return await hub.channel()
 
     async def send_control(self, address: str, message: dict[str, Any]) -> None:

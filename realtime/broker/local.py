@@ -5,24 +5,23 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from realtime.hub import Hub
+from realtime.broker.base import Endpoint
 
 
 class LocalBroker:
     """Delivers to every hub of this process, thread-safely (publish() may run in any thread)."""
 
     def __init__(self) -> None:
-        self._hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+        self._hubs: weakref.WeakSet[Endpoint] = weakref.WeakSet()
         self._lock = threading.Lock()
 
-    async def join(self, hub: Hub, topic: str) -> None:
+    async def join(self, hub: Endpoint, topic: str) -> None:
         with self._lock:
             self._hubs.add(hub)
 
-    async def leave(self, hub: Hub, topic: str) -> None:
+    async def leave(self, hub: Endpoint, topic: str) -> None:
         return None
 
     async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
@@ -33,7 +32,7 @@ class LocalBroker:
                 with contextlib.suppress(RuntimeError):  # that hub's loop is closed
                     hub.loop.call_soon_threadsafe(hub.dispatch, message)
 
-    async def address(self, hub: Hub) -> str:
+    async def address(self, hub: Endpoint) -> str:
         with self._lock:
             self._hubs.add(hub)
         return f"local.{id(hub)}"

@@ -1,6 +1,6 @@
 """The cluster-wide registry of live connections (see :mod:`realtime.registry.base`);
 :func:`realtime.backends.get_registry` chooses the implementation, and
-:mod:`realtime.registry.node` keeps a hub's record in it."""
+:mod:`realtime.node` keeps a hub's record in it."""
 
 from __future__ import annotations
 
