@@ -1,15 +1,37 @@
-"""The process's shared-state backends (log, dedup store), chosen from the settings: in
-memory by default, in Redis when ``REALTIME["REDIS_URL"]`` is set."""
+"""The one place where the process's shared-state components are chosen from the settings:
+in memory by default, in Redis when ``REALTIME["REDIS_URL"]`` is set; the broker after the
+channel layer. Each component is an interface with its implementations side by side:
+
+- the topic log: :mod:`realtime.log` (``memory.py``, ``redis.py``);
+- the registry of live connections: :mod:`realtime.registry` (``memory.py``, ``redis.py``);
+- the broker between hubs: :mod:`realtime.broker` (``local.py``, ``layer.py``);
+- the client-message dedup store, the EventSource tickets and the announced presence:
+  :mod:`realtime.stores` (``memory.py``, ``redis.py``).
+
+Each is built once and cached until the settings change (``override_settings`` in tests)."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
-from realtime.conf import get_config
-from realtime.dedup import Dedup, MemoryDedup, RedisDedup
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from realtime.broker.base import Broker
+from realtime.broker.layer import LayerBroker
+from realtime.broker.local import LocalBroker
+from realtime.conf import WATCHED_SETTINGS, get_config
 from realtime.log.base import Log
 from realtime.log.memory import MemoryLog
 from realtime.log.redis import RedisLog
+from realtime.registry.base import Registry
+from realtime.registry.memory import MemoryRegistry
+from realtime.registry.redis import RedisRegistry
+from realtime.stores.base import Dedup, Presence, Tickets
+from realtime.stores.memory import MemoryDedup, MemoryPresence, MemoryTickets
+from realtime.stores.redis import RedisDedup, RedisPresence, RedisTickets
 
 
 @functools.cache
@@ -24,6 +46,15 @@ def get_log() -> Log:
 
 
 @functools.cache
+def get_registry() -> Registry:
+    """The registry of live connections of this process."""
+    config = get_config()
+    if config.redis_url:
+        return RedisRegistry(config.redis_url, config.key_prefix, config.heartbeat_timeout)
+    return MemoryRegistry()
+
+
+@functools.cache
 def get_dedup() -> Dedup:
     """The client-message dedup store of this process."""
     config = get_config()
@@ -32,10 +63,47 @@ def get_dedup() -> Dedup:
     return MemoryDedup(config.dedup_ttl, config.send_lease)
 
 
-def reset() -> None:
-    """Forget the backends (called when settings change in tests)."""
-    from realtime.registry import get_registry
+@functools.cache
+def get_tickets() -> Tickets:
+    """The EventSource ticket store of this process."""
+    config = get_config()
+    if config.redis_url:
+        return RedisTickets(config.redis_url, config.key_prefix, config.ticket_ttl)
+    return MemoryTickets(config.ticket_ttl)
 
-    get_registry.cache_clear()
-    get_log.cache_clear()
-    get_dedup.cache_clear()
+
+@functools.cache
+def get_presence() -> Presence:
+    """The store of announced presence of this process."""
+    config = get_config()
+    if config.redis_url:
+        return RedisPresence(config.redis_url, config.key_prefix)
+    return MemoryPresence()
+
+
+# One for the process: every hub of it joins this one.
+_local_broker = LocalBroker()
+
+
+def get_broker() -> Broker:
+    """The broker for the configured channel layer: in-process delivery when that layer is
+    Channels' in-memory layer or missing. Not cached: the layer it looks at is Channels' own
+    (``channels.layers.channel_layers``), which may be replaced at any time."""
+    alias = get_config().channel_layer
+    layer = get_channel_layer(alias)
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return _local_broker
+    return LayerBroker(alias)
+
+
+def reset() -> None:
+    """Forget the backends built so far: the next use builds them from the settings again
+    (in-memory ones start empty). Runs when settings change in tests."""
+    for cached in (get_log, get_registry, get_dedup, get_tickets, get_presence):
+        cached.cache_clear()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in WATCHED_SETTINGS:
+        reset()

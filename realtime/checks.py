@@ -7,12 +7,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from realtime import conf
+from realtime.consumers import RealtimeConsumer
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -158,8 +160,6 @@ def _without_password(url: str) -> str:
 
 
 def _check_consumer(path: str) -> list[Any]:
-    from realtime.consumers import RealtimeConsumer
-
     try:
         consumer = import_string(path)
     except ImportError as exc:
@@ -226,8 +226,6 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     if config.redis_url is not None and urlsplit(config.redis_url).scheme in REDIS_SCHEMES:
-        import redis
-
         try:
             redis.Redis.from_url(
                 config.redis_url, socket_connect_timeout=2, socket_timeout=2

@@ -185,10 +185,12 @@ def get_config() -> Config:
     return Config(**{key.lower(): value for key, value in merged.items()})
 
 
+# The Django settings whose change (``override_settings`` in tests) makes the cached config
+# stale, and with it what was built from the config (realtime.backends listens too).
+WATCHED_SETTINGS = frozenset({"REALTIME", "ALLOWED_HOSTS", "CHANNEL_LAYERS"})
+
+
 @receiver(setting_changed)
 def _clear_cache(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("REALTIME", "ALLOWED_HOSTS", "CHANNEL_LAYERS"):
+    if setting in WATCHED_SETTINGS:
         get_config.cache_clear()
-        from realtime import backends
-
-        backends.reset()

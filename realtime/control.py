@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from realtime.hub import CONTROL_TYPE, get_broker
-from realtime.publishing import run_sync
-from realtime.registry import Entry, Query, get_registry
+from realtime.backends import get_broker, get_registry
+from realtime.broker.base import CONTROL_TYPE
+from realtime.loop import run_sync
+from realtime.registry import Entry, Query
 
 MAX_TARGETS = 100_000
 

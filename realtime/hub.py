@@ -5,9 +5,8 @@ leaves when the last one goes, so a publish costs one layer message per node, no
 connection. Each incoming message is encoded into its ``message`` frame once and handed to every
 local subscriber on the event loop directly, never through per-consumer layer dispatch.
 
-Two brokers carry messages between hubs: :class:`LayerBroker` (the configured channel layer,
-e.g. channels_redis' pub/sub layer, for several processes and hosts) and :class:`LocalBroker`
-(in-process only, used when the channel layer is Channels' in-memory layer or missing)."""
+A broker (:mod:`realtime.broker`) carries the messages between hubs; the hub's record in the
+cluster-wide registry is kept by :mod:`realtime.node`."""
 
 from __future__ import annotations
 
@@ -17,156 +16,63 @@ import itertools
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 
-from realtime import health, protocol
+from realtime import health, hubs, protocol
+from realtime.backends import get_broker, get_log
+from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Broker
 from realtime.conf import get_config
+from realtime.hubs import Served
 from realtime.metrics import DELIVERED, LATENCY
-from realtime.topics import group_name
-
-if TYPE_CHECKING:
-    from realtime.connection import Connection
+from realtime.node import Member, NodeRecord
 
 logger = logging.getLogger("realtime.hub")
 
-# How long one registry write (add, update, remove, refresh) may take, in seconds.
-REGISTRY_TIMEOUT = 2.0
-
-MESSAGE_TYPE = "realtime.message"
 # How often a hub probes a channel layer reported down.
 WATCH_INTERVAL = 2.0
-CONTROL_TYPE = "realtime.control"
-
-
-class Broker(Protocol):
-    async def join(self, hub: Hub, topic: str) -> None: ...
-    async def leave(self, hub: Hub, topic: str) -> None: ...
-    async def broadcast(self, topic: str, message: dict[str, Any]) -> None: ...
-    async def address(self, hub: Hub) -> str: ...
-    async def send_control(self, address: str, message: dict[str, Any]) -> None: ...
-    async def reconnect(self) -> None: ...
-
-
-class LocalBroker:
-    """Delivers to every hub of this process, thread-safely (publish() may run in any thread)."""
-
-    def __init__(self) -> None:
-        self._hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    async def join(self, hub: Hub, topic: str) -> None:
-        with self._lock:
-            self._hubs.add(hub)
-
-    async def leave(self, hub: Hub, topic: str) -> None:
-        return None
-
-    async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
-        with self._lock:
-            hubs = list(self._hubs)
-        for hub in hubs:
-            if topic in hub.subscribers:
-                with contextlib.suppress(RuntimeError):  # that hub's loop is closed
-                    hub.loop.call_soon_threadsafe(hub.dispatch, message)
-
-    async def address(self, hub: Hub) -> str:
-        with self._lock:
-            self._hubs.add(hub)
-        return f"local.{id(hub)}"
-
-    async def send_control(self, address: str, message: dict[str, Any]) -> None:
-        with self._lock:
-            hubs = [hub for hub in self._hubs if f"local.{id(hub)}" == address]
-        for hub in hubs:
-            with contextlib.suppress(RuntimeError):
-                hub.loop.call_soon_threadsafe(hub.control, message)
-
-    async def reconnect(self) -> None:
-        return None
-
-
-class LayerBroker:
-    """Carries messages through a channel layer: one group per topic, one channel per hub."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    @property
-    def layer(self) -> Any:
-        return get_channel_layer(self.alias)
-
-    async def join(self, hub: Hub, topic: str) -> None:
-        await self.layer.group_add(group_name(topic), await hub.channel())
-
-    async def leave(self, hub: Hub, topic: str) -> None:
-        await self.layer.group_discard(group_name(topic), await hub.channel())
-
-    async def broadcast(self, topic: str, message: dict[str, Any]) -> None:
-        await self.layer.group_send(group_name(topic), message)
-
-    async def address(self, hub: Hub) -> str:
-        return await hub.channel()
-
-    async def send_control(self, address: str, message: dict[str, Any]) -> None:
-        await self.layer.send(address, message)
-
-    async def reconnect(self) -> None:
-        """Make the layer's next publish open a fresh Redis connection.
-
-        channels_redis' pub/sub layer publishes through a connection pool per shard that keeps
-        idle connections: after a Redis restart they are dead, and the first publish on one
-        fails. Disconnecting the idle ones (never the pub/sub connection in use, which
-        reconnects and resubscribes by itself) makes the retry connect afresh. Other layers
-        are left alone: the retry just runs again."""
-        get_loop_layer = getattr(self.layer, "_get_layer", None)
-        if get_loop_layer is None:
-            return
-        for shard in getattr(get_loop_layer(), "_shards", ()):
-            client = getattr(shard, "_redis", None)
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.connection_pool.disconnect(inuse_connections=False)
-
-
-_local_broker = LocalBroker()
-
-
-def get_broker() -> Broker:
-    """The broker for the configured channel layer."""
-    alias = get_config().channel_layer
-    layer = get_channel_layer(alias)
-    if layer is None or isinstance(layer, InMemoryChannelLayer):
-        return _local_broker
-    return LayerBroker(alias)
-
 
 _hub_numbers = itertools.count(1)
+
+
+class LocalConnection(Member, Served, Protocol):
+    """What the hub, its registry record and the metrics need of a local connection
+    (:class:`realtime.connection.Connection`)."""
+
+    def deliver(
+        self, topic: str, epoch: str, offset: int, message_id: str, ack: bool, frame: str
+    ) -> None:
+        """Take a live message of a subscribed topic (its frame encoded once by the hub)."""
+        ...
+
+    def catch_up(self, topic: str, epoch: str, offset: int) -> None:
+        """Take a topic's log position learnt out of band (after a layer outage)."""
+        ...
+
+    def on_control(self, message: dict[str, Any]) -> None:
+        """Take a control message sent to this connection from elsewhere in the cluster."""
+        ...
 
 
 class Hub:
     """Local subscriptions of one event loop. Use :func:`get_hub`, not the constructor.
 
-    The hub is also the registry *node*: it keeps the registry's record of its connections
-    and refreshes it while it lives."""
+    The hub is also a registry *node* (named :attr:`node`): its :class:`NodeRecord` keeps the
+    registry's record of the hub's connections."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, broker: Broker) -> None:
         self.loop = loop
         self.broker = broker
         self.node = f"{socket.gethostname()}:{os.getpid()}:{next(_hub_numbers)}"
-        self._refresher: asyncio.Task[None] | None = None
-        # registry writes in flight, by connection id (each runs after the previous one)
-        self._registry_writes: dict[str, asyncio.Task[None]] = {}
-        self.subscribers: dict[str, set[Connection]] = {}
+        self.subscribers: dict[str, set[LocalConnection]] = {}
         # open connections by id: control messages (ACKs posted elsewhere, disconnect orders,
         # operator notices) find them here, and the registry lists them
-        self.connections: dict[str, Connection] = {}
+        self.connections: dict[str, LocalConnection] = {}
+        self.record = NodeRecord(loop, self.node, self.connections, lambda: list(self.subscribers))
         self._membership: dict[str, asyncio.Task[None]] = {}
         self._channel: asyncio.Task[str] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -263,8 +169,6 @@ class Hub:
         not reveal the gap. So once the layer works again, join the topics whose join failed,
         and compare every local subscription with its topic's log position; connections
         behind it read the gap."""
-        from realtime.backends import get_log
-
         joins = []
         for topic in list(self._unjoined):
             if topic in self.subscribers:  # a join that failed: its subscribers are still here
@@ -308,7 +212,7 @@ class Hub:
             if topic in self.subscribers:
                 self._unjoined.add(topic)  # the next subscriber to it joins again
 
-    async def subscribe(self, topic: str, connection: Connection) -> None:
+    async def subscribe(self, topic: str, connection: LocalConnection) -> None:
         """Add a local subscriber; returns once the hub receives the topic's messages. Raises
         what the broker raises when joining the topic fails (Redis unreachable)."""
         subscribers = self.subscribers.get(topic)
@@ -322,7 +226,7 @@ class Hub:
         if pending is not None:
             await asyncio.shield(pending)
 
-    def unsubscribe(self, topic: str, connection: Connection) -> None:
+    def unsubscribe(self, topic: str, connection: LocalConnection) -> None:
         """Remove a local subscriber; the hub leaves the topic with its last one."""
         subscribers = self.subscribers.get(topic)
         if subscribers is None:
@@ -335,108 +239,36 @@ class Hub:
 
     def stop(self) -> None:
         """Cancel the hub's background tasks (thread-safe)."""
-        for task in (self._refresher, self._reader, self._watcher):
+        self.record.stop()
+        for task in (self._reader, self._watcher):
             if task is not None and not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(task.cancel)
-        self._refresher = self._reader = self._watcher = None
+        self._reader = self._watcher = None
 
     async def address(self) -> str:
         """Where control messages for this hub's connections are sent."""
         return await self.broker.address(self)
 
-    async def register(self, connection: Connection) -> None:
-        """Track an open connection here, and in the cluster-wide registry in the background:
-        the registry is for operators, so a slow or unreachable Redis never holds up or fails
-        a connection (the write is bounded by :data:`REGISTRY_TIMEOUT`, and the refresher
-        rewrites the node's whole record every ``HEARTBEAT_TIMEOUT / 3`` seconds)."""
+    async def register(self, connection: LocalConnection) -> None:
+        """Track an open connection here, and in the cluster-wide registry in the background
+        (:class:`~realtime.node.NodeRecord`: never held up by the registry)."""
         self.connections[connection.id] = connection
-        if self._refresher is None or self._refresher.done():
-            self._refresher = self.loop.create_task(self._refresh())
-        self._write_entry(connection)
+        self.record.opened(connection)
 
-    async def update(self, connection: Connection) -> None:
+    async def update(self, connection: LocalConnection) -> None:
         """Rewrite a connection's registry entry (its topics changed), in the background."""
         if connection.id in self.connections:
-            self._write_entry(connection)
+            self.record.write(connection)
 
-    async def unregister(self, connection: Connection) -> None:
+    async def unregister(self, connection: LocalConnection) -> None:
         """Forget a closed connection here, and in the registry in the background."""
-        from realtime.registry import get_registry
-
-        if self.connections.pop(connection.id, None) is None:
-            return
-        if not self.connections and self._refresher is not None:
-            self._refresher.cancel()  # nothing left to keep alive; the record expires
-            self._refresher = None
-        self._write_registry(connection.id, lambda: get_registry().remove(self.node, connection.id))
+        if self.connections.pop(connection.id, None) is not None:
+            self.record.closed(connection.id)
 
     async def registry_written(self) -> None:
         """Wait until the registry writes started so far have finished (or timed out): for
         tests, and for code that reads the registry right after a connection opened."""
-        while self._registry_writes:
-            await asyncio.wait(list(self._registry_writes.values()))
-
-    def _write_entry(self, connection: Connection) -> None:
-        from realtime.registry import get_registry
-
-        async def write() -> None:
-            if connection.id in self.connections:  # not closed while an earlier write waited
-                await get_registry().add(self.node, connection.entry())
-
-        self._write_registry(connection.id, write)
-
-    def _write_registry(
-        self, connection_id: str, write: Callable[[], Coroutine[Any, Any, None]]
-    ) -> None:
-        """Run one connection's registry write as a task, after that connection's previous
-        write (a remove never overtakes its add), for at most REGISTRY_TIMEOUT seconds."""
-        previous = self._registry_writes.get(connection_id)
-
-        async def run() -> None:
-            if previous is not None:
-                await asyncio.wait([previous])
-            try:
-                async with asyncio.timeout(REGISTRY_TIMEOUT):
-                    await write()
-            except Exception as error:  # the next refresh rewrites the record
-                health.failed("registry", error)
-            else:
-                health.ok("registry")
-
-        task = self.loop.create_task(run())
-        self._registry_writes[connection_id] = task
-
-        def forget(done: asyncio.Task[None]) -> None:
-            if self._registry_writes.get(connection_id) is done:
-                del self._registry_writes[connection_id]
-
-        task.add_done_callback(forget)
-
-    async def _refresh(self) -> None:
-        """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
-        It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies. Each
-        write and each presence tick is bounded, so a hung Redis delays nothing else."""
-        from realtime import roster
-        from realtime.registry import get_registry
-
-        ttl = get_config().heartbeat_timeout
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                entries = [c.entry() for c in self.connections.values()]
-                async with asyncio.timeout(REGISTRY_TIMEOUT):
-                    await get_registry().refresh(self.node, entries, ttl)
-            except Exception as error:
-                health.failed("registry", error)
-            else:
-                health.ok("registry")
-            try:
-                async with asyncio.timeout(max(REGISTRY_TIMEOUT, ttl / 3)):
-                    await roster.tick(self.node, list(self.subscribers), ttl / 3)
-            except Exception as error:
-                health.failed("presence", error)
-            else:
-                health.ok("presence")
+        await self.record.written()
 
     def control(self, message: dict[str, Any]) -> None:
         """Hand a control message to the local connection it names, if it is still here."""
@@ -473,26 +305,7 @@ class Hub:
             LATENCY.observe(max(0.0, time.time() - message["time"]))
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
-
-
 def get_hub() -> Hub:
-    """The hub of the running event loop."""
+    """The hub of the running event loop, created on first use."""
     loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = Hub(loop, get_broker())
-    return hub
-
-
-def serves_connections() -> bool:
-    """Whether this process has ever had a realtime connection (a hub exists): a server
-    process, not a shell, a worker or a management command. Safe from any thread."""
-    return len(_hubs) > 0
-
-
-def reset_hubs() -> None:
-    """Stop and forget all hubs (settings changed in tests)."""
-    for hub in list(_hubs.values()):
-        hub.stop()
-    _hubs.clear()
+    return hubs.hub_of(loop, lambda: Hub(loop, get_broker()))

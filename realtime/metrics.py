@@ -14,6 +14,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from realtime.hubs import all_hubs
+
 PUBLISHED = Counter("realtime_messages_published", "Messages published from this process.")
 DELIVERED = Counter(
     "realtime_messages_delivered", "Message frames handed to local connections by the hub."
@@ -50,15 +52,13 @@ class ConnectionCollector(Collector):
     scraped."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from realtime.hub import _hubs
-
         connections = GaugeMetricFamily(
             "realtime_connections", "Open connections.", labels=["transport", "node"]
         )
         pending = GaugeMetricFamily("realtime_pending_acks", "Messages waiting for an ACK.")
         counts: collections.Counter[tuple[str, str]] = collections.Counter()
         waiting = 0
-        for hub in list(_hubs.values()):
+        for hub in all_hubs():
             for connection in list(hub.connections.values()):
                 counts[(connection.transport_name, hub.node)] += 1
                 waiting += len(connection.pending)

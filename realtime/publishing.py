@@ -2,9 +2,9 @@
 
 A message is first appended to its topic's log, which gives it its ``(epoch, offset)``, then
 broadcast to every node's hub. ``publish()`` runs that on one long-lived event loop per process
-(a daemon thread), so a view, signal handler, management command or Celery task pays one
-thread hop and reuses one Redis connection pool, instead of a new event loop and a new
-connection per call as ``async_to_sync(group_send)`` does.
+(a daemon thread, :mod:`realtime.loop`), so a view, signal handler, management command or
+Celery task pays one thread hop and reuses one Redis connection pool, instead of a new event
+loop and a new connection per call as ``async_to_sync(group_send)`` does.
 
 What a result means: once the append succeeded the message exists and reaches every
 subscriber, so the call returns its id even if the broadcast failed (after one retry on a fresh
@@ -22,34 +22,29 @@ it take."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
-import os
-import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import redis.exceptions
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import health, protocol
-from realtime._redis import aclose_clients
-from realtime.backends import get_log
+from realtime.backends import get_broker, get_log
+from realtime.broker.base import MESSAGE_TYPE
 from realtime.conf import get_config
 from realtime.exceptions import MessageTooLarge, PublishError, PublishTimeout
-from realtime.hub import MESSAGE_TYPE, get_broker, serves_connections
+from realtime.hubs import serves_connections
+from realtime.loop import run_sync
 from realtime.metrics import PUBLISH_ERRORS, PUBLISHED
 from realtime.protocol import EVENT_RE, MESSAGE_ID_RE
 from realtime.signals import publish_failed
 from realtime.topics import validate_topic
 
 logger = logging.getLogger("realtime.publishing")
-
-T = TypeVar("T")
 
 # The recorders of realtime.testing.capture_published(): while any is installed, messages go
 # to them instead of being sent. A recorder gets the message (``data`` decoded) and the database
@@ -159,6 +154,13 @@ def _report_isolation() -> None:
     )
 
 
+def forget_isolation_warning() -> None:
+    """Let the next publish() without Redis in a process without connections warn again (the
+    warning is given once per process): for tests of the warning itself."""
+    global _isolation_reported
+    _isolation_reported = False
+
+
 async def _broadcast(message: dict[str, Any], timeout: float) -> None:
     """Send a logged message to every node; retry once on a fresh connection. Never raises:
     the message is in the log, so subscribers get it with the topic's next message."""
@@ -178,74 +180,10 @@ async def _broadcast(message: dict[str, Any], timeout: float) -> None:
         return
 
 
-async def _close_connections() -> None:
-    await aclose_clients()
-    layer = get_channel_layer(get_config().channel_layer)
-    if (
-        layer is not None
-        and hasattr(layer, "flush")
-        and not isinstance(layer, InMemoryChannelLayer)
-    ):
-        await layer.flush()
-
-
-def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
-
-
-class _PublisherLoop:
-    """One event loop in a daemon thread per process, created on first use (and again
-    after a fork)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=_run_forever, args=(loop,), name="realtime-publisher", daemon=True
-                )
-                thread.start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
-
-    def close(self) -> None:
-        """Close the loop's Redis and channel-layer connections and stop it; the next
-        publish() starts a new one. For tests and orderly shutdowns."""
-        with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is None or self._pid != os.getpid():
-            return
-        asyncio.run_coroutine_threadsafe(_close_connections(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
-        """Run ``coro`` on the loop and return its result; raises what it raises, or
-        ``TimeoutError`` (after cancelling it) when it takes longer than ``timeout``."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._ensure())
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"No result within {timeout} s; is Redis reachable?") from None
-
-
-_publisher = _PublisherLoop()
-close_publisher = _publisher.close
-
-
 def _deliver_sync(message: dict[str, Any], timeout: float) -> None:
     try:
         # the append and the two broadcast attempts are bounded by ``timeout`` each
-        _publisher.run(_deliver(message, timeout), 3 * timeout + 1)
+        run_sync(_deliver(message, timeout), 3 * timeout + 1)
     except TimeoutError:
         raise PublishTimeout(_unknown_outcome(timeout)) from None
     except PublishError:
@@ -273,15 +211,6 @@ def _deliver_on_commit(message: dict[str, Any], timeout: float) -> None:
             message_id=message["id"],
             error=error,
         )
-
-
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on the process's publisher loop from sync code and return its result
-    (registry reads, operator actions, cursor capture): one loop and one Redis pool per
-    process, whatever thread calls. Raises what the coroutine raises, or ``TimeoutError``
-    after ``PUBLISH_TIMEOUT``."""
-    result: T = _publisher.run(coroutine, get_config().publish_timeout)
-    return result
 
 
 def publish(

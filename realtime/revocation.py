@@ -16,12 +16,13 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
+from realtime.control import disconnect_user
+from realtime.models import TokenCutoff
+
 logger = logging.getLogger("realtime.revocation")
 
 
 def _revoke(user_id: Any, reason: str) -> None:
-    from realtime.control import disconnect_user
-
     try:
         disconnect_user(user_id, reason)
     except Exception:  # revocation must never break a logout or a save
@@ -41,8 +42,6 @@ def remember_credentials(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def _cut_off_tokens(user_id: Any, *, at_commit: bool = False) -> None:
-    from realtime.models import TokenCutoff
-
     if at_commit:
         # Tokens issued while the deactivation was not yet committed are refused too.
         try:

@@ -10,20 +10,16 @@ short Redis lock), so each change is announced once."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from typing import Any
 
-from realtime._redis import get_client
-from realtime.conf import get_config
-from realtime.registry import Entry, get_registry
+from realtime.backends import get_presence, get_registry
+from realtime.loop import run_sync
+from realtime.publishing import apublish
+from realtime.registry import Entry
 from realtime.topics import registry as topics
 
 logger = logging.getLogger("realtime.presence")
-
-_announced: dict[str, dict[str, str]] = {}  # memory backend: topic -> {user_id: username}
-_lock = threading.Lock()
 
 
 def _present(entries: list[Entry], topic: str) -> dict[str, dict[str, Any]]:
@@ -47,42 +43,18 @@ async def apresence(topic: str) -> list[dict[str, Any]]:
 
 def presence(topic: str) -> list[dict[str, Any]]:
     """Sync twin of :func:`apresence`."""
-    from realtime.publishing import run_sync
-
     return run_sync(apresence(topic))
-
-
-async def _swap(
-    topic: str, node: str, now: dict[str, str], interval: float
-) -> dict[str, str] | None:
-    """Store the announced set; return the previous one, or None if another node is on it."""
-    config = get_config()
-    if not config.redis_url:
-        with _lock:
-            previous = _announced.get(topic, {})
-            _announced[topic] = now
-        return previous
-    client = get_client(config.redis_url)
-    lock = f"{config.key_prefix}:presence-lock:{topic}"
-    if not await client.set(lock, node, nx=True, px=max(1, int(interval * 900))):
-        return None
-    key = f"{config.key_prefix}:presence:{topic}"
-    raw = await client.getset(key, json.dumps(now))
-    await client.pexpire(key, int(max(interval * 20, 3600) * 1000))
-    return json.loads(raw) if raw else {}
 
 
 async def tick(node: str, local_topics: list[str], interval: float) -> None:
     """Announce joins and leaves on the presence topics this node has subscribers of."""
-    from realtime.publishing import apublish
-
     watched = [t for t in local_topics if topics.presence_enabled(t)]
     if not watched:
         return
     entries = await get_registry().all()
     for topic in watched:
         now = {uid: user["username"] for uid, user in _present(entries, topic).items()}
-        previous = await _swap(topic, node, now, interval)
+        previous = await get_presence().swap(topic, node, now, interval)
         if previous is None:
             continue
         for uid in sorted(now.keys() - previous.keys()):

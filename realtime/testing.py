@@ -22,7 +22,7 @@ from typing import Any
 from channels.layers import InMemoryChannelLayer, channel_layers
 from channels.testing import WebsocketCommunicator
 
-from realtime import backends, health, hub, protocol
+from realtime import backends, health, hubs, protocol
 from realtime._redis import aclose_clients
 from realtime.publishing import captures
 from realtime.topics import registry
@@ -76,12 +76,13 @@ def capture_published() -> Iterator[list[dict[str, Any]]]:
 
 
 def reset() -> None:
-    """Forget this process's in-memory realtime state: topic logs, the dedup store and the
-    registry of connections (those kept in memory, without ``REDIS_URL``), every hub, the
-    in-memory channel layers and the outage states. Call it between tests that publish for
-    real (in ``setUp`` or an autouse fixture) so that one test's messages are not in the
-    next one's logs; not while connections are open. Nothing stored in Redis is touched."""
-    hub.reset_hubs()
+    """Forget this process's in-memory realtime state: topic logs, the dedup store, tickets,
+    announced presence and the registry of connections (those kept in memory, without
+    ``REDIS_URL``), every hub, the in-memory channel layers and the outage states. Call it
+    between tests that publish for real (in ``setUp`` or an autouse fixture) so that one
+    test's messages are not in the next one's logs; not while connections are open. Nothing
+    stored in Redis is touched."""
+    hubs.reset_hubs()
     backends.reset()
     health.reset()
     for alias, layer in list(channel_layers.backends.items()):

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from realtime import health
 from realtime._redis import get_client
@@ -40,8 +41,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """``GET realtime/metrics/``: Prometheus metrics of this process. 404 unless
     ``REALTIME["METRICS"]``; then it needs ``Authorization: Bearer <METRICS_TOKEN>`` when
     that is set, else a logged-in staff user (401/403 otherwise)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     config = get_config()
     if not config.metrics:
         raise Http404("Metrics are off (REALTIME['METRICS']).")

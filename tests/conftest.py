@@ -20,8 +20,8 @@ import redis
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from realtime import backends, hub
-from realtime.publishing import close_publisher
+from realtime import backends, hub, hubs
+from realtime.loop import close_publisher
 from realtime.testing import aclose_redis, restore_topics
 
 if TYPE_CHECKING:
@@ -346,7 +346,7 @@ def _reset_channel_layers() -> None:
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
-    hub.reset_hubs()
+    hubs.reset_hubs()
     backends.reset()
 
 
@@ -372,6 +372,6 @@ def realtime_settings() -> Iterator[Any]:
 def _fresh_state() -> Iterator[None]:
     """Each test starts with empty in-memory logs and hubs, and the test app's topics."""
     backends.reset()
-    hub.reset_hubs()
+    hubs.reset_hubs()
     with restore_topics():
         yield

@@ -13,13 +13,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from realtime.backends import get_log
+from realtime.backends import get_log, get_registry
 from realtime.console import listing
 from realtime.console.topics import publish_rate
 from realtime.hub import get_hub
 from realtime.log import Entry as LogEntry
-from realtime.publishing import run_sync
-from realtime.registry import Entry, get_registry
+from realtime.loop import run_sync
+from realtime.registry import Entry
 from realtime.testing import RealtimeCommunicator
 from tests.asgi import application
 

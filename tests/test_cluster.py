@@ -15,7 +15,8 @@ from asgiref.sync import sync_to_async
 
 import realtime
 from realtime import control
-from realtime.registry import Query, get_registry
+from realtime.backends import get_registry
+from realtime.registry import Query
 from tests.servers import Client, Daphne
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from realtime.dedup import Dedup, MemoryDedup, RedisDedup, answer_once
+from realtime.dedup import answer_once
+from realtime.stores.base import Dedup
+from realtime.stores.memory import MemoryDedup
+from realtime.stores.redis import RedisDedup
 from realtime.testing import aclose_redis
 
 ANSWER = '{"type":"ack","id":"m","result":1}'

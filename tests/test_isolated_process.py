@@ -17,8 +17,8 @@ from tests.asgi import application
 
 
 @pytest.fixture
-def unreported(monkeypatch):
-    monkeypatch.setattr(publishing, "_isolation_reported", False)
+def unreported():
+    publishing.forget_isolation_warning()
 
 
 def isolation_warnings(caplog) -> list[str]:

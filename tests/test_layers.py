@@ -23,9 +23,9 @@ async def test_core_redis_layer_delivers_in_order(use_redis):
 
     with override_settings(CHANNEL_LAYERS=layers):
         channel_layers.backends.clear()
-        from realtime import hub
+        from realtime import hubs
 
-        hub.reset_hubs()
+        hubs.reset_hubs()
         client = RealtimeCommunicator(application)
         assert (await client.connect())[0]
         await client.receive_frame()

@@ -107,8 +107,8 @@ def test_the_tag_tries_redis_again_after_the_pause(on_private_redis, monkeypatch
 
 @pytest.mark.django_db(transaction=True)
 async def test_registry_writes_fail_quietly_and_recover(on_private_redis, caplog):
+    from realtime.backends import get_registry
     from realtime.hub import get_hub
-    from realtime.registry import get_registry
     from realtime.testing import RealtimeCommunicator
     from tests.asgi import application
 

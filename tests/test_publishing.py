@@ -9,7 +9,6 @@ import pytest
 from django.db import transaction
 
 import realtime
-from realtime import publishing
 from realtime.backends import get_log
 from realtime.testing import capture_published
 
@@ -91,26 +90,23 @@ async def test_apublish_appends_to_the_log():
     assert (await get_log().read_after("public.a", None, 0)).offset == 1
 
 
-def test_publish_reuses_one_loop_from_many_threads():
+def test_publish_reuses_one_loop_from_many_threads(monkeypatch):
     loops = set()
-    original = publishing._PublisherLoop._ensure
+    log = get_log()
+    append = log.append
 
-    def spy(self):
-        loop = original(self)
-        loops.add(loop)
-        return loop
+    async def spy(*args):
+        loops.add(asyncio.get_running_loop())
+        return await append(*args)
 
-    publishing._PublisherLoop._ensure = spy
-    try:
-        threads = [
-            threading.Thread(target=realtime.publish, args=("public.t", "ev", n)) for n in range(8)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        publishing._PublisherLoop._ensure = original
+    monkeypatch.setattr(log, "append", spy)
+    threads = [
+        threading.Thread(target=realtime.publish, args=("public.t", "ev", n)) for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert len(loops) == 1
     assert read("public.t").offset == 8
 

@@ -25,7 +25,7 @@ import realtime
 from realtime import signals
 from realtime.backends import get_log
 from realtime.log.memory import MemoryLog
-from realtime.publishing import close_publisher
+from realtime.loop import close_publisher
 from tests.conftest import RedisServer, free_port, realtime_on_redis
 from tests.servers import Client, Daphne, SSEReader, make_database, running_nodes
 

@@ -16,8 +16,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from realtime import control
+from realtime.backends import get_registry
 from realtime.hub import get_hub
-from realtime.registry import Entry, Query, get_registry
+from realtime.registry import Entry, Query
 from realtime.registry.memory import MemoryRegistry
 from realtime.registry.redis import RedisRegistry
 from realtime.testing import RealtimeCommunicator

@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 from django.core.paginator import Paginator
 from django.http import QueryDict
 
-from realtime.registry import Entry, Page, Query, get_registry
+from realtime.backends import get_registry
+from realtime.registry import Entry, Page, Query
 from realtime.registry.base import SORT_KEYS, select
 
 PER_PAGE = 50

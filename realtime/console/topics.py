@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from realtime.backends import get_log
+from realtime.backends import get_log, get_registry
 from realtime.conf import get_config
 from realtime.log import Entry, Log
-from realtime.registry import Page, Query, get_registry
+from realtime.registry import Page, Query
 from realtime.topics import validate_topic
 
 RATE_WINDOW = 60.0

@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.contrib import messages
+from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
+from django.db.models.options import Options
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -22,17 +24,28 @@ from realtime.conf import get_config
 from realtime.console import listing
 from realtime.console.topics import atopic_stats
 from realtime.exceptions import InvalidTopic
-from realtime.publishing import run_sync
+from realtime.loop import run_sync
 from realtime.topics import validate_topic
-
-if TYPE_CHECKING:
-    from realtime.admin import LiveConnectionAdmin
 
 logger = logging.getLogger("realtime.console")
 
 VIEW_PERMISSION = "realtime.view_connections"
 MANAGE_PERMISSION = "realtime.manage_connections"
 MAX_NOTICE = 1000
+
+
+class ConsoleAdmin(Protocol):
+    """What the views need of the model admin that routes them
+    (:class:`realtime.admin.LiveConnectionAdmin`)."""
+
+    @property
+    def opts(self) -> Options[Any]: ...
+
+    @property
+    def admin_site(self) -> AdminSite: ...
+
+    @property
+    def refresh_interval(self) -> float: ...
 
 
 def can_view(request: HttpRequest) -> bool:
@@ -61,7 +74,7 @@ def _snapshot(params: listing.Params) -> listing.Snapshot:
 
 
 def _fragments(
-    request: HttpRequest, model_admin: LiveConnectionAdmin, snapshot: listing.Snapshot
+    request: HttpRequest, model_admin: ConsoleAdmin, snapshot: listing.Snapshot
 ) -> dict[str, str]:
     """The parts of the page that auto-refresh replaces, rendered by the templates the
     page itself includes (one renderer for the first load and every refresh)."""
@@ -73,7 +86,7 @@ def _fragments(
 
 
 def _listing_context(
-    model_admin: LiveConnectionAdmin, snapshot: listing.Snapshot, manage: bool
+    model_admin: ConsoleAdmin, snapshot: listing.Snapshot, manage: bool
 ) -> dict[str, Any]:
     params = snapshot.params
     return {
@@ -92,7 +105,7 @@ def _listing_context(
     }
 
 
-def console(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpResponse:
+def console(request: HttpRequest, model_admin: ConsoleAdmin) -> HttpResponse:
     """The list of live connections (the model's change list)."""
     _require_view(request)
     request.current_app = model_admin.admin_site.name
@@ -119,7 +132,7 @@ def console(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpRespo
     return TemplateResponse(request, "realtime/admin/console.html", context)
 
 
-def poll(request: HttpRequest, model_admin: LiveConnectionAdmin) -> JsonResponse:
+def poll(request: HttpRequest, model_admin: ConsoleAdmin) -> JsonResponse:
     """What the console polls: the page of connections as data and as rendered rows, the
     filter choices and paginator, and cluster-wide totals for the chart."""
     _require_view(request)
@@ -144,7 +157,7 @@ def poll(request: HttpRequest, model_admin: LiveConnectionAdmin) -> JsonResponse
 
 
 @require_POST
-def actions(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpResponse:
+def actions(request: HttpRequest, model_admin: ConsoleAdmin) -> HttpResponse:
     """Disconnect the selected connections, or send them a test message (``notice``)."""
     if not can_manage(request):
         raise PermissionDenied("Acting on live connections needs realtime.manage_connections.")
@@ -189,7 +202,7 @@ def actions(request: HttpRequest, model_admin: LiveConnectionAdmin) -> HttpRespo
     return HttpResponseRedirect(target)
 
 
-def topic(request: HttpRequest, model_admin: LiveConnectionAdmin, name: str) -> HttpResponse:
+def topic(request: HttpRequest, model_admin: ConsoleAdmin, name: str) -> HttpResponse:
     """One topic: subscribers, log length, last offset, publish rate. 503 with a message
     (and the page's navigation) when the log or the registry (Redis) cannot be read."""
     _require_view(request)
@@ -235,7 +248,7 @@ def topic(request: HttpRequest, model_admin: LiveConnectionAdmin, name: str) -> 
     return TemplateResponse(request, "realtime/admin/topic.html", context)
 
 
-def _urls(model_admin: LiveConnectionAdmin) -> dict[str, str]:
+def _urls(model_admin: ConsoleAdmin) -> dict[str, str]:
     site = model_admin.admin_site.name
     prefix = f"{site}:{model_admin.opts.app_label}_{model_admin.opts.model_name}"
     return {

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from django.core.management.base import CommandError
 
 from realtime.conf import get_config
+from realtime.hubs import serves_connections
 
 
 def backend_failed(what: str, exc: BaseException) -> CommandError:
@@ -33,8 +34,6 @@ def require_redis(command: str) -> None:
     no ``REALTIME['REDIS_URL']`` the registry and the topic logs live in the server process,
     which a management command (another process) cannot reach. Allowed in a process that
     serves connections itself (``call_command`` from a server)."""
-    from realtime.hub import serves_connections
-
     if not get_config().redis_url and not serves_connections():
         raise CommandError(
             f"{command} needs REALTIME['REDIS_URL']: without Redis the connections and the "

@@ -1,21 +1,9 @@
-"""The cluster-wide registry of live connections (see :mod:`realtime.registry.base`)."""
+"""The cluster-wide registry of live connections (see :mod:`realtime.registry.base`);
+:func:`realtime.backends.get_registry` chooses the implementation, and
+:mod:`realtime.node` keeps a hub's record in it."""
 
 from __future__ import annotations
 
-import functools
-
-from realtime.conf import get_config
 from realtime.registry.base import Entry, Page, Query, Registry
-from realtime.registry.memory import MemoryRegistry
-from realtime.registry.redis import RedisRegistry
 
-__all__ = ["Entry", "Page", "Query", "Registry", "get_registry"]
-
-
-@functools.cache
-def get_registry() -> Registry:
-    """The registry of this process: Redis when ``REDIS_URL`` is set, else memory."""
-    config = get_config()
-    if config.redis_url:
-        return RedisRegistry(config.redis_url, config.key_prefix, config.heartbeat_timeout)
-    return MemoryRegistry()
+__all__ = ["Entry", "Page", "Query", "Registry"]

@@ -2,10 +2,10 @@
 ``realtime_status`` / ``realtime_disconnect`` commands read.
 
 Each node (one hub: one process and event loop) owns one record set. It adds and removes its
-connections as they come and go and refreshes its set with fresh counters every third of
-``HEARTBEAT_TIMEOUT``. A node's set expires ``HEARTBEAT_TIMEOUT`` after its last refresh, so the
-connections of a node that died (SIGKILL, power cut) leave the registry within one heartbeat
-timeout without anyone cleaning up after it.
+connections as they come and go and refreshes its set every ``HEARTBEAT_TIMEOUT / 3`` seconds
+with fresh counters (:mod:`realtime.node`). A node's set expires ``HEARTBEAT_TIMEOUT`` after its
+last refresh, so the connections of a node that died (SIGKILL, power cut) leave the registry
+within one heartbeat timeout without anyone cleaning up after it.
 
 Reads fetch every live node's set in one round trip per node and filter, sort and paginate in
 the reading process: 10,000 entries are a few MB of JSON (docs/operations.md has the figures)."""

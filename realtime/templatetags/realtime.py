@@ -28,8 +28,9 @@ from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
 from realtime.auth import make_token
+from realtime.loop import run_sync
 from realtime.protocol import encode_cursors
-from realtime.publishing import aget_cursors, run_sync
+from realtime.publishing import aget_cursors
 from realtime.topics import validate_topic
 
 register = template.Library()

@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from realtime import health, protocol, tickets
+from realtime.broker.base import CONTROL_TYPE
 from realtime.conf import get_config
 from realtime.connection import notify
 from realtime.exceptions import (
@@ -17,7 +18,7 @@ from realtime.exceptions import (
     InvalidJSON,
     MessageTooLarge,
 )
-from realtime.hub import CONTROL_TYPE, get_hub
+from realtime.hub import get_hub
 from realtime.transports.http import (
     Caller,
     CollectingTransport,

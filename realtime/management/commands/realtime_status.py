@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from realtime.backends import get_registry
+from realtime.loop import run_sync
 from realtime.management.errors import backend_failed, require_redis
-from realtime.publishing import run_sync
-from realtime.registry import get_registry
 
 
 class Command(BaseCommand):

@@ -1,0 +1,132 @@
+"""A hub's record in the registry: the hub is one registry *node* (one process and event
+loop), and its record lists the node's open connections.
+
+Writes run in the background: the registry is for operators, so a slow or unreachable Redis
+never holds up or fails a connection. Each write is bounded by :data:`REGISTRY_TIMEOUT`, and
+while the node has connections a refresher rewrites its whole record every
+``HEARTBEAT_TIMEOUT / 3`` seconds (so it expires ``HEARTBEAT_TIMEOUT`` after the process dies)
+and then runs the presence tick (:func:`realtime.roster.tick`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
+
+from realtime import health, roster
+from realtime.backends import get_registry
+from realtime.conf import get_config
+from realtime.registry.base import Entry
+
+# How long one registry write (add, update, remove, refresh) may take, in seconds.
+REGISTRY_TIMEOUT = 2.0
+
+
+class Member(Protocol):
+    """What the record needs of a connection (:class:`realtime.connection.Connection`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def entry(self) -> Entry: ...
+
+
+class NodeRecord:
+    """The registry record of node ``name``: the connections in ``connections`` (the hub's
+    own table, which the hub keeps), and the presence of the topics ``topics()`` returns."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        connections: Mapping[str, Member],
+        topics: Callable[[], list[str]],
+    ) -> None:
+        self.loop = loop
+        self.name = name
+        self.connections = connections
+        self.topics = topics
+        self._refresher: asyncio.Task[None] | None = None
+        # registry writes in flight, by connection id (each runs after the previous one)
+        self._writes: dict[str, asyncio.Task[None]] = {}
+
+    def opened(self, connection: Member) -> None:
+        """Add a connection that joined ``connections``, and keep the record alive."""
+        if self._refresher is None or self._refresher.done():
+            self._refresher = self.loop.create_task(self._refresh())
+        self.write(connection)
+
+    def write(self, connection: Member) -> None:
+        """Rewrite a connection's entry (its topics changed)."""
+
+        async def write() -> None:
+            if connection.id in self.connections:  # not closed while an earlier write waited
+                await get_registry().add(self.name, connection.entry())
+
+        self._write(connection.id, write)
+
+    def closed(self, connection_id: str) -> None:
+        """Remove a connection that left ``connections``."""
+        if not self.connections and self._refresher is not None:
+            self._refresher.cancel()  # nothing left to keep alive; the record expires
+            self._refresher = None
+        self._write(connection_id, lambda: get_registry().remove(self.name, connection_id))
+
+    def stop(self) -> None:
+        """Stop refreshing the record (thread-safe)."""
+        if self._refresher is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._refresher.cancel)
+        self._refresher = None
+
+    async def written(self) -> None:
+        """Wait until the writes started so far have finished (or timed out)."""
+        while self._writes:
+            await asyncio.wait(list(self._writes.values()))
+
+    def _write(self, connection_id: str, write: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run one connection's registry write as a task, after that connection's previous
+        write (a remove never overtakes its add), for at most REGISTRY_TIMEOUT seconds."""
+        previous = self._writes.get(connection_id)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                async with asyncio.timeout(REGISTRY_TIMEOUT):
+                    await write()
+            except Exception as error:  # the next refresh rewrites the record
+                health.failed("registry", error)
+            else:
+                health.ok("registry")
+
+        task = self.loop.create_task(run())
+        self._writes[connection_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._writes.get(connection_id) is done:
+                del self._writes[connection_id]
+
+        task.add_done_callback(forget)
+
+    async def _refresh(self) -> None:
+        """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
+        It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies. Each
+        write and each presence tick is bounded, so a hung Redis delays nothing else."""
+        ttl = get_config().heartbeat_timeout
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                entries = [c.entry() for c in self.connections.values()]
+                async with asyncio.timeout(REGISTRY_TIMEOUT):
+                    await get_registry().refresh(self.name, entries, ttl)
+            except Exception as error:
+                health.failed("registry", error)
+            else:
+                health.ok("registry")
+            try:
+                async with asyncio.timeout(max(REGISTRY_TIMEOUT, ttl / 3)):
+                    await roster.tick(self.name, self.topics(), ttl / 3)
+            except Exception as error:
+                health.failed("presence", error)
+            else:
+                health.ok("presence")
