@@ -45,8 +45,8 @@ from realtime.subscription import Subscription
 from realtime.timers import Heartbeat, Timers, TokenExpiry
 from realtime.topics import validate_topic
 
-# Hooks, check_subscribe and notify lived here first: importing them from here still works.
-__all__ = ["Connection", "Hooks", "State", "Transport", "check_subscribe", "notify"]
+# Hooks, check_subscribe, notify and TokenBucket lived here first: still importable from here.
+__all__ = ["Connection", "Hooks", "State", "TokenBucket", "Transport", "check_subscribe", "notify"]
 
 logger = logging.getLogger("realtime.connection")
 
