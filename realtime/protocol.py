@@ -1,16 +1,19 @@
-"""The versioned JSON envelope (docs/protocol.md): strict parsing of client frames and
-encoding of server frames. Pure functions, no I/O."""
+"""The versioned JSON envelope (docs/protocol.md): strict parsing of client frames, and the
+server frames, each built by one function here. Pure functions, no I/O."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from realtime.exceptions import InvalidFrame, InvalidJSON, UnknownType
+
+if TYPE_CHECKING:
+    from realtime.conf import Config
 
 VERSION = 1
 SUBPROTOCOL = f"realtime.v{VERSION}"
@@ -223,6 +226,90 @@ def message_frame(
     )
     return f'{head[:-1]},"offset":{offset},"ack":{"true" if ack else "false"},"data":{data_json}}}'
 
+
+# ---- server frames -------------------------------------------------------------------------
+
+PING = '{"type":"ping"}'
+
+
+class ErrorBody(TypedDict):
+    """The ``error`` of an ``ack`` that refuses a client message."""
+
+    code: str
+    reason: str
+
+
+def welcome_frame(connection_id: str, user: Any, heartbeat_interval: float, config: Config) -> str:
+    """The ``welcome`` frame: the connection's id, its user's pk (None when anonymous), the
+    interval and grace of the client's silence deadline, and the limits it must keep."""
+    return encode(
+        {
+            "type": "welcome",
+            "v": VERSION,
+            "connection_id": connection_id,
+            "user": user,
+            "heartbeat_interval_ms": int(heartbeat_interval * 1000),
+            "heartbeat_timeout_ms": int(config.heartbeat_timeout * 1000),
+            "limits": {
+                "max_frame_bytes": config.max_frame_bytes,
+                "max_topics": config.max_topics,
+                "rate": config.rate,
+                "burst": config.burst,
+            },
+        }
+    )
+
+
+def subscribed_frame(topic: str, epoch: str, offset: int, recovered: bool) -> str:
+    """``subscribed``: ``topic``'s messages follow ``(epoch, offset)``; ``recovered`` says
+    that the client's cursor was honoured."""
+    return encode(
+        {
+            "type": "subscribed",
+            "topic": topic,
+            "epoch": epoch,
+            "offset": offset,
+            "recovered": recovered,
+        }
+    )
+
+
+def unsubscribed_frame(topic: str) -> str:
+    """``unsubscribed``: no more messages of ``topic``."""
+    return encode({"type": "unsubscribed", "topic": topic})
+
+
+def reset_frame(topic: str, reason: str | None, epoch: str, offset: int) -> str:
+    """``reset``: ``topic`` continues from ``(epoch, offset)``, and the messages in between
+    are lost for ``reason`` (``epoch_changed``, ``too_old``, ``cursor_ahead``)."""
+    return encode(
+        {"type": "reset", "topic": topic, "reason": reason, "epoch": epoch, "offset": offset}
+    )
+
+
+def result_ack(message_id: str, result: Any) -> str:
+    """The ``ack`` of client message ``message_id`` with its handler's ``result``. Raises
+    what :func:`encode` raises when ``result`` is not JSON."""
+    return encode({"type": "ack", "id": message_id, "result": result})
+
+
+def error_ack(message_id: str, error: ErrorBody) -> str:
+    """The ``ack`` of client message ``message_id`` refused with ``error``. Raises what
+    :func:`encode` raises (a reason holding a lone surrogate)."""
+    return encode({"type": "ack", "id": message_id, "error": error})
+
+
+def notice_frame(text: str) -> str:
+    """``notice``: an operator's message to the user."""
+    return encode({"type": "notice", "text": text})
+
+
+def token_expiring_frame(expires_in_ms: int) -> str:
+    """``token-expiring``: send a fresh token in an ``auth`` frame within ``expires_in_ms``."""
+    return encode({"type": "token-expiring", "expires_in_ms": expires_in_ms})
+
+
+# ---- cursor strings --------------------------------------------------------------------------
 
 CURSOR_SEPARATOR = ","
 CURSOR_FIELD_SEPARATOR = "~"

@@ -4,10 +4,8 @@ consumer hooks, topic and cursor parameters, rate limits, and JSON error respons
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,18 +20,18 @@ from django.utils.module_loading import import_string
 from realtime import health, protocol, tickets
 from realtime.auth import aauthenticate_token, load_user, origin_allowed
 from realtime.conf import get_config
-from realtime.connection import Connection, TokenBucket, check_subscribe
+from realtime.connection import Connection, check_subscribe
 from realtime.exceptions import (
     AuthRequired,
     CloseCode,
     Forbidden,
     InvalidFrame,
-    RateLimited,
     RealtimeError,
     TokenInvalid,
     TooManyTopics,
     http_status_for,
 )
+from realtime.ratelimit import ScopedBuckets
 from realtime.topics import validate_topic
 from realtime.transports.base import new_connection, new_hooks
 
@@ -238,26 +236,7 @@ def topics_and_cursors(request: HttpRequest) -> tuple[list[str], dict[str, proto
     return topics, protocol.parse_cursors(text)
 
 
-class _Buckets:
-    """Per-scope token buckets for stateless requests, bounded in number."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
-        self._buckets: collections.OrderedDict[str, TokenBucket] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, scope: str) -> None:
-        config = get_config()
-        with self._lock:
-            bucket = self._buckets.pop(scope, None) or TokenBucket(config.rate, config.burst)
-            self._buckets[scope] = bucket
-            while len(self._buckets) > self.limit:
-                self._buckets.popitem(last=False)
-            if not bucket.take():
-                raise RateLimited("Too many requests; slow down.")
-
-
-buckets = _Buckets()
+buckets = ScopedBuckets()
 
 
 class CollectingTransport:
