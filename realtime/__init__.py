@@ -17,6 +17,10 @@ _EXPORTS = {
     "apresence": "realtime.roster",
     "get_cursors": "realtime.publishing",
     "aget_cursors": "realtime.publishing",
+    "publish_to_user": "realtime.users",
+    "apublish_to_user": "realtime.users",
+    "user_topic": "realtime.users",
+    "publish_model": "realtime.model_events",
     "RealtimeConsumer": "realtime.consumers",
     "register_topic": "realtime.topics",
     "topic": "realtime.topics",
@@ -55,12 +59,16 @@ __all__ = [
     "allow_staff",
     "apresence",
     "apublish",
+    "apublish_to_user",
     "get_cursors",
     "make_token",
     "presence",
     "publish",
+    "publish_model",
+    "publish_to_user",
     "register_topic",
     "topic",
+    "user_topic",
 ]
 
 if TYPE_CHECKING:
@@ -79,9 +87,11 @@ if TYPE_CHECKING:
         TokenInvalid,
         UnknownEvent,
     )
+    from realtime.model_events import publish_model
     from realtime.publishing import aget_cursors, apublish, get_cursors, publish
     from realtime.roster import apresence, presence
     from realtime.topics import allow_any, allow_authenticated, allow_staff, register_topic, topic
+    from realtime.users import apublish_to_user, publish_to_user, user_topic
 
 
 def __getattr__(name: str) -> Any:
