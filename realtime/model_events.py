@@ -79,6 +79,7 @@ class ModelPublisher:
         self.data: Callable[[Any], Any] = data if data is not None else self._field_values
         if isinstance(topic, str):
             template = topic
+            self._check_template(name, template)
             topic = lambda instance: _formatter.format(template, instance)  # noqa: E731
         self.topic = topic
         self.events = set(events)
@@ -99,6 +100,19 @@ class ModelPublisher:
         )
         self.ack = ack
         self.uid = f"realtime.publish_model:{model._meta.label}"
+
+    def _check_template(self, name: str, template: str) -> None:
+        try:
+            parts = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{name}: topic {template!r}: {error}.") from None
+        for field in parts:
+            attribute = field.split(".", 1)[0].split("[", 1)[0]
+            if not attribute or not hasattr(self.model, attribute):
+                raise ImproperlyConfigured(
+                    f"{name}: the topic {template!r} names {{{field}}}, but "
+                    f"{self.model.__name__} has no attribute {attribute!r}."
+                )
 
     def _fields(
         self, name: str, names: Sequence[str] | Literal["__all__"]
@@ -172,9 +186,12 @@ class ModelPublisher:
     # -- change tracking (if_changed) ------------------------------------------------------
 
     def _remember(self, instance: models.Model, attnames: Iterable[str]) -> None:
-        snapshot = instance.__dict__.setdefault(_SNAPSHOT, {})
-        for attname in attnames:
-            snapshot[attname] = instance.__dict__.get(attname, _DEFERRED)
+        # a new dict each time: copy.copy() of an instance shares its __dict__'s values
+        values = instance.__dict__
+        values[_SNAPSHOT] = {
+            **values.get(_SNAPSHOT, {}),
+            **{attname: values.get(attname, _DEFERRED) for attname in attnames},
+        }
 
     def _changed(
         self, instance: models.Model, tracked: dict[str, str], update_fields: frozenset[str] | None

@@ -142,11 +142,14 @@ class PublishModelInATestCase(TestCase):
         ({"fields": ["status"], "events": ["saved"]}, "events must be some of"),
         ({"fields": ["status"], "event_prefix": "9"}, "not a valid event name"),
         ({"fields": ["status"], "if_changed": ["nope"]}, "Parcel has no field 'nope'"),
+        ({"fields": ["status"], "topic": "parcel.{nope}"}, "has no attribute 'nope'"),
+        ({"fields": ["status"], "topic": "parcel.{0}"}, "has no attribute '0'"),
+        ({"fields": ["status"], "topic": "parcel.{pk"}, "topic 'parcel.{pk'"),
     ],
 )
 def test_mistakes_are_refused_at_registration(arguments: dict[str, Any], says: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=r"publish_model\(testapp\.Parcel\)") as error:
-        realtime.publish_model(Parcel, topic="public.parcels", **arguments)
+        realtime.publish_model(Parcel, **{"topic": "public.parcels", **arguments})
     assert says in str(error.value)
 
 
