@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
@@ -141,3 +142,33 @@ async def test_publish_to_user_reaches_that_users_connections_and_no_one_elses(
     assert (await alice.receive())["event"] == "second"
     for client in (alice, alice_too, bob, staff):
         await client.close()
+
+
+@pytest.mark.e2e
+async def test_the_user_topic_over_long_poll_with_its_cursor(nodes, database, use_redis) -> None:
+    users = database[1]
+    topic = f"user:{users['alice']['pk']}"
+
+    def bearer(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {users[name]['token']}"}
+
+    async with httpx.AsyncClient(base_url=nodes[0].http, timeout=30) as http:
+        refused = await http.get("/realtime/poll/", params={"topic": topic}, headers=bearer("bob"))
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+
+        first = await http.get("/realtime/poll/", params={"topic": topic}, headers=bearer("alice"))
+        assert first.status_code == 200
+        cursor = first.json()["cursor"]
+        assert cursor.startswith(f"{topic}~")
+        message_id = await realtime.apublish_to_user(users["alice"]["pk"], "hello", {"n": 1})
+        answer = await http.get(
+            "/realtime/poll/", params={"topic": topic, "cursor": cursor}, headers=bearer("alice")
+        )
+        assert answer.status_code == 200
+        [frame] = answer.json()["frames"]
+        assert (frame["type"], frame["topic"], frame["id"], frame["data"]) == (
+            "message",
+            topic,
+            message_id,
+            {"n": 1},
+        )
