@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from realtime.exceptions import TokenExpired as TokenExpired
     from realtime.exceptions import TokenInvalid as TokenInvalid
     from realtime.exceptions import UnknownEvent as UnknownEvent
+    from realtime.model_events import publish_model as publish_model
     from realtime.publishing import aget_cursors as aget_cursors
     from realtime.publishing import apublish as apublish
     from realtime.publishing import get_cursors as get_cursors
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from realtime.topics import allow_staff as allow_staff
     from realtime.topics import register_topic as register_topic
     from realtime.topics import topic as topic
+    from realtime.users import apublish_to_user as apublish_to_user
+    from realtime.users import publish_to_user as publish_to_user
+    from realtime.users import user_topic as user_topic
 
 
 def _public_names() -> dict[str, str]:

@@ -13,9 +13,11 @@ class RealtimeConfig(AppConfig):
         from realtime import (
             checks,  # noqa: F401  (registers the system checks)
             revocation,
+            users,
         )
 
         revocation.connect()
+        users.register()  # the built-in user:<pk> topic, before the apps' own patterns
 
         # Topic permissions live in each app's realtime_topics.py, like admin.py.
         autodiscover_modules("realtime_topics")

@@ -164,7 +164,7 @@ def test_reset_forgets_the_in_memory_logs():
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_communicator_example_of_docs_testing():
-    # docs/testing.md's RealtimeCommunicator example, on the test app's user.{id} topic
+    # docs/testing.md's RealtimeCommunicator example, on the built-in user:<pk> topic
     from asgiref.sync import sync_to_async
     from django.contrib.auth import get_user_model
 
@@ -176,9 +176,9 @@ async def test_the_communicator_example_of_docs_testing():
     connected, _ = await client.connect()
     assert connected
     assert (await client.auth(realtime.make_token(user)))["type"] == "welcome"
-    assert (await client.subscribe(f"user.{user.pk}"))["type"] == "subscribed"
+    assert (await client.subscribe(realtime.user_topic(user)))["type"] == "subscribed"
 
-    await realtime.apublish(f"user.{user.pk}", "status", {"status": "shipped"})
+    await realtime.apublish_to_user(user, "status", {"status": "shipped"})
 
     frame = await client.receive_frame()
     assert (frame["type"], frame["event"], frame["data"]) == (

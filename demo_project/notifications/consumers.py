@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import realtime
 
-from .models import STAFF_TOPIC, Notification, user_topic
+from .models import STAFF_TOPIC, Notification
 from .services import notify, staff_row
 
 
@@ -26,7 +26,7 @@ class DemoConsumer(realtime.RealtimeConsumer):
         )
         if row is not None:
             delivered = {"id": row["id"], "delivered_at": row["delivered_at"]}
-            await realtime.apublish(user_topic(self.user.pk), "delivered", delivered)
+            await realtime.apublish_to_user(self.user, "delivered", delivered)
             await realtime.apublish(STAFF_TOPIC, "delivered", row)
 
     def handle_notifications_test(self, data: Any) -> dict[str, Any]:

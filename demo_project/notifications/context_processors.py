@@ -6,7 +6,9 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from .models import Notification, user_topic
+import realtime
+
+from .models import Notification
 
 
 def notifications(request: HttpRequest) -> dict[str, Any]:
@@ -14,4 +16,4 @@ def notifications(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {"user_topic": None, "unread_count": 0}
     unread = Notification.objects.filter(user=user, read_at__isnull=True).count()
-    return {"user_topic": user_topic(user.pk), "unread_count": unread}
+    return {"user_topic": realtime.user_topic(user), "unread_count": unread}

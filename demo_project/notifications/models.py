@@ -1,4 +1,4 @@
-"""A notification for one user, pushed live on the user's topic ``user.<id>``."""
+"""A notification for one user, pushed live on the user's built-in topic ``user:<id>``."""
 
 from __future__ import annotations
 
@@ -34,11 +34,6 @@ class Notification(models.Model):
             "body": self.body,
             "created": self.created,
         }
-
-
-def user_topic(user_id: int) -> str:
-    """The realtime topic of one user's notifications."""
-    return f"user.{user_id}"
 
 
 #: Staff pages follow every notification's delivery here.

@@ -1,18 +1,12 @@
-"""Who may follow which notification topic; autodiscovered by the realtime app."""
+"""Who may follow which notification topic; autodiscovered by the realtime app.
+
+A user's notifications go to the built-in topic ``user:<id>`` (``realtime.publish_to_user``),
+which only that user may follow: nothing to register for it here."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import realtime
 
 from .models import STAFF_TOPIC
-
-
-@realtime.topic("user.{user_id:int}")
-def can_follow_user(user: Any, user_id: int) -> bool:
-    """A user's notifications: that user, and staff."""
-    return bool(user.is_authenticated and (user.pk == user_id or user.is_staff))
-
 
 realtime.register_topic(STAFF_TOPIC, realtime.allow_staff)

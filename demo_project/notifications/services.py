@@ -9,7 +9,7 @@ from django.db import transaction
 
 import realtime
 
-from .models import STAFF_TOPIC, Notification, user_topic
+from .models import STAFF_TOPIC, Notification
 
 
 def notify(user: Any, title: str, body: str = "") -> Notification:
@@ -30,12 +30,8 @@ def notify(user: Any, title: str, body: str = "") -> Notification:
         notification = Notification.objects.create(
             user=user, title=title, body=body, message_id=message_id
         )
-    realtime.publish(
-        user_topic(user.pk),
-        "notification",
-        notification.as_data(),
-        ack=True,
-        message_id=message_id,
+    realtime.publish_to_user(
+        user, "notification", notification.as_data(), ack=True, message_id=message_id
     )
     realtime.publish(STAFF_TOPIC, "created", staff_row(notification))
     return notification

@@ -25,7 +25,8 @@ AdminAction = Callable[[Any, HttpRequest, "QuerySet[Order]"], None]
 def _set_status_action(status: OrderStatus) -> AdminAction:
     """An admin action that sets ``status`` on the selected orders.
 
-    Saves each order rather than ``queryset.update()``, so the post_save handler publishes.
+    Saves each order rather than ``queryset.update()``, so that ``realtime.publish_model`` (in
+    ``realtime_topics.py``) publishes: ``update()`` sends no signal.
     """
 
     def action(modeladmin: OrderAdminBase, request: HttpRequest, queryset: QuerySet[Order]) -> None:

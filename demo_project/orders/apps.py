@@ -6,12 +6,7 @@ from django.apps import AppConfig
 
 
 class OrdersConfig(AppConfig):
-    """Connects the signal handler that publishes status changes."""
-
     name = "demo_project.orders"
     label = "orders"
     verbose_name = "Orders"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the receivers)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models.base import DEFERRED
 from django.urls import reverse
 
 
@@ -23,7 +21,8 @@ class OrderStatus(models.TextChoices):
 
 
 class Order(models.Model):
-    """An order of one customer. Saving a new status publishes it to ``order.<pk>``."""
+    """An order of one customer. Saving a new status publishes it to ``order.<pk>``
+    (``realtime.publish_model`` in ``realtime_topics.py``)."""
 
     customer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders"
@@ -50,21 +49,13 @@ class Order(models.Model):
         """The realtime topic on which this order's changes are published."""
         return f"order.{self.pk}"
 
-    @classmethod
-    def from_db(cls, db: str | None, field_names: Sequence[str], values: Sequence[Any]) -> Self:
-        instance = super().from_db(db, field_names, values)
-        # Remember the status as loaded, so that the post_save handler publishes only when
-        # it changed (list_editable saves every row of the page, changed or not).
-        loaded = values[field_names.index("status")] if "status" in field_names else DEFERRED
-        instance._loaded_status = None if loaded is DEFERRED else loaded
-        return instance
-
-    def status_changed(self) -> bool:
-        """Whether ``status`` differs from the value loaded from (or last saved to) the db.
-
-        Unknown (an instance not loaded from the database) counts as changed.
-        """
-        return getattr(self, "_loaded_status", None) != self.status
+    def status_data(self) -> dict[str, Any]:
+        """What the order's page gets in an ``order.updated`` message."""
+        return {
+            "status": self.status,
+            "label": self.get_status_display(),
+            "updated_at": self.updated_at,
+        }
 
     @property
     def steps(self) -> list[dict[str, Any]]:

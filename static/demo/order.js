@@ -2,7 +2,7 @@
 // ACKs, duplicates, reconnects and transport fallback are realtime.js's business (the page's
 // one client comes from site.js); this file only turns the topic's events into the page.
 //
-// - `message` "status": update the badge and the progress, add a line to the log;
+// - `message` "order.updated" (realtime.publish_model in orders/realtime_topics.py): update the badge and the progress, add a line to the log;
 // - `reset` (the server could not replay what this page missed): re-read the order;
 // - `subscribed` after a break: note in the log whether the missed updates were replayed.
 
@@ -111,7 +111,7 @@ client.on("state", (state) => {
 client.subscribe(topic, (event) => {
   switch (event.type) {
     case "message":
-      if (event.event !== "status") break;
+      if (event.event !== "order.updated") break;
       applyStatus(event.data);
       // Stamped with the change's own time: a replayed update may be minutes old.
       addLog(`Status changed to ${event.data.label ?? event.data.status}.`, {

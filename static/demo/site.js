@@ -101,7 +101,7 @@ for (const link of document.querySelectorAll("[data-transport-choice]")) {
 
 const bell = document.querySelector("[data-bell-count]");
 const toasts = document.querySelector("[data-toasts]");
-export const userTopic = client.topics.find((topic) => topic.startsWith("user.")) ?? null;
+export const userTopic = client.topics.find((topic) => topic.startsWith("user:")) ?? null;
 
 function setUnread(count) {
   if (!bell) return;

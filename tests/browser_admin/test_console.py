@@ -108,6 +108,17 @@ def page(chromium: Any, nodes: list[Node]) -> Iterator[Any]:
     assert not errors, errors
 
 
+def log_in(page: Any, *, sidebar: bool) -> None:
+    """Log in to the admin as the operator, with the admin's navigation sidebar open or not."""
+    page.goto("/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "operator-pw")
+    page.click("input[type=submit]")
+    page.evaluate(
+        "open => localStorage.setItem('django.admin.navSidebarIsOpen', String(open))", sidebar
+    )
+
+
 def row(item: str) -> str:
     return f'#rt-rows tr[data-id="{item}"]'
 
@@ -120,13 +131,9 @@ def test_operator_watches_and_disconnects_live_connections(page, nodes, database
     traffic = Traffic(nodes[0], "room.lobby")
     sockets = [alice, carol]
     try:
-        # log in to the admin and follow the index's link to the console
-        page.goto("/admin/")
-        page.fill("#id_username", "operator")
-        page.fill("#id_password", "operator-pw")
-        page.click("input[type=submit]")
-        # the admin's navigation sidebar folded, as an operator watching the console would
-        page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+        # log in to the admin and follow the index's link to the console, the admin's
+        # navigation sidebar folded, as an operator watching the console would
+        log_in(page, sidebar=False)
         page.click(f'a[href="{CONSOLE}"]')
         page.wait_for_selector("#rt-console[data-ready=true]")
 

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,39 @@ def demo() -> Iterator[Daphne]:
     finally:
         node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(chromium: Any, demo: Daphne) -> Iterator[Any]:
+    """``browser()`` opens a page in a fresh profile; no page may raise a script error."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def open_() -> Any:
+        context = chromium.new_context(base_url=demo.http, viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not errors, errors
+
+
+def log_in(page: Any, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def wait_open(page: Any, transport: str) -> None:
+    page.wait_for_function(
+        "name => window.realtimeClient?.state === 'open'"
+        " && window.realtimeClient.transport === name",
+        arg=transport,
+    )

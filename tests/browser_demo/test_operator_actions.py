@@ -5,51 +5,13 @@ connects again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser_demo.conftest import PASSWORD
-from tests.servers import Daphne
+from tests.browser_demo.conftest import log_in, wait_open
 
 CONSOLE = "/admin/realtime/liveconnection/"
-
-
-@pytest.fixture
-def browser(chromium: Any, demo: Daphne) -> Iterator[Any]:
-    """``browser()`` opens a page in a fresh profile; no page may raise a script error."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def open_() -> Any:
-        context = chromium.new_context(base_url=demo.http, viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert not errors, errors
-
-
-def log_in(page: Any, username: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
-
-
-def wait_open(page: Any, transport: str) -> None:
-    page.wait_for_function(
-        "name => window.realtimeClient?.state === 'open'"
-        " && window.realtimeClient.transport === name",
-        arg=transport,
-    )
 
 
 def select_alice(console: Any) -> None:

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             return
         previous = order.get_status_display()
         order.status = status
-        order.save(update_fields=["status", "updated_at"])  # the post_save handler publishes
+        order.save(update_fields=["status", "updated_at"])  # publish_model publishes it
         self.stdout.write(
             self.style.SUCCESS(
                 f"{order}: {previous} -> {order.get_status_display()} (published on {order.topic})"

@@ -17,13 +17,15 @@
   const WIDTH = 200; // the sparklines' viewBox
   const HEIGHT = 40;
 
+  const PEAK = 0.7; // the largest value is drawn at 70 % of the height, never at the top edge
+
   function sparkline(svg, samples) {
     // until POINTS samples have come, the ones there are span the whole width
     const values = samples.length === 1 ? [samples[0], samples[0]] : samples;
     const max = Math.max(1, ...values);
     const step = WIDTH / Math.max(1, values.length - 1);
     const points = values.map((value, index) => {
-      const y = HEIGHT - 2 - (value / max) * (HEIGHT - 4);
+      const y = HEIGHT - 2 - (value / max) * (HEIGHT - 4) * PEAK;
       return `${(index * step).toFixed(1)},${y.toFixed(1)}`;
     });
     svg.querySelector("polyline").setAttribute("points", points.join(" "));
