@@ -71,6 +71,10 @@ class AckTracker:
         if self._timer is None:
             self._set_timer(self.timeout)
 
+    def waits_for(self, message_ids: Iterable[str]) -> bool:
+        """Whether any of ``message_ids`` waits its ACK here."""
+        return any(message_id in self.pending for message_id in message_ids)
+
     def acknowledge(self, message_ids: Iterable[str]) -> list[str]:
         """The client acknowledged ``message_ids``: those that were waiting, now forgotten
         (each counted in the ``realtime_messages_acked_total`` metric). Unknown and repeated

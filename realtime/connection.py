@@ -186,9 +186,7 @@ class Connection:
         self.messages_in += 1
         kind = ""
         try:
-            if not self._bucket.take():
-                raise RateLimited("Too many frames; slow down and reconnect.")
-            frame = protocol.parse_client_frame(text)
+            frame = self._admit(text)
             kind = frame["type"]
             await self._dispatch(frame)
         except RateLimited as error:
@@ -206,6 +204,25 @@ class Connection:
             component = "dedup" if kind == "send" else "log"
             health.request_failed(component, error, logger, "Handling a frame failed")
             self._close_for(CloseCode.SERVER_ERROR)
+
+    def _admit(self, text: str) -> protocol.ClientFrame:
+        """Parse a frame and charge it to the rate limit (:class:`RateLimited` when the
+        bucket is empty). An ``ack`` of a message this connection waits an ACK for is free: it
+        answers the server's own traffic, so a client that acknowledges every message of a busy
+        topic is never closed for it; an ``ack`` of nothing pending is charged like any
+        frame, so acks cannot flood either."""
+        try:
+            frame = protocol.parse_client_frame(text)
+        except RealtimeError:
+            self._charge()  # a flood of bad frames is limited like any other
+            raise
+        if not (frame["type"] == "ack" and self.acks.waits_for(frame["ids"])):
+            self._charge()
+        return frame
+
+    def _charge(self) -> None:
+        if not self._bucket.take():
+            raise RateLimited("Too many frames; slow down and reconnect.")
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         kind = frame["type"]

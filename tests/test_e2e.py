@@ -187,6 +187,40 @@ async def test_unacked_message_is_sent_again_and_stops_after_ack(nodes, use_redi
     await client.close()
 
 
+async def test_a_client_acking_every_message_of_a_busy_topic_stays_connected(nodes, use_redis):
+    # 200 ack=True messages at 50/s, each acknowledged in a frame of its own: acks at 50
+    # frames/s for 4 s, far past RATE (20/s) and BURST (60). An ack of a pending message
+    # answers the server's own traffic and costs no rate budget.
+    name, count = topic(), 200
+    client = await Client.connect(nodes[0])
+    await client.subscribe(name)
+
+    async def publisher() -> None:
+        for n in range(count):
+            await publish(name, "tick", n, ack=True)
+            await asyncio.sleep(1 / 50)  # the topic's pace, not a synchronisation
+
+    publishing = asyncio.create_task(publisher())
+    received: dict[str, int] = {}
+    while len(received) < count:
+        frame = await client.receive()
+        assert frame["type"] == "message", frame
+        await client.send({"type": "ack", "ids": [frame["id"]]})
+        received[frame["id"]] = frame["data"]
+    await publishing
+    assert sorted(received.values()) == list(range(count))
+    # still open, and still answering
+    assert (await client.subscribe(topic()))["type"] == "subscribed"
+    await client.close()
+
+
+async def test_acks_of_nothing_pending_are_rate_limited(nodes):
+    client = await Client.connect(nodes[0])
+    for n in range(100):  # RATE 20/s, BURST 60: the bucket runs dry within the burst
+        await client.send({"type": "ack", "ids": [f"never-sent-{n}"]})
+    assert await client.close_code() == 4429
+
+
 async def test_retried_client_send_runs_once_across_nodes(nodes, database):
     token = database[1]["alice"]["token"]
     frame = {"type": "send", "id": f"m-{uuid.uuid4().hex[:8]}", "event": "stamp"}

@@ -887,7 +887,11 @@ class WebSocketTransport extends BaseTransport {
 
   /** @param {string[]} ids */
   _sendAcks(ids) {
-    this._send({ type: "ack", ids });
+    // Outside the bucket: the server does not count an ack of messages it waits an ACK for.
+    // An ack for a socket that is no longer open is dropped with it, as every frame is.
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ type: "ack", ids }));
+    }
   }
 
   /** @param {Frame} frame */
