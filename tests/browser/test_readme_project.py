@@ -75,8 +75,9 @@ class Project:
         self.env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
         self.env["PYTHONDONTWRITEBYTECODE"] = "1"
 
-    def run(self, args: list[str], cwd: Path | None = None) -> str:
-        """Run ``args`` (``python`` and ``django-admin`` are the virtualenv's); its stdout."""
+    def run(self, args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``args`` (``python`` and ``django-admin`` are the virtualenv's); fail unless it
+        succeeds."""
         done = subprocess.run(
             args,
             cwd=cwd or self.dir,
@@ -87,7 +88,7 @@ class Project:
         )
         if done.returncode:
             pytest.fail(f"{shlex.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
-        return done.stdout
+        return done
 
     def write(self, relative: str, text: str) -> None:
         path = self.dir / relative
@@ -260,7 +261,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Project
 @pytest.fixture(scope="module")
 def session_cookie(project: Project) -> str:
     output = project.run(["python", "manage.py", "shell", "-c", SETUP_CUSTOMER])
-    return output.strip().splitlines()[-1]
+    return output.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -271,8 +272,18 @@ def runserver(project: Project) -> Iterator[Runserver]:
 
 
 def test_the_package_comes_from_the_wheel(project: Project) -> None:
-    where = project.run(["python", "-c", "import realtime; print(realtime.__file__)"])
+    where = project.run(["python", "-c", "import realtime; print(realtime.__file__)"]).stdout
     assert Path(where.strip()).is_relative_to(project.venv), where
+
+
+def test_the_readme_project_passes_its_checks(project: Project) -> None:
+    def realtime_ids(output: str) -> list[str]:
+        return re.findall(r"\((realtime\.[EW]\d+)\)", output)
+
+    assert realtime_ids(project.run(["python", "manage.py", "check"]).stderr) == []
+    # development settings: only runserver serves the JS client, as the README says
+    deploy = project.run(["python", "manage.py", "check", "--deploy"]).stderr
+    assert realtime_ids(deploy) == ["realtime.W010"], deploy
 
 
 @pytest.mark.parametrize("transport", list(PAGES))
