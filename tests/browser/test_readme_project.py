@@ -253,6 +253,47 @@ class Runserver:
                 self.process.wait(10)
 
 
+def log_in_customer(project: Project) -> str:
+    """Make the user who owns order 42; return the session cookie of a login as them."""
+    output = project.run(["python", "manage.py", "shell", "-c", SETUP_CUSTOMER])
+    return output.stdout.strip().splitlines()[-1]
+
+
+def open_page_and_publish(
+    browser: Any, project: Project, server: Runserver, cookie: str, transport: str
+) -> None:
+    """Open the page of ``transport`` (see PAGES) logged in with ``cookie``, run the README's
+    publish command, and check that the page logs the message, over that transport alone."""
+    context = browser.new_context(base_url=server.url)
+    context.set_default_timeout(20_000)
+    context.add_cookies([{"name": "sessionid", "value": cookie, "url": server.url}])
+    page = context.new_page()
+    sockets: list[str] = []
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
+    try:
+        response = page.goto(f"/orders/42/{transport}/")
+        assert response is not None and response.ok
+        with page.expect_console_message(lambda m: m.text.startswith("status ")) as logged:
+            project.run(readme_command("publish"))  # after the render: its position has it
+        assert [arg.json_value() for arg in logged.value.args] == ["status", {"status": "shipped"}]
+    finally:
+        context.close()
+    assert not [error for error in errors if not error.endswith("/favicon.ico")], errors
+    used = {
+        "websocket": [url for url in sockets if "/realtime/ws/" in url],
+        "sse": [url for url in requests if "/realtime/sse/" in url],
+        "longpoll": [url for url in requests if "/realtime/poll/" in url],
+    }
+    assert used[transport], (sockets, requests)
+    assert not [name for name, urls in used.items() if urls and name != transport], used
+    assert "Traceback" not in server.output(), server.output()
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Project:
     return make_project(tmp_path_factory.mktemp("readme-project"), redis_url)
@@ -260,8 +301,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Project
 
 @pytest.fixture(scope="module")
 def session_cookie(project: Project) -> str:
-    output = project.run(["python", "manage.py", "shell", "-c", SETUP_CUSTOMER])
-    return output.stdout.strip().splitlines()[-1]
+    return log_in_customer(project)
 
 
 @pytest.fixture(scope="module")
@@ -290,31 +330,4 @@ def test_the_readme_project_passes_its_checks(project: Project) -> None:
 def test_a_publish_from_manage_py_shell_reaches_the_readme_page(
     chromium: Any, project: Project, runserver: Runserver, session_cookie: str, transport: str
 ) -> None:
-    context = chromium.new_context(base_url=runserver.url)
-    context.set_default_timeout(20_000)
-    context.add_cookies([{"name": "sessionid", "value": session_cookie, "url": runserver.url}])
-    page = context.new_page()
-    sockets: list[str] = []
-    requests: list[str] = []
-    errors: list[str] = []
-    page.on("websocket", lambda socket: sockets.append(socket.url))
-    page.on("request", lambda request: requests.append(request.url))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
-    try:
-        response = page.goto(f"/orders/42/{transport}/")
-        assert response is not None and response.ok
-        with page.expect_console_message(lambda m: m.text.startswith("status ")) as logged:
-            project.run(readme_command("publish"))  # after the render: its position has it
-        assert [arg.json_value() for arg in logged.value.args] == ["status", {"status": "shipped"}]
-    finally:
-        context.close()
-    assert not [error for error in errors if not error.endswith("/favicon.ico")], errors
-    used = {
-        "websocket": [url for url in sockets if "/realtime/ws/" in url],
-        "sse": [url for url in requests if "/realtime/sse/" in url],
-        "longpoll": [url for url in requests if "/realtime/poll/" in url],
-    }
-    assert used[transport], (sockets, requests)
-    assert not [name for name, urls in used.items() if urls and name != transport], used
-    assert "Traceback" not in runserver.output(), runserver.output()
+    open_page_and_publish(chromium, project, runserver, session_cookie, transport)
