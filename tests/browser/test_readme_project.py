@@ -7,11 +7,13 @@ a README that stops working fails here. The project runs with the README's devel
 command (``python manage.py runserver`` with "daphne" in INSTALLED_APPS), and in headless
 Chromium the README's page snippet shows a publish made with the README's ``manage.py shell``
 command, over WebSocket, and over SSE and long-poll with the transport pinned as the README
-says.
+says. Then it runs as docs/deployment.md says for production (its marked blocks: WhiteNoise,
+``collectstatic``, ``daphne mysite.asgi:application``) with DEBUG off, and the page works
+there too.
 
-What the README leaves to the project is written here, and only that: the shop app's models
+What the docs leave to the project is written here, and only that: the shop app's models
 (``Order``, ``Note``), a view for the page, a user who owns order 42 and is logged in, a Redis
-URL and key prefix of the test's own.
+URL and key prefix of the test's own, and DEBUG and ALLOWED_HOSTS for production.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +39,33 @@ from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
 MARKED_BLOCK = r"<!-- readme-project: {name} -->\s*^([ \t]*)```[^\n]*\n(.*?)^\1```"
 README_REDIS = "redis://127.0.0.1:6379/0"  # what the README's settings say
 PAGES = {"websocket": None, "sse": "sse", "longpoll": "longpoll"}  # transport: pinned to
 COMMAND_TIMEOUT = 300  # a cold dependency install under load
 
 
-def readme_block(name: str) -> str:
-    """The code block README.md marks ``<!-- readme-project: name -->``, dedented."""
+def readme_block(name: str, document: Path | None = None) -> str:
+    """The code block ``document`` (README.md) marks ``<!-- readme-project: name -->``,
+    dedented."""
+    document = document or README
     pattern = MARKED_BLOCK.format(name=re.escape(name))
-    match = re.search(pattern, README.read_text(), re.M | re.S)
+    match = re.search(pattern, document.read_text(), re.M | re.S)
     if match is None:
-        pytest.fail(f"README.md has no code block marked <!-- readme-project: {name} -->")
+        pytest.fail(f"{document.name} has no code block marked <!-- readme-project: {name} -->")
     return textwrap.dedent(match.group(2))
 
 
-def readme_command(name: str) -> list[str]:
-    """The README's one-line shell command marked ``name``, as arguments."""
-    [line] = readme_block(name).strip().splitlines()
-    return shlex.split(line)
+def readme_commands(name: str, document: Path | None = None) -> list[list[str]]:
+    """The shell commands of the block marked ``name``, one a line, as arguments."""
+    return [shlex.split(line) for line in readme_block(name, document).strip().splitlines()]
+
+
+def readme_command(name: str, document: Path | None = None) -> list[str]:
+    """The one shell command of the block marked ``name``, as arguments."""
+    [command] = readme_commands(name, document)
+    return command
 
 
 class Project:
@@ -75,13 +85,15 @@ class Project:
         self.env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
         self.env["PYTHONDONTWRITEBYTECODE"] = "1"
 
-    def run(self, args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``args`` (``python`` and ``django-admin`` are the virtualenv's); fail unless it
         succeeds."""
         done = subprocess.run(
             args,
             cwd=cwd or self.dir,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT,
@@ -210,21 +222,25 @@ print(client.cookies["sessionid"].value)
 """
 
 
-class Runserver:
-    """The README's development server, on a free port, in its own process group (the
-    autoreloader's child is stopped with it)."""
+class Server:
+    """A server command of the docs, on a free port (``port_args(port)`` adds it to the
+    command), in its own process group (runserver's autoreloader child is stopped with it)."""
 
-    def __init__(self, project: Project) -> None:
-        command = readme_command("runserver")
-        assert command == ["python", "manage.py", "runserver"], command
+    def __init__(
+        self,
+        project: Project,
+        command: list[str],
+        port_args: Callable[[int], list[str]],
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = project.base / "runserver.log"
+        self.log = project.base / f"server-{self.port}.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [*command, f"127.0.0.1:{self.port}"],
+                [*command, *port_args(self.port)],
                 cwd=project.dir,
-                env=project.env,
+                env={**project.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -237,7 +253,7 @@ class Runserver:
             except httpx.TransportError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    pytest.fail(f"runserver did not start:\n{self.output()}")
+                    pytest.fail(f"{shlex.join(command)} did not start:\n{self.output()}")
                 time.sleep(0.1)
 
     def output(self) -> str:
@@ -260,7 +276,7 @@ def log_in_customer(project: Project) -> str:
 
 
 def open_page_and_publish(
-    browser: Any, project: Project, server: Runserver, cookie: str, transport: str
+    browser: Any, project: Project, server: Server, cookie: str, transport: str
 ) -> None:
     """Open the page of ``transport`` (see PAGES) logged in with ``cookie``, run the README's
     publish command, and check that the page logs the message, over that transport alone."""
@@ -305,8 +321,36 @@ def session_cookie(project: Project) -> str:
 
 
 @pytest.fixture(scope="module")
-def runserver(project: Project) -> Iterator[Runserver]:
-    server = Runserver(project)
+def runserver(project: Project) -> Iterator[Server]:
+    """README step 2's development server."""
+    command = readme_command("runserver")
+    assert command == ["python", "manage.py", "runserver"], command
+    server = Server(project, command, lambda port: [f"127.0.0.1:{port}"])
+    yield server
+    server.stop()
+
+
+PRODUCTION_SETTINGS = """\
+from .settings import *  # noqa: F403
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1"]
+"""
+
+
+@pytest.fixture(scope="module")
+def production(project: Project) -> Iterator[Server]:
+    """docs/deployment.md's production setup: WhiteNoise, collectstatic and daphne, with
+    DEBUG off (settings module mysite.production)."""
+    [install] = readme_commands("whitenoise-install", DEPLOYMENT)
+    project.run(install)
+    settings = readme_block("whitenoise-settings", DEPLOYMENT)
+    project.write("mysite/production.py", f"{PRODUCTION_SETTINGS}\n{settings}")
+    collectstatic, daphne = readme_commands("production", DEPLOYMENT)
+    assert daphne == ["daphne", "mysite.asgi:application"], daphne
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.production"}
+    project.run(collectstatic, env=env)
+    server = Server(project, daphne, lambda port: ["-b", "127.0.0.1", "-p", str(port)], env)
     yield server
     server.stop()
 
@@ -328,6 +372,15 @@ def test_the_readme_project_passes_its_checks(project: Project) -> None:
 
 @pytest.mark.parametrize("transport", list(PAGES))
 def test_a_publish_from_manage_py_shell_reaches_the_readme_page(
-    chromium: Any, project: Project, runserver: Runserver, session_cookie: str, transport: str
+    chromium: Any, project: Project, runserver: Server, session_cookie: str, transport: str
 ) -> None:
     open_page_and_publish(chromium, project, runserver, session_cookie, transport)
+
+
+def test_in_production_daphne_and_whitenoise_serve_the_readme_page(
+    chromium: Any, project: Project, production: Server, session_cookie: str
+) -> None:
+    open_page_and_publish(chromium, project, production, session_cookie, "websocket")
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.production"}
+    deploy = project.run(["python", "manage.py", "check", "--deploy"], env=env).stderr
+    assert not re.findall(r"\(realtime\.", deploy), deploy
