@@ -44,6 +44,8 @@ MARKED_BLOCK = r"<!-- readme-project: {name} -->\s*^([ \t]*)```[^\n]*\n(.*?)^\1`
 README_REDIS = "redis://127.0.0.1:6379/0"  # what the README's settings say
 PAGES = {"websocket": None, "sse": "sse", "longpoll": "longpoll"}  # transport: pinned to
 COMMAND_TIMEOUT = 300  # a cold dependency install under load
+# The first test also waits for the project: wheel, virtualenv, install, startproject, migrate.
+pytestmark = pytest.mark.timeout(600)
 
 
 def readme_block(name: str, document: Path | None = None) -> str:
