@@ -8,12 +8,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
-from django.urls import NoReverseMatch, reverse
+from django.core.handlers.asgi import ASGIHandler
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.module_loading import import_string
 
 from realtime import conf
+from realtime.asgi import WEBSOCKET_PATH
 from realtime.consumers import RealtimeConsumer
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
@@ -182,6 +185,81 @@ def _check_consumer(path: str) -> list[Any]:
     return []
 
 
+def _websocket_path() -> str:
+    """The path the JS client opens: the prefix of realtime.urls (what
+    ``{% realtime_client %}`` tells it), then ``ws/``."""
+    try:
+        return reverse("realtime:token").removesuffix("token/").lstrip("/") + "ws/"
+    except NoReverseMatch:
+        return WEBSOCKET_PATH  # W004 reports the missing include
+
+
+def _routes_to_realtime(application: Any, path: str) -> bool | None:
+    """Whether ``application`` hands a WebSocket for ``path`` to a RealtimeConsumer: True or
+    False when the structure says so, None when it cannot be followed (a callable of the
+    project's own), since a guess would be a false alarm."""
+    for _ in range(50):  # a bound: a wrapper could point at itself
+        if isinstance(application, ASGIHandler):
+            return False  # Django's handler answers HTTP only
+        if isinstance(application, ProtocolTypeRouter):
+            application = application.application_mapping.get("websocket")
+            if application is None:
+                return False
+        elif isinstance(application, URLRouter):
+            for route in application.routes:
+                try:
+                    match = route.pattern.match(path)
+                except Resolver404:
+                    continue
+                if match:
+                    path, application = match[0], route.callback
+                    break
+            else:
+                return False
+        elif (consumer := getattr(application, "consumer_class", None)) is not None:
+            return isinstance(consumer, type) and issubclass(consumer, RealtimeConsumer)
+        else:
+            # Channels' middleware keeps the wrapped application as ``inner``, its
+            # OriginValidator as ``application``.
+            inner = getattr(application, "inner", None) or getattr(application, "application", None)
+            if inner is None:
+                return None
+            application = inner
+    return None
+
+
+@register(Tags.compatibility)
+def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``ASGI_APPLICATION`` imports, and routes the client's WebSocket path to a
+    RealtimeConsumer (as far as its routers and middleware can be followed)."""
+    name = getattr(settings, "ASGI_APPLICATION", None)
+    if not name:
+        return []  # check_settings reports it (W002)
+    try:
+        application = import_string(name)
+    except Exception as exc:
+        return [
+            Error(
+                f"ASGI_APPLICATION {name!r} cannot be imported: {type(exc).__name__}: {exc}",
+                hint="Point it at the application in your project's asgi.py, made by "
+                "realtime.asgi.get_asgi_application().",
+                id="realtime.E010",
+            )
+        ]
+    path = _websocket_path()
+    if _routes_to_realtime(application, path) is False:
+        return [
+            Warning(
+                f"ASGI_APPLICATION {name!r} does not route WebSocket connections for /{path} "
+                "to a RealtimeConsumer: browsers fall back to SSE or long-poll.",
+                hint="Make it with realtime.asgi.get_asgi_application(), or route "
+                f'path("{path}", YourConsumer.as_asgi()) in its "websocket" URLRouter.',
+                id="realtime.W008",
+            )
+        ]
+    return []
+
+
 @register(Tags.urls)
 def check_urls(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     try:
@@ -225,6 +303,28 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W006",
             )
         )
+    backend = _layer_backend()
+    if config.redis_url is None and (backend is None or backend.endswith("InMemoryChannelLayer")):
+        messages.append(
+            Warning(
+                "realtime keeps its topic logs and channel layer in one process's memory: a "
+                "publish() from a management command, a Celery worker or another server "
+                "process reaches no connection of this one.",
+                hint="Set REALTIME['REDIS_URL'] and a Redis channel layer in every process "
+                "(README, 'Adding it to your project', step 1).",
+                id="realtime.W009",
+            )
+        )
+    if (url := _static_served_in_development_only()) is not None:
+        messages.append(
+            Warning(
+                f"Nothing serves static files such as the JS client ({url}) outside "
+                "development: under daphne, pages using it get a 404 and no live updates.",
+                hint="Run collectstatic into STATIC_ROOT and let your web server serve it, or "
+                "add WhiteNoise's middleware (docs/deployment.md).",
+                id="realtime.W010",
+            )
+        )
     if config.redis_url is not None and urlsplit(config.redis_url).scheme in REDIS_SCHEMES:
         try:
             redis.Redis.from_url(
@@ -241,3 +341,24 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     return messages
+
+
+def _static_served_in_development_only() -> str | None:
+    """The JS client's URL when nothing but development serving (runserver with DEBUG, or
+    ``staticfiles_urlpatterns()``, which serve only with DEBUG on) would serve it: no
+    STATIC_ROOT for collectstatic and a web server, no WhiteNoise, no view of the project's
+    own. None when it is served, or when STATIC_URL points at another host."""
+    static_url = getattr(settings, "STATIC_URL", None)
+    if not static_url or urlsplit(static_url).netloc or getattr(settings, "STATIC_ROOT", None):
+        return None
+    if any("whitenoise" in str(name).lower() for name in getattr(settings, "MIDDLEWARE", [])):
+        return None
+    # staticfiles only here: a project may leave django.contrib.staticfiles out
+    from django.contrib.staticfiles.views import serve as debug_serve
+
+    url = f"{static_url}realtime/realtime.js"
+    try:
+        match = resolve(urlsplit(url).path)
+    except Resolver404:
+        return url
+    return url if match.func is debug_serve else None

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
-from django.core.checks import Error, Warning
-from django.test import override_settings
+from typing import Any
 
-from realtime import checks
+import pytest
+from channels.auth import AuthMiddlewareStack
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+from django.contrib.staticfiles import views as staticfiles_views
+from django.core.checks import Error, Warning
+from django.core.handlers.asgi import ASGIHandler
+from django.test import override_settings
+from django.urls import include, path, re_path
+from django.views.static import serve as static_serve
+
+from realtime import RealtimeConsumer, checks
 
 MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
@@ -180,12 +191,18 @@ def test_urls_not_included():
     ]
 
 
-@override_settings(REALTIME={})
+def deployable(**realtime: Any) -> override_settings:
+    """Settings ``check --deploy`` has nothing to say about, but ``realtime``: a Redis channel
+    layer (the Redis log is E005's business) and a STATIC_ROOT."""
+    return override_settings(REALTIME=realtime, CHANNEL_LAYERS=REDIS, STATIC_ROOT="/srv/static")
+
+
+@deployable()
 def test_deploy_defaults_pass():
     assert checks.check_deploy() == []
 
 
-@override_settings(REALTIME={"ALLOWED_ORIGINS": ["*"], "METRICS": True})
+@deployable(ALLOWED_ORIGINS=["*"], METRICS=True)
 def test_deploy_any_origin_and_metrics_without_token():
     assert checks.check_deploy() == [
         Warning(
@@ -207,7 +224,7 @@ def test_deploy_redis_that_does_not_answer():
     from tests.conftest import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    with override_settings(REALTIME={"REDIS_URL": url}):
+    with deployable(REDIS_URL=url):
         [warning] = checks.check_deploy()
     assert warning.id == "realtime.W007"
     assert warning.msg.startswith(f"Redis at {url!r} does not answer: ConnectionError: ")
@@ -217,5 +234,171 @@ def test_deploy_redis_that_does_not_answer():
 
 
 def test_deploy_redis_that_answers(redis_url):
-    with override_settings(REALTIME={"REDIS_URL": redis_url}):
+    with deployable(REDIS_URL=redis_url):
         assert checks.check_deploy() == []
+
+
+IN_MEMORY_WARNING = Warning(
+    "realtime keeps its topic logs and channel layer in one process's memory: a publish() "
+    "from a management command, a Celery worker or another server process reaches no "
+    "connection of this one.",
+    hint="Set REALTIME['REDIS_URL'] and a Redis channel layer in every process (README, "
+    "'Adding it to your project', step 1).",
+    id="realtime.W009",
+)
+
+
+@pytest.mark.parametrize("layers", [MEMORY, {}], ids=["in-memory layer", "no layer"])
+@pytest.mark.parametrize("debug", [True, False])
+def test_deploy_everything_in_one_process_memory(layers, debug):
+    with deployable(), override_settings(CHANNEL_LAYERS=layers, DEBUG=debug):
+        assert checks.check_deploy() == [IN_MEMORY_WARNING]
+
+
+def test_deploy_in_memory_layer_with_a_redis_log_is_w001s(redis_url):
+    with deployable(REDIS_URL=redis_url), override_settings(CHANNEL_LAYERS=MEMORY):
+        assert checks.check_deploy() == []
+
+
+# URLconfs: realtime.urls, and static files served by the view of staticfiles_urlpatterns(),
+# which serves only with DEBUG on (it is what that function adds when DEBUG is on), or by a
+# view of the project's own; realtime.urls under another prefix.
+class URLconf:
+    def __init__(self, *urlpatterns: Any) -> None:
+        self.urlpatterns = list(urlpatterns)
+
+
+REALTIME_URLS = path("realtime/", include("realtime.urls"))
+DEBUG_STATIC = URLconf(REALTIME_URLS, re_path(r"^static/(?P<path>.*)$", staticfiles_views.serve))
+OWN_STATIC = URLconf(
+    REALTIME_URLS,
+    re_path(r"^static/(?P<path>.*)$", static_serve, {"document_root": "/srv/static"}),
+)
+ELSEWHERE = URLconf(path("live/", include("realtime.urls")))
+
+STATIC_WARNING = Warning(
+    "Nothing serves static files such as the JS client (/static/realtime/realtime.js) outside "
+    "development: under daphne, pages using it get a 404 and no live updates.",
+    hint="Run collectstatic into STATIC_ROOT and let your web server serve it, or add "
+    "WhiteNoise's middleware (docs/deployment.md).",
+    id="realtime.W010",
+)
+WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_deploy_static_files_served_by_runserver_only(debug):
+    with deployable(), override_settings(STATIC_ROOT=None, DEBUG=debug):
+        assert checks.check_deploy() == [STATIC_WARNING]
+
+
+@override_settings(ROOT_URLCONF=DEBUG_STATIC)
+def test_deploy_static_files_served_by_staticfiles_urlpatterns_only():
+    with deployable(), override_settings(STATIC_ROOT=None, DEBUG=False):
+        assert checks.check_deploy() == [STATIC_WARNING]
+
+
+@pytest.mark.parametrize(
+    "served",
+    [
+        {"STATIC_ROOT": "/srv/static"},
+        {"STATIC_ROOT": None, "MIDDLEWARE": [WHITENOISE, *settings.MIDDLEWARE]},
+        {"STATIC_ROOT": None, "STATIC_URL": "https://cdn.example.com/static/"},
+        {"STATIC_ROOT": None, "ROOT_URLCONF": OWN_STATIC},
+    ],
+    ids=["STATIC_ROOT", "WhiteNoise", "another host", "a view of the project's own"],
+)
+def test_deploy_static_files_served(served):
+    with deployable(), override_settings(DEBUG=False, **served):
+        assert checks.check_deploy() == []
+
+
+# ASGI applications for ASGI_APPLICATION: Django's handler alone, a router without
+# WebSocket, a realtime consumer at another path, another consumer at realtime's path, and
+# the realtime consumer behind nested routers and an OriginValidator (at realtime/ws/ and at
+# live/ws/); a callable of the project's own, which the check cannot follow.
+django_only = ASGIHandler()
+http_only = ProtocolTypeRouter({"http": django_only})
+wrong_path = ProtocolTypeRouter(
+    {"websocket": AuthMiddlewareStack(URLRouter([path("ws/", RealtimeConsumer.as_asgi())]))}
+)
+another_consumer = ProtocolTypeRouter(
+    {"websocket": URLRouter([path("realtime/ws/", AsyncWebsocketConsumer.as_asgi())])}
+)
+
+
+def _nested(prefix: str) -> ProtocolTypeRouter:
+    inner = URLRouter([path("ws/", RealtimeConsumer.as_asgi())])
+    return ProtocolTypeRouter(
+        {"websocket": OriginValidator(URLRouter([path(prefix, inner)]), ["*"])}
+    )
+
+
+nested = _nested("realtime/")
+nested_elsewhere = _nested("live/")
+
+
+async def opaque(scope: Any, receive: Any, send: Any) -> None:
+    raise NotImplementedError
+
+
+def test_asgi_application_of_the_tests_routes_to_realtime():
+    assert checks.check_asgi() == []
+
+
+@override_settings(ASGI_APPLICATION="tests.nowhere.application")
+def test_asgi_application_that_does_not_import():
+    assert checks.check_asgi() == [
+        Error(
+            "ASGI_APPLICATION 'tests.nowhere.application' cannot be imported: "
+            "ModuleNotFoundError: No module named 'tests.nowhere'",
+            hint="Point it at the application in your project's asgi.py, made by "
+            "realtime.asgi.get_asgi_application().",
+            id="realtime.E010",
+        )
+    ]
+
+
+@override_settings(ASGI_APPLICATION="tests.asgi.nothing")
+def test_asgi_application_module_without_the_application():
+    [error] = checks.check_asgi()
+    assert (error.id, error.msg) == (
+        "realtime.E010",
+        "ASGI_APPLICATION 'tests.asgi.nothing' cannot be imported: ImportError: Module "
+        '"tests.asgi" does not define a "nothing" attribute/class',
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["django_only", "http_only", "wrong_path", "another_consumer", "nested_elsewhere"]
+)
+def test_asgi_application_that_does_not_route_to_realtime(name):
+    with override_settings(ASGI_APPLICATION=f"tests.test_checks.{name}"):
+        assert checks.check_asgi() == [
+            Warning(
+                f"ASGI_APPLICATION 'tests.test_checks.{name}' does not route WebSocket "
+                "connections for /realtime/ws/ to a RealtimeConsumer: browsers fall back to "
+                "SSE or long-poll.",
+                hint="Make it with realtime.asgi.get_asgi_application(), or route "
+                'path("realtime/ws/", YourConsumer.as_asgi()) in its "websocket" URLRouter.',
+                id="realtime.W008",
+            )
+        ]
+
+
+@pytest.mark.parametrize("name", ["nested", "opaque"])
+def test_asgi_application_that_routes_or_cannot_be_followed(name):
+    with override_settings(ASGI_APPLICATION=f"tests.test_checks.{name}"):
+        assert checks.check_asgi() == []
+
+
+@override_settings(ROOT_URLCONF=ELSEWHERE)
+def test_asgi_check_follows_where_realtime_urls_are_included():
+    with override_settings(ASGI_APPLICATION="tests.test_checks.nested_elsewhere"):
+        assert checks.check_asgi() == []
+    with override_settings(ASGI_APPLICATION="tests.asgi.application"):
+        [warning] = checks.check_asgi()
+    assert warning.msg.startswith(
+        "ASGI_APPLICATION 'tests.asgi.application' does not route WebSocket connections for "
+        "/live/ws/ to a RealtimeConsumer"
+    )
