@@ -360,6 +360,11 @@ def production(project: Project) -> Iterator[Server]:
 def test_the_package_comes_from_the_wheel(project: Project) -> None:
     where = project.run(["python", "-c", "import realtime; print(realtime.__file__)"]).stdout
     assert Path(where.strip()).is_relative_to(project.venv), where
+    # the licence travels with the installed package
+    licences = list(
+        project.venv.glob("lib/python*/site-packages/django_realtime_push-*.dist-info/**/LICENSE")
+    )
+    assert len(licences) == 1 and "BSD" in licences[0].read_text(), licences
 
 
 def test_the_readme_project_passes_its_checks(project: Project) -> None:
