@@ -437,6 +437,35 @@ def test_disconnected_by_an_operator_closes_for_good(
     assert opened == 1, "the client must not reconnect after 4403"
 
 
+def test_sse_acks_of_a_burst_stay_under_a_small_rate_limit(chromium: Any, database: Any) -> None:
+    # A server of its own, whose buckets hold 5 requests and refill 2 a second: ACK POSTs of
+    # a burst of `ack=True` messages gather into few POSTs instead of one per 20 ms.
+    server = Server(database[0], {"RT_RATE": "2", "RT_BURST": "5"})
+    context = chromium.new_context(base_url=server.url)
+    try:
+        page = context.new_page()
+        page.goto("/_test/login/alice/")
+        topic = new_topic()
+        page.goto(f"/_test/page/?topic={topic}")
+        page.wait_for_function("window.ready === true")
+        connected(page, server, "sse", topic)
+        ids = {server.publish(topic, n, ack=True) for n in range(30)}
+
+        def acked() -> set[str]:
+            frames = server.stats()["client_frames"]
+            return {i for f in frames if f.get("type") == "ack" for i in f["ids"]}
+
+        wait_until(lambda: ids <= acked(), what="every message acknowledged")
+        assert server.stats()["rate_limited"] == 0
+        assert page.evaluate("window.log.filter(e => e[0] === 'state').map(e => e[1])") == [
+            "connecting",
+            "open",
+        ]
+    finally:
+        context.close()
+        server.stop()
+
+
 # ---- tokens -----------------------------------------------------------------------------------
 
 
