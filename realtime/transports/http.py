@@ -158,13 +158,13 @@ async def admit(
     *,
     login_required: bool = False,
     csrf: bool = False,
-    charge: bool = True,
+    rate_limit: bool = True,
 ) -> Caller:
     """The start every HTTP transport's request shares: authenticate the caller (Origin, then
     credentials; see :func:`authenticate`); with ``login_required``, refuse a caller without
     credentials (:class:`AuthRequired`); with ``csrf``, check a caller authenticated by the
-    session cookie against CSRF (:class:`CsrfRefused`); then, unless ``charge`` is false (the
-    request is charged later, see :func:`charge`), spend one request of the caller's rate
+    session cookie against CSRF (:class:`CsrfRefused`); then, unless ``rate_limit`` is false
+    (the request is charged later, see :func:`charge`), spend one request of the caller's rate
     limit (:class:`RateLimited`). :func:`failure_response` answers each refusal."""
     caller = await authenticate(request)
     if login_required and not caller.user.is_authenticated:  # before CSRF: nothing to protect
@@ -174,7 +174,7 @@ async def admit(
         failure = CsrfViewMiddleware(_no_view).process_view(request, _no_view, (), {})
         if failure is not None:
             raise CsrfRefused(failure)
-    if charge:
+    if rate_limit:
         buckets.take(caller.rate_scope)
     return caller
 

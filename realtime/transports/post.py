@@ -39,7 +39,7 @@ async def send(request: HttpRequest) -> HttpResponse:
     """Run a client ``send`` (200 with its ``ack`` frame) or relay an ``ack`` (204)."""
     component = "dedup"
     try:
-        caller = await admit(request, csrf=True, charge=False)
+        caller = await admit(request, csrf=True, rate_limit=False)
         frame = _read_frame(request, caller)
         if frame["type"] == "ack":
             component = "layer"
