@@ -87,7 +87,7 @@ class Config:
         20.0,
         "client frames per second, sustained (close 4429 beyond); for SSE, long-poll and "
         "POST, requests per second per user, else per session, else per client address "
-        "(429 beyond)",
+        "(429 beyond; POSTed `ack`s have a bucket of their own)",
     )
     burst: int = setting(60, "client frames (HTTP: requests) allowed in a burst")
     outbound_queue_size: int = setting(

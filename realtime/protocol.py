@@ -250,14 +250,20 @@ def welcome_frame(connection_id: str, user: Any, heartbeat_interval: float, conf
             "user": user,
             "heartbeat_interval_ms": int(heartbeat_interval * 1000),
             "heartbeat_timeout_ms": int(config.heartbeat_timeout * 1000),
-            "limits": {
-                "max_frame_bytes": config.max_frame_bytes,
-                "max_topics": config.max_topics,
-                "rate": config.rate,
-                "burst": config.burst,
-            },
+            "limits": limits(config),
         }
     )
+
+
+def limits(config: Config) -> dict[str, Any]:
+    """What a client must keep to: ``welcome``'s ``limits`` (and long-poll's
+    ``X-Realtime-Limits`` header)."""
+    return {
+        "max_frame_bytes": config.max_frame_bytes,
+        "max_topics": config.max_topics,
+        "rate": config.rate,
+        "burst": config.burst,
+    }
 
 
 def subscribed_frame(topic: str, epoch: str, offset: int, recovered: bool) -> str:

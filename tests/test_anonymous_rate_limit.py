@@ -1,6 +1,6 @@
-"""Callers without credentials are rate limited too (by client address, or by session): rapid
-credential-less long-polls and SSE opens get 429 within the RATE/BURST bounds, over a real
-daphne."""
+"""HTTP rate limits over a real daphne. Callers without credentials are rate limited too (by
+client address, or by session): rapid credential-less long-polls and SSE opens get 429 within
+the RATE/BURST bounds. POSTed acks spend a bucket of their own."""
 
 from __future__ import annotations
 
@@ -123,3 +123,20 @@ async def test_ticket_requests_spend_the_users_bucket(node, database):
             statuses.append((await http.post("/realtime/ticket/")).status_code)
     assert set(statuses) <= {201, 429}, statuses
     assert_limited([200 if s == 201 else s for s in statuses], time.monotonic() - started)
+
+
+async def test_ack_posts_spend_a_bucket_of_their_own(node, database):
+    alice = {"Authorization": f"Bearer {database[1]['alice']['token']}"}
+    ack = {"type": "ack", "ids": ["m-1"]}
+    async with httpx.AsyncClient(base_url=node.http, timeout=10, headers=alice) as http:
+        statuses, _ = await rapid(http, "/realtime/poll/")
+        assert 429 in statuses  # polls emptied the common bucket
+        send = {"type": "send", "id": f"rl-{uuid.uuid4().hex[:8]}", "event": "echo"}
+        assert (await http.post("/realtime/send/", json=send)).status_code == 429
+        acks = []
+        started = time.monotonic()
+        for _ in range(ATTEMPTS):
+            acks.append((await http.post("/realtime/send/", json=ack)).status_code)
+    assert set(acks) <= {204, 429}, acks
+    # acknowledging still works, and is limited in turn
+    assert_limited([200 if s == 204 else s for s in acks], time.monotonic() - started)

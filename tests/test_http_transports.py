@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -242,6 +243,10 @@ async def test_first_poll_gives_the_position_then_204_when_nothing_comes(nodes, 
         assert [(f["type"], f["offset"]) for f in body["frames"]] == [("subscribed", 1)]
         second = await http.get("/realtime/poll/", params={"topic": name, "cursor": body["cursor"]})
         assert second.status_code == 204
+    # no `welcome` on long-poll: every answer says the limits, as `welcome.limits` does
+    limits = {"max_frame_bytes": 65536, "max_topics": 128, "rate": 20.0, "burst": 60}
+    for answer in (first, second):
+        assert json.loads(answer.headers["X-Realtime-Limits"]) == limits
 
 
 async def test_consecutive_polls_on_alternating_nodes_lose_nothing(nodes, use_redis, alice):

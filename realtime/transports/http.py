@@ -154,13 +154,18 @@ def _load_ticket_user(user_pk: str) -> Any:
 
 
 async def admit(
-    request: HttpRequest, *, login_required: bool = False, csrf: bool = False
+    request: HttpRequest,
+    *,
+    login_required: bool = False,
+    csrf: bool = False,
+    rate_limit: bool = True,
 ) -> Caller:
     """The start every HTTP transport's request shares: authenticate the caller (Origin, then
     credentials; see :func:`authenticate`); with ``login_required``, refuse a caller without
     credentials (:class:`AuthRequired`); with ``csrf``, check a caller authenticated by the
-    session cookie against CSRF (:class:`CsrfRefused`); then spend one request of the caller's
-    rate limit (:class:`RateLimited`). :func:`failure_response` answers each refusal."""
+    session cookie against CSRF (:class:`CsrfRefused`); then, unless ``rate_limit`` is false
+    (the request is charged later, see :func:`charge`), spend one request of the caller's rate
+    limit (:class:`RateLimited`). :func:`failure_response` answers each refusal."""
     caller = await authenticate(request)
     if login_required and not caller.user.is_authenticated:  # before CSRF: nothing to protect
         raise AuthRequired("Log in or send a bearer token first.")
@@ -169,8 +174,17 @@ async def admit(
         failure = CsrfViewMiddleware(_no_view).process_view(request, _no_view, (), {})
         if failure is not None:
             raise CsrfRefused(failure)
-    buckets.take(caller.rate_scope)
+    if rate_limit:
+        buckets.take(caller.rate_scope)
     return caller
+
+
+def charge(caller: Caller, *, ack: bool = False) -> None:
+    """Spend one request of the caller's rate limit (:class:`RateLimited` when it is empty).
+    A POST that only acknowledges (``ack``) spends a bucket of its own, of the same
+    ``RATE``/``BURST``: it answers the server's own traffic, so acknowledging never takes
+    from the budget of polls, streams and sends, nor they from it (docs/protocol.md)."""
+    (ack_buckets if ack else buckets).take(caller.rate_scope)
 
 
 def _no_view(request: HttpRequest) -> HttpResponse:
@@ -237,6 +251,13 @@ def topics_and_cursors(request: HttpRequest) -> tuple[list[str], dict[str, proto
 
 
 buckets = ScopedBuckets()
+ack_buckets = ScopedBuckets()  # POSTs of `ack` frames only: see charge()
+
+
+def limits_header() -> str:
+    """The ``X-Realtime-Limits`` header of long-poll answers: the ``limits`` object of
+    ``welcome`` (long-poll has no ``welcome``), so a client can pace its requests."""
+    return json.dumps(protocol.limits(get_config()), separators=(",", ":"))
 
 
 class CollectingTransport:

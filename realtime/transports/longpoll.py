@@ -20,8 +20,11 @@ from realtime.transports.http import (
     CollectingTransport,
     failure_response,
     frame_type,
+    limits_header,
     open_topics,
 )
+
+LIMITS_HEADER = "X-Realtime-Limits"
 
 
 def _wanted(text: str) -> bool:
@@ -52,7 +55,7 @@ async def poll(request: HttpRequest) -> HttpResponse:
             try:
                 await asyncio.wait_for(transport.arrived.wait(), get_config().poll_timeout)
             except TimeoutError:
-                return HttpResponse(status=204)
+                return _with_limits(HttpResponse(status=204))
             await asyncio.sleep(0)  # let messages that arrived together join the batch
             frames = transport.frames
         cursor = protocol.encode_cursors(connection.positions())
@@ -63,4 +66,10 @@ async def poll(request: HttpRequest) -> HttpResponse:
     body = '{"frames":[' + ",".join(frames) + '],"cursor":' + json.dumps(cursor) + "}"
     response = HttpResponse(body, content_type="application/json")
     response["Cache-Control"] = "no-cache, no-store"
+    return _with_limits(response)
+
+
+def _with_limits(response: HttpResponse) -> HttpResponse:
+    # long-poll has no `welcome`: its answers say the limits a client must keep to
+    response[LIMITS_HEADER] = limits_header()
     return response

@@ -17,12 +17,14 @@ from realtime.exceptions import (
     InvalidFrame,
     InvalidJSON,
     MessageTooLarge,
+    RealtimeError,
 )
 from realtime.hub import get_hub
 from realtime.transports.http import (
     Caller,
     CollectingTransport,
     admit,
+    charge,
     error_response,
     failure_response,
     open_connection,
@@ -37,15 +39,8 @@ async def send(request: HttpRequest) -> HttpResponse:
     """Run a client ``send`` (200 with its ``ack`` frame) or relay an ``ack`` (204)."""
     component = "dedup"
     try:
-        caller = await admit(request, csrf=True)
-        limit = get_config().max_frame_bytes
-        if len(request.body) > limit:
-            raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
-        try:
-            text = request.body.decode()
-        except UnicodeDecodeError:
-            raise InvalidJSON("The body is not UTF-8.") from None
-        frame = protocol.parse_client_frame(text)
+        caller = await admit(request, csrf=True, rate_limit=False)
+        frame = _read_frame(request, caller)
         if frame["type"] == "ack":
             component = "layer"
             await _acknowledge(request, caller, frame["ids"])
@@ -65,6 +60,25 @@ async def send(request: HttpRequest) -> HttpResponse:
     except Exception as error:
         return failure_response(error, component, "A POSTed frame failed")
     return HttpResponse(answer, content_type="application/json")
+
+
+def _read_frame(request: HttpRequest, caller: Caller) -> protocol.ClientFrame:
+    """The POSTed frame, charged to the caller's rate limit: an ``ack`` to the bucket of
+    acknowledgements, anything else (a ``send``, a frame refused) to the common one."""
+    try:
+        limit = get_config().max_frame_bytes
+        if len(request.body) > limit:
+            raise MessageTooLarge(f"The frame is larger than {limit} bytes.")
+        try:
+            text = request.body.decode()
+        except UnicodeDecodeError:
+            raise InvalidJSON("The body is not UTF-8.") from None
+        frame = protocol.parse_client_frame(text)
+    except RealtimeError:
+        charge(caller)
+        raise
+    charge(caller, ack=frame["type"] == "ack")
+    return frame
 
 
 def in_progress(message_id: str) -> HttpResponse:

@@ -14,7 +14,9 @@ long-polling client the frame); ``GET /_test/stats`` reports what went over the 
 
 - ``block_ws``: WebSocket handshakes refused (HTTP 403), like a proxy without WebSocket;
 - ``silent_ws``: handshakes accepted, then nothing, ever (a proxy that buffers);
-- ``mute_ws``: the server's first frame (``welcome``) passes, nothing after it;
+- ``mute_ws``: the server's first frame on a WebSocket (``welcome``) passes, nothing after it,
+  not even its close: the socket stays up until the client closes it (half-open). A socket
+  already open when it is switched on hears nothing more from then on;
 - ``block_sse``: ``realtime/sse/`` answers 502; ``silent_sse``: it never answers;
 - ``hold``: every new realtime connection is refused (WS 403, HTTP 503): the server is away;
 - ``duplicate``: every ``message`` frame is delivered twice (WS, SSE, long-poll);
@@ -78,6 +80,7 @@ def reset_stats() -> None:
         post_headers=[],  # the X-Realtime-Connection header of each POST
         delivered=Counter(),  # message id -> times sent to a client
         answers=[],  # every answer (`ack` frame) to a client `send`, lost ones included
+        rate_limited=0,  # HTTP 429 answers (streams, polls, POSTs)
     )
 
 
@@ -174,7 +177,7 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
     link = Link(receive, send, "websocket")
     stats["ws_opened"] += 1
     sent_frames = 0
-    mute = faults.mute_ws
+    muted = False
     duplicate = faults.duplicate
 
     async def receive_frames() -> Message:
@@ -192,10 +195,12 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
             await link.send({"type": "websocket.send", "text": json.dumps(answer)})
 
     async def send_frames(message: Message) -> None:
-        nonlocal sent_frames
+        nonlocal sent_frames, muted
         if message["type"] == "websocket.send":
             sent_frames += 1
-            if mute and sent_frames > 1:
+        if message["type"] in ("websocket.send", "websocket.close") and sent_frames > 1:
+            muted = muted or faults.mute_ws
+            if muted:
                 return
             text = message.get("text") or ""
             if text.startswith('{"type":"ack"'):
@@ -213,6 +218,8 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
     links.add(link)
     try:
         await inner(scope, receive_frames, send_frames)
+        while muted and (await link.receive())["type"] != "websocket.disconnect":
+            pass  # half-open: the server is done, the client does not know
     finally:
         links.discard(link)
         link.close()
@@ -239,6 +246,7 @@ async def stream(scope: Scope, receive: Any, send: Any) -> None:
     held: list[Message] = []  # a long-poll's response start, held until its body is known
 
     async def send_events(message: Message) -> None:
+        count_refusal(message)
         if message["type"] == "http.response.start" and not sse:
             held.append(message)
             return
@@ -326,6 +334,7 @@ async def post(scope: Scope, receive: Any, send: Any) -> None:
         faults.lose_ack = False
 
     async def answer(message: Message) -> None:
+        count_refusal(message)
         if message["type"] == "http.response.body" and message.get("body", b"").startswith(
             b'{"type":"ack"'
         ):
@@ -336,6 +345,12 @@ async def post(scope: Scope, receive: Any, send: Any) -> None:
     await inner(scope, replay, answer)
     if lose:
         await respond(send, 502, b"proxy: the answer was lost")
+
+
+def count_refusal(message: Message) -> None:
+    """Count an HTTP answer 429 (rate limited) in the stats."""
+    if message["type"] == "http.response.start" and message["status"] == 429:
+        stats["rate_limited"] += 1
 
 
 def in_progress_answer(message_id: str) -> dict[str, Any]:

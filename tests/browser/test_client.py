@@ -387,6 +387,33 @@ def test_reconnects_at_once_when_the_tab_becomes_visible(open_page: Any, server:
     assert all_messages(page, topic, "missed") == ["missed"]
 
 
+def test_a_websocket_that_goes_half_open_twice_is_left_within_the_connect_timeout(
+    open_page: Any, server: Server
+) -> None:
+    # The first socket goes half-open after proving itself: found by the heartbeat's silence
+    # limit (1.5 s + 1.5 s here). The next one passes `welcome` and then goes half-open too:
+    # its subscribe is never answered, so it is left after `connectTimeoutMs`, not after
+    # another silence limit, and SSE takes over.
+    topic = new_topic()
+    page = open_page([topic])
+    start(page, ["websocket", "sse"], connectTimeoutMs=1000)
+    wait_open(page, "websocket")
+    wait_subscribed(page, topic)
+    page.evaluate(
+        "() => { window.stamps = [];"
+        " window.client.on('state', (s) => window.stamps.push([s, performance.now()])); }"
+    )
+    server.faults(mute_ws=True)
+    wait_open(page, "sse")
+    stamps = page.evaluate("window.stamps")
+    assert [state for state, _ in stamps] == ["reconnecting", "open", "reconnecting", "open"]
+    assert server.stats()["ws_opened"] == 2
+    open_on_a_mute_socket = stamps[2][1] - stamps[1][1]
+    assert 900 <= open_on_a_mute_socket < 2500, stamps  # the silence limit would be 3000
+    server.publish(topic, "end")
+    assert all_messages(page, topic, "end") == ["end"]
+
+
 def test_answers_pings(open_page: Any, server: Server) -> None:
     topic = new_topic()
     page = open_page([topic])
@@ -408,6 +435,35 @@ def test_disconnected_by_an_operator_closes_for_good(
     wait_state(page, "closed")
     opened = server.stats()["sse_opened" if transport == "sse" else "ws_opened"]
     assert opened == 1, "the client must not reconnect after 4403"
+
+
+def test_sse_acks_of_a_burst_stay_under_a_small_rate_limit(chromium: Any, database: Any) -> None:
+    # A server of its own, whose buckets hold 5 requests and refill 2 a second: ACK POSTs of
+    # a burst of `ack=True` messages gather into few POSTs instead of one per 20 ms.
+    server = Server(database[0], {"RT_RATE": "2", "RT_BURST": "5"})
+    context = chromium.new_context(base_url=server.url)
+    try:
+        page = context.new_page()
+        page.goto("/_test/login/alice/")
+        topic = new_topic()
+        page.goto(f"/_test/page/?topic={topic}")
+        page.wait_for_function("window.ready === true")
+        connected(page, server, "sse", topic)
+        ids = {server.publish(topic, n, ack=True) for n in range(30)}
+
+        def acked() -> set[str]:
+            frames = server.stats()["client_frames"]
+            return {i for f in frames if f.get("type") == "ack" for i in f["ids"]}
+
+        wait_until(lambda: ids <= acked(), what="every message acknowledged")
+        assert server.stats()["rate_limited"] == 0
+        assert page.evaluate("window.log.filter(e => e[0] === 'state').map(e => e[1])") == [
+            "connecting",
+            "open",
+        ]
+    finally:
+        context.close()
+        server.stop()
 
 
 # ---- tokens -----------------------------------------------------------------------------------
@@ -436,7 +492,52 @@ def test_a_refused_token_without_token_url_closes_for_good(
     assert page.evaluate("window.log.some(e => e[0] === 'state' && e[1] === 'open')") is False
 
 
+# ---- state ------------------------------------------------------------------------------------
+
+
+def test_the_state_is_connecting_from_construction(open_page: Any, server: Server) -> None:
+    page = open_page([new_topic()])
+    states = page.evaluate(
+        """() => {
+             const { Realtime } = window.realtime;
+             const auto = new Realtime();
+             const manual = new Realtime({ autoConnect: false });
+             const seen = [auto.state, manual.state];
+             auto.close();
+             return seen;
+           }"""
+    )
+    assert states == ["connecting", "closed"]
+    start(page, ["websocket"])
+    wait_open(page, "websocket")
+    # the first state event still says `connecting`, for listeners added after construction
+    assert page.evaluate("window.log.filter(e => e[0] === 'state')") == [
+        ["state", "connecting"],
+        ["state", "open"],
+    ]
+
+
 # ---- client messages --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["sse", "longpoll"])
+def test_a_hundred_sends_at_once_stay_under_the_rate_limit(
+    open_page: Any, server: Server, transport: str
+) -> None:
+    # Polls, stream opens and send POSTs all spend the user's RATE/BURST bucket (20/s, 60):
+    # a user of their own each, so that no other test has spent from it.
+    topic = new_topic()
+    page = open_page([topic], user={"sse": "bob", "longpoll": "staff"}[transport])
+    connected(page, server, transport, topic)
+    results = page.evaluate(
+        "() => Promise.all([...Array(100).keys()].map(n => window.client.send('echo', n)))"
+    )
+    assert results == [{"echo": n} for n in range(100)]
+    assert server.stats()["rate_limited"] == 0
+    states = page.evaluate("window.log.filter(e => e[0] === 'state').map(e => e[1])")
+    assert states == ["connecting", "open"], "the connection never broke"
+    server.publish(topic, "end")
+    assert all_messages(page, topic, "end") == ["end"]
 
 
 @pytest.mark.parametrize("auth", ["cookie", "token"])

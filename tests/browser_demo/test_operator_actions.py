@@ -1,7 +1,7 @@
 """The demo shows an operator's actions to the user (headless Chromium, the real demo site):
 staff sends alice's page a test message from the admin console and it appears as a toast;
 staff disconnects her page and its status bar says why, with a Reconnect button that
-connects again."""
+connects again. While a page loads, the status bar says `connecting`, never `closed`."""
 
 from __future__ import annotations
 
@@ -56,3 +56,26 @@ def test_the_demo_shows_a_notice_and_a_disconnect_with_a_reconnect_button(
     wait_open(alice, transport)
     assert alice.is_hidden("[data-rt-closed]")
     assert alice.inner_text("[data-rt-state]") == "open"
+
+
+# Every text the status bar's state shows, from the page's first byte on.
+WATCH_STATE = """
+window.stateTexts = [];
+new MutationObserver((records) => {
+  for (const record of records) {
+    if (!(record.target instanceof Element) || !record.target.matches("[data-rt-state]")) continue;
+    for (const node of record.addedNodes) window.stateTexts.push(node.textContent.trim());
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+def test_the_status_bar_says_connecting_then_open_on_page_load(browser: Any) -> None:
+    alice = browser()
+    log_in(alice, "alice")
+    alice.add_init_script(WATCH_STATE)
+    alice.goto("/orders/")
+    wait_open(alice, "websocket")
+    texts = alice.evaluate("window.stateTexts")
+    assert "closed" not in texts, texts  # the client is `connecting` from construction
+    assert texts[-1] == "open", texts

@@ -101,6 +101,8 @@ const WIRE = Object.freeze({
   cursorSeparator: ",",
   cursorFieldSeparator: "~",
   connectionHeader: "X-Realtime-Connection",
+  /** Long-poll answers carry `welcome`'s `limits` in this header (there is no `welcome`). */
+  limitsHeader: "X-Realtime-Limits",
   csrfHeader: "X-CSRFToken",
   paths: Object.freeze({ websocket: "ws/", sse: "sse/", longpoll: "poll/", send: "send/" }),
 });
@@ -329,6 +331,68 @@ class Backoff {
   }
 }
 
+/**
+ * A token bucket that keeps the client under the server's rate limit (`RATE`/`BURST`, told
+ * by `welcome.limits` or long-poll's `X-Realtime-Limits` header): `rate` tokens a second up
+ * to `burst`, one per frame or request. It runs a little under the server's numbers: the
+ * server's clock and ours differ.
+ */
+class TokenBucket {
+  /** @param {{rate?: number, burst?: number}} [limits] the server's; defaults until known */
+  constructor(limits = {}) {
+    this.rate = TIMING.rate * 0.9;
+    this.burst = TIMING.burst - 2;
+    this.tokens = 0;
+    this._stamp = Date.now();
+    this.limit(limits);
+    this.tokens = this.burst;
+  }
+
+  /** The server's limits: keep under them from now on (a smaller burst drops tokens).
+   * @param {{rate?: number, burst?: number}|undefined} limits */
+  limit(limits) {
+    const rate = Number(limits?.rate);
+    const burst = Number(limits?.burst);
+    if (rate > 0) this.rate = rate * 0.9;
+    if (burst > 0) this.burst = Math.max(1, burst - 2);
+    this._refill();
+  }
+
+  _refill() {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this._stamp) / 1000) * this.rate);
+    this._stamp = now;
+  }
+
+  /** Spend a token; false (nothing spent) when there is none. */
+  take() {
+    this._refill();
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** The server said its bucket is empty (HTTP 429: another tab of the user spent it, say):
+   * so is ours. */
+  empty() {
+    this._refill();
+    this.tokens = 0;
+  }
+
+  /** How long until `take()` can succeed, in ms. */
+  waitMs() {
+    this._refill();
+    return this.tokens >= 1 ? 0 : ((1 - this.tokens) / this.rate) * 1000;
+  }
+
+  /** Resolves once a token is spent. */
+  async acquire() {
+    while (!this.take()) {
+      await new Promise((resolve) => setTimeout(resolve, Math.max(10, this.waitMs())));
+    }
+  }
+}
+
 /** A bounded set of recently seen message ids (oldest forgotten first). */
 class SeenIds {
   /** @param {number} limit */
@@ -525,10 +589,18 @@ class Push {
     this.resolve = () => {};
     /** @type {(error: Error) => void} */
     this.reject = () => {};
+    /** Answered, timed out or closed: then it is not sent any more. */
+    this.settled = false;
     /** @type {Promise<any>} */
     this.promise = new Promise((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
+      this.resolve = (value) => {
+        this.settled = true;
+        resolve(value);
+      };
+      this.reject = (error) => {
+        this.settled = true;
+        reject(error);
+      };
     });
     this.timer = new WallTimer(() => onTimeout(this));
     if (Number.isFinite(timeoutMs)) this.timer.in(timeoutMs);
@@ -597,6 +669,8 @@ class BaseTransport {
     /** Silence after which the link is dead: until `welcome`, the connect timeout. */
     this.silenceLimitMs = host.connectTimeoutMs;
     this._graced = false;
+    /** A request went out whose answer proves the link (see `_expectAnswer`). */
+    this._answerDue = false;
     this._watchdog = new WallTimer((late) => this._checkSilence(late));
     /** @type {string[]} */
     this._acks = [];
@@ -657,14 +731,31 @@ class BaseTransport {
 
   _watch() {
     this._graced = false;
-    this._watchdog.at(this.lastHeard + this.silenceLimitMs);
+    this._watchdog.at(this.lastHeard + this._limitMs());
+  }
+
+  /**
+   * A request went out that the server answers at once (a `subscribe`): until the transport
+   * has proved it delivers, silence longer than the connect timeout means it is mute (a
+   * half-open link, a proxy that passed `welcome` only), not just a heartbeat interval away.
+   */
+  _expectAnswer() {
+    if (this.proven || this._answerDue) return;
+    this._answerDue = true;
+    this._watch();
+  }
+
+  /** The silence after which the link is dead, now. */
+  _limitMs() {
+    if (!this._answerDue || this.proven) return this.silenceLimitMs;
+    return Math.min(this.silenceLimitMs, this._host.connectTimeoutMs);
   }
 
   /** @param {number} late */
   _checkSilence(late) {
     if (this.closed) return;
     const silent = Date.now() - this.lastHeard;
-    if (silent < this.silenceLimitMs) {
+    if (silent < this._limitMs()) {
       this._watch();
       if (this.opened && !this.proven && Date.now() - this.openedAt >= this.silenceLimitMs) {
         this._proven(); // up for a whole silence limit: a ping or keep-alive got through
@@ -756,13 +847,7 @@ class WebSocketTransport extends BaseTransport {
     this._topics = new Set();
     /** @type {string[]} */
     this._outbox = [];
-    /** @type {number} */
-    this._tokens = TIMING.burst - 2;
-    /** @type {number} */
-    this._rate = TIMING.rate;
-    /** @type {number} */
-    this._burst = TIMING.burst - 2;
-    this._stamp = Date.now();
+    this._bucket = new TokenBucket();
     /** @type {ReturnType<typeof setTimeout>|undefined} */
     this._drainTimer = undefined;
   }
@@ -827,10 +912,8 @@ class WebSocketTransport extends BaseTransport {
       return;
     }
     if (frame.type === "welcome") {
-      const limits = frame.limits ?? {};
-      // a little under the server's limits: its clock and ours differ
-      if (limits.rate > 0) this._rate = limits.rate * 0.9;
-      if (limits.burst > 0) this._burst = this._tokens = Math.max(1, limits.burst - 2);
+      // the server's bucket of this connection starts full
+      this._bucket = new TokenBucket(frame.limits);
       this._opened(frame);
       this._host.frame(frame);
       return;
@@ -855,6 +938,7 @@ class WebSocketTransport extends BaseTransport {
       if (this._topics.has(topic)) continue;
       this._topics.add(topic);
       this._send(cursor ? { type: "subscribe", topic, cursor } : { type: "subscribe", topic });
+      this._expectAnswer();
     }
     for (const topic of [...this._topics]) {
       if (wanted.has(topic)) continue;
@@ -908,17 +992,13 @@ class WebSocketTransport extends BaseTransport {
   _drain() {
     clearTimeout(this._drainTimer);
     this._drainTimer = undefined;
-    const now = Date.now();
-    this._tokens = Math.min(this._burst, this._tokens + ((now - this._stamp) / 1000) * this._rate);
-    this._stamp = now;
-    while (this._outbox.length && this._tokens >= 1) {
+    while (this._outbox.length) {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-      this._tokens -= 1;
+      if (!this._bucket.take()) break;
       this.ws.send(/** @type {string} */ (this._outbox.shift()));
     }
     if (this._outbox.length) {
-      const wait = ((1 - this._tokens) / this._rate) * 1000;
-      this._drainTimer = setTimeout(() => this._drain(), Math.max(10, wait));
+      this._drainTimer = setTimeout(() => this._drain(), Math.max(10, this._bucket.waitMs()));
     }
   }
 }
@@ -926,7 +1006,9 @@ class WebSocketTransport extends BaseTransport {
 /**
  * What the HTTP transports (SSE and long-poll) share: one GET at a time for the wanted
  * topics with their cursors (a newer one supersedes it), client messages and ACKs POSTed to
- * `send/`, and the reading of a failed response.
+ * `send/`, and the reading of a failed response. Requests are paced to stay under the
+ * server's rate limit: GETs and `send` POSTs spend one bucket, ACK POSTs another (the
+ * server keeps one for them too), and ACK ids gather while their bucket is empty.
  */
 class HttpTransport extends BaseTransport {
   /** @param {TransportHost} host */
@@ -936,6 +1018,24 @@ class HttpTransport extends BaseTransport {
     this._abort = null;
     /** Counts the GETs; a response to an older one is ignored. */
     this._generation = 0;
+    this._bucket = new TokenBucket();
+    this._ackBucket = new TokenBucket();
+  }
+
+  /** The server's limits (SSE: `welcome.limits`; long-poll: `X-Realtime-Limits`).
+   * @param {{rate?: number, burst?: number}|undefined} limits */
+  _limit(limits) {
+    this._bucket.limit(limits);
+    this._ackBucket.limit(limits);
+  }
+
+  _flushAcks() {
+    this._ackTimer.cancel();
+    while (this._acks.length && !this.closed && this._ackBucket.take()) {
+      this._sendAcks(this._acks.splice(0, WIRE.maxAckIds));
+    }
+    // the bucket is empty: the ids gather into the next POST
+    if (this._acks.length && !this.closed) this._ackTimer.in(this._ackBucket.waitMs());
   }
 
   close() {
@@ -1010,6 +1110,8 @@ class HttpTransport extends BaseTransport {
     }
     const got = await this._tokenOrDown();
     if (got === null || this.closed || generation !== this._generation) return null;
+    await this._bucket.acquire();
+    if (this.closed || generation !== this._generation) return null;
     const url = this._host.url(path);
     for (const topic of topics) url.searchParams.append("topic", topic);
     // the positions as they are now: they may have moved while the token came
@@ -1041,7 +1143,11 @@ class HttpTransport extends BaseTransport {
    * @param {Push} push
    */
   async _postPush(push) {
+    await this._bucket.acquire();
+    if (this.closed) return false;
+    if (push.settled) return true; // timed out while it waited: never sent
     const response = await this._post(push.frame);
+    if (response?.status === 429) this._bucket.empty();
     if (response === null || response.status === 429 || response.status >= 500) return false;
     if (response.status === 401 && this._host.canRenewToken()) {
       await this._host.token(true);
@@ -1189,6 +1295,7 @@ class SseTransport extends HttpTransport {
     }
     if (frame.type === "welcome") {
       this.connectionId = frame.connection_id ?? null;
+      this._limit(frame.limits);
       if (!this.opened) {
         this._opened(frame);
       } else {
@@ -1265,6 +1372,11 @@ class LongPollTransport extends HttpTransport {
     if (started === null) return;
     const { response, generation } = started;
     this._heard();
+    try {
+      this._limit(JSON.parse(response.headers.get(WIRE.limitsHeader) ?? "null") ?? undefined);
+    } catch {
+      // no usable header: keep the limits known
+    }
     if (response.status === 204) {
       this._answered();
       this._poll();
@@ -1372,8 +1484,11 @@ export class Realtime {
     this.options.transports = Object.freeze(transports);
     /** Topics named by the page configuration (see `fromPage`). @type {readonly string[]} */
     this.topics = Object.freeze([]);
-    /** @type {StateName} */
-    this.state = State.CLOSED;
+    /** `connecting` from construction (`closed` until `connect()` with `autoConnect: false`).
+     * @type {StateName} */
+    this.state = this.options.autoConnect ? State.CONNECTING : State.CLOSED;
+    /** Whether `connect()` ran: until then, `connecting` is the state it will enter. */
+    this._started = false;
     /** Name of the connected transport (null until one is open). @type {TransportName|null} */
     this.transport = null;
 
@@ -1504,9 +1619,14 @@ export class Realtime {
 
   /** Connect (done automatically unless `autoConnect: false`); after `close()`, reconnect. */
   connect() {
-    if (this.state !== State.CLOSED) return;
+    if (this._started && this.state !== State.CLOSED) return;
     this._autoConnect = false;
     this._closed = false;
+    if (!this._started && this.state === State.CONNECTING) {
+      // the state it had from construction: listeners added since hear it now
+      this._emitter.emit("state", State.CONNECTING, {});
+    }
+    this._started = true;
     this._setState(State.CONNECTING);
     this._listen(true);
     this._backoff.reset();
