@@ -19,7 +19,9 @@ Every loop here is bounded by count or by time. Only loopback URLs are accepted.
 
 Protocols: ``realtime`` speaks docs/protocol.md (subprotocol ``realtime.v1``, ``welcome``,
 ``subscribe``/``subscribed``, ``message``, ``ping``/``pong``, ``ack``) and, like the real client,
-resumes from its cursor when the server closes it with a code that says "reconnect". ``plain``
+resumes from its cursor when the server closes it with a code that says "reconnect". It
+acknowledges each ``ack: true`` message in a frame of its own, or with ``--ack-batch-ms`` as the
+bundled JavaScript client does: the ids gathered for that long (at most 100) in one frame. ``plain``
 (Channels baseline and bare server) expects one ``{"type": "ready"}`` frame and then raw
 ``{"seq": i, "t": ts}`` text frames; those servers have no resume, so a closed socket stays
 closed and its missing messages count as lost. ``sse`` and ``longpoll`` are the realtime app's
@@ -58,6 +60,8 @@ MAX_RECONNECTS = 3
 #: Further handshake attempts after a refused or failed one (HTTP 500 in a connection storm).
 CONNECT_RETRIES = 3
 PONG = '{"type":"pong"}'
+#: At most this many ids in one batched ``ack`` frame (the JS client's ``maxAckIds``).
+MAX_ACK_IDS = 100
 #: ``realtime`` and ``plain`` are WebSocket protocols; ``sse`` and ``longpoll`` are the realtime
 #: app's HTTP transports (bench.httpclients).
 HTTP_PROTOCOLS = ("sse", "longpoll")
@@ -69,9 +73,18 @@ class Client(Receiver):
     """One WebSocket connection: handshake, then record every benchmark message it receives."""
 
     def __init__(
-        self, url: str, protocol: str, messages: int, stats: Stats, open_timeout: float
+        self,
+        url: str,
+        protocol: str,
+        messages: int,
+        stats: Stats,
+        open_timeout: float,
+        ack_batch_s: float = 0.0,
     ) -> None:
         super().__init__(messages, stats)
+        self.ack_batch_s = ack_batch_s
+        self._acks: list[str] = []
+        self._ack_flush: asyncio.Task[None] | None = None
         self.url = url
         self.protocol = protocol
         self.open_timeout = open_timeout
@@ -135,7 +148,7 @@ class Client(Receiver):
                 self._record(frame.get("data"), now)
                 self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
             if frame.get("ack"):
-                await ws.send(json.dumps({"type": "ack", "ids": [frame.get("id")]}))
+                await self._ack(ws, str(frame.get("id")))
         elif kind == "ping":
             await ws.send(PONG)
         elif kind == "reset":
@@ -143,6 +156,29 @@ class Client(Receiver):
             self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
         elif kind == "error":
             self.stats.errors[f"error frame {frame.get('code')}"] += 1
+
+    async def _ack(self, ws: ClientConnection, message_id: str) -> None:
+        if not self.ack_batch_s:
+            await self._send_acks(ws, [message_id])
+            return
+        self._acks.append(message_id)
+        if len(self._acks) >= MAX_ACK_IDS:
+            ids, self._acks = self._acks, []
+            await self._send_acks(ws, ids)
+        elif self._ack_flush is None or self._ack_flush.done():
+            self._ack_flush = asyncio.create_task(self._flush_acks_later(ws))
+
+    async def _flush_acks_later(self, ws: ClientConnection) -> None:
+        await asyncio.sleep(self.ack_batch_s)
+        ids, self._acks = self._acks, []
+        if ids and ws is self.ws:
+            with contextlib.suppress(ConnectionClosed):
+                await self._send_acks(ws, ids)
+
+    async def _send_acks(self, ws: ClientConnection, ids: list[str]) -> None:
+        self.stats.ack_frames += 1
+        self.stats.ack_ids += len(ids)
+        await ws.send(json.dumps({"type": "ack", "ids": ids}))
 
     async def read(self) -> None:
         """Record messages until the socket closes (resuming when the protocol allows it)."""
@@ -200,7 +236,13 @@ class Client(Receiver):
 
 
 def make_client(
-    protocol: str, urls: list[str], index: int, messages: int, stats: Stats, open_timeout: float
+    protocol: str,
+    urls: list[str],
+    index: int,
+    messages: int,
+    stats: Stats,
+    open_timeout: float,
+    ack_batch_s: float = 0.0,
 ) -> Any:
     """Client number ``index`` (counted over all workers) for ``protocol``.
 
@@ -209,7 +251,8 @@ def make_client(
     """
     if protocol in HTTP_PROTOCOLS:
         return make_http_client(protocol, urls, index, messages, stats, open_timeout)
-    return Client(urls[index % len(urls)], protocol, messages, stats, open_timeout)
+    url = urls[index % len(urls)]
+    return Client(url, protocol, messages, stats, open_timeout, ack_batch_s)
 
 
 async def run_worker(args: argparse.Namespace) -> None:
@@ -219,8 +262,9 @@ async def run_worker(args: argparse.Namespace) -> None:
         if urlsplit(url).hostname not in LOOPBACK_HOSTS:
             raise SystemExit(f"bench.loadgen: refusing non-loopback URL {url!r}")
     stats = Stats()
+    batch_s = args.ack_batch_ms / 1000.0
     clients = [
-        make_client(args.protocol, urls, args.offset + i, args.messages, stats, 30.0)
+        make_client(args.protocol, urls, args.offset + i, args.messages, stats, 30.0, batch_s)
         for i in range(args.count)
     ]
     gate = asyncio.Semaphore(args.concurrency)
@@ -322,6 +366,8 @@ async def run_worker(args: argparse.Namespace) -> None:
         complete_connections=sum(1 for c in clients if c.complete),
         http_requests=stats.http_requests,
         tcp_connects=stats.tcp_connects,
+        ack_frames=stats.ack_frames,
+        ack_ids=stats.ack_ids,
         closed=dict(stats.closed),
         errors=dict(stats.errors.most_common(5)),
         first_rx=stats.first_rx,
@@ -360,6 +406,12 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help="round-robin start among --urls")
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument(
+        "--ack-batch-ms",
+        type=float,
+        default=0.0,
+        help="realtime: gather ACKs this long into one frame (0: one frame per message)",
+    )
     parser.add_argument("--handshake-timeout", type=float, default=30.0)
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--command-timeout", type=float, default=300.0)

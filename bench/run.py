@@ -45,6 +45,7 @@ from bench._common import (
     redis_url_from_env,
     require_loopback_redis,
 )
+from bench.ack_report import compare_acks, format_ack_checks
 from bench.loadgen import make_client
 from bench.procs import Child, ChildFailed, Children
 from bench.recording import Stats
@@ -56,7 +57,14 @@ from bench.report import (
     format_table,
     format_transport_checks,
 )
-from bench.targets import ASGI_SERVERS, HTTP_TARGETS, REALTIME_TARGETS, TARGETS, Target
+from bench.targets import (
+    ACK_TARGETS,
+    ASGI_SERVERS,
+    HTTP_TARGETS,
+    REALTIME_TARGETS,
+    TARGETS,
+    Target,
+)
 
 DEFAULT_TARGETS = (
     "realtime",
@@ -65,6 +73,8 @@ DEFAULT_TARGETS = (
     "bare",
     "realtime-sse",
     "realtime-longpoll",
+    "realtime-ack",
+    "realtime-ack-batch",
 )
 SERVER_START_TIMEOUT = 60.0
 SETTLE_S = 1.0
@@ -98,9 +108,12 @@ class Options:
     #: Sizes of the HTTP-transport targets (``--connections`` sizes the WebSocket ones).
     sse_connections: tuple[int, ...] = (1000,)
     longpoll_connections: tuple[int, ...] = (500,)
+    ack_connections: tuple[int, ...] = (1000,)
 
     def sizes(self, target: str) -> list[int]:
         """The connection counts ``target`` runs at."""
+        if target in ACK_TARGETS:
+            return list(self.ack_connections)
         if target == "realtime-sse":
             return list(self.sse_connections)
         if target == "realtime-longpoll":
@@ -132,6 +145,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--longpoll-connections",
         type=_int_list,
         help="long-poll clients: default 500 (quick: 200)",
+    )
+    parser.add_argument(
+        "--ack-connections",
+        type=_int_list,
+        help="realtime-ack and realtime-ack-batch clients: default 1000 (quick: 200)",
     )
     parser.add_argument("--messages", type=int, help="messages per run (default 40, quick: 20)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second (50)")
@@ -182,6 +200,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         server=args.server,
         sse_connections=tuple(args.sse_connections or ([200] if quick else [1000])),
         longpoll_connections=tuple(args.longpoll_connections or ([200] if quick else [500])),
+        ack_connections=tuple(args.ack_connections or ([200] if quick else [1000])),
     )
 
 
@@ -376,6 +395,8 @@ async def run_once(
                 str(opts.concurrency),
                 "--connect-timeout",
                 str(connect_timeout),
+                "--ack-batch-ms",
+                str(target.ack_batch_ms),
             ]
             workers.append(await children.start(f"client{i}", argv, pipes=True))
             offset += count
@@ -412,6 +433,7 @@ async def run_once(
                 prefix,
                 "--redis-url",
                 opts.redis_url,
+                *(["--ack"] if target.publish_ack else []),
             ],
             pipes=True,
         )
@@ -487,6 +509,9 @@ async def run_once(
         reconnects=sum(int(r["reconnects"]) for r in results),
         http_requests=sum(int(r.get("http_requests", 0)) for r in results),
         tcp_connects=sum(int(r.get("tcp_connects", 0)) for r in results),
+        ack_frames=sum(int(r.get("ack_frames", 0)) for r in results),
+        ack_ids=sum(int(r.get("ack_ids", 0)) for r in results),
+        rate_limited=closed.get("4429", 0),
         resets=sum(int(r["resets"]) for r in results),
         client_errors=_merge_counts(r["errors"] for r in results),
         publisher={k: v for k, v in published.items() if k != "event"},
@@ -603,6 +628,7 @@ async def main_async(opts: Options) -> int:
                     rows.append(aggregate(same))
     checks = compare(rows)
     transport_checks = compare_transports(rows)
+    ack_checks = compare_acks(rows)
     elapsed = time.time() - started
     meta = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -614,13 +640,14 @@ async def main_async(opts: Options) -> int:
         "unavailable": unavailable,
         "logs": str(log_root) if opts.keep_logs else None,
     }
-    print(render_report(meta, rows, checks, runs, opts, transport_checks))
+    print(render_report(meta, rows, checks, runs, opts, transport_checks, ack_checks))
     if opts.json_path:
         document = {
             "meta": meta,
             "results": rows,
             "checks": checks,
             "transport_checks": transport_checks,
+            "ack_checks": ack_checks,
             "runs": runs,
         }
         _write_json(Path(opts.json_path), document)
@@ -643,6 +670,7 @@ def render_report(
     runs: list[dict[str, Any]],
     opts: Options,
     transport_checks: list[dict[str, Any]] | None = None,
+    ack_checks: list[dict[str, Any]] | None = None,
 ) -> str:
     """The whole printed report: context, table, ratios, notes."""
     v = meta["versions"]
@@ -670,6 +698,13 @@ def render_report(
             "realtime over SSE and long-poll, against realtime over WebSocket at the same size "
             "(ratios within this run; no targets set beyond zero loss):",
             format_transport_checks(transport_checks),
+        ]
+    if ack_checks:
+        lines += [
+            "",
+            "realtime with ack=True messages, against realtime without ACKs at the same size "
+            "(ratios within this run):",
+            format_ack_checks(ack_checks),
         ]
     for name, reason in meta["unavailable"].items():
         lines.append(f"{name} target unavailable: {reason}")
