@@ -7,13 +7,17 @@ core's worth of Python. A worker talks to it in JSON lines:
 1. it opens ``--count`` connections (at most ``--concurrency`` handshakes at a time), spread
    round-robin over ``--urls``, waits until each is subscribed, and prints
    ``{"event": "ready", "connected": n, "failed": k, ...}``;
-2. it reads one line on stdin, ``{"t_last": <time of the last publish>, "drain": s,
+2. with ``{"storm": jitter}`` on stdin (the storm scenario, ``bench.storm``), it drops every
+   socket at once, each client reconnects after a random pause of up to ``jitter`` seconds and
+   resumes from its cursor, and it prints ``{"event": "stormed", ...}`` once every client is
+   back (or gone); then it goes on with 3.;
+3. it reads one line on stdin, ``{"t_last": <time of the last publish>, "drain": s,
    "max_drain": s, "idle": s}``, while its clients keep recording messages;
-3. it stops recording when every connection holds all ``--messages`` messages, or once
+4. it stops recording when every connection holds all ``--messages`` messages, or once
    ``drain`` seconds have passed since ``t_last`` and nothing arrived for ``idle`` seconds,
    or at ``max_drain`` seconds after ``t_last``, whichever comes first; then prints
    ``{"event": "result", ...}`` with its counts and every publish-to-receive latency;
-4. it exits when stdin closes (or after a bounded wait).
+5. it exits when stdin closes (or after a bounded wait).
 
 Every loop here is bounded by count or by time. Only loopback URLs are accepted.
 
@@ -92,6 +96,9 @@ class Client(Receiver):
         self.origin = f"http://{parts.hostname}:{parts.port}"
         self.cursor: dict[str, Any] | None = None
         self.ws: ClientConnection | None = None
+        # the storm scenario: the next reconnect waits up to this long; when it resumed
+        self.storm_jitter: float | None = None
+        self.resumed_at: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -221,9 +228,14 @@ class Client(Receiver):
                 return
             reconnects += 1
             self.stats.reconnects += 1
-            await asyncio.sleep(random.uniform(0.1, 0.5 * 2**reconnects))  # full jitter
+            if self.storm_jitter is not None:
+                await asyncio.sleep(random.uniform(0.0, self.storm_jitter))
+            else:
+                await asyncio.sleep(random.uniform(0.1, 0.5 * 2**reconnects))  # full jitter
             try:
                 await asyncio.wait_for(self.open(), self.open_timeout)
+                if self.storm_jitter is not None:
+                    self.storm_jitter, self.resumed_at = None, time.time()
             except Exception as exc:
                 self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
                 self.ws = None
@@ -331,6 +343,10 @@ async def run_worker(args: argparse.Namespace) -> None:
     stdin = await open_stdin()
     line = await asyncio.wait_for(stdin.readline(), args.command_timeout)
     command = json.loads(line) if line.strip() else {"t_last": time.time(), "max_drain": 0}
+    if "storm" in command:
+        await storm(clients, tasks, float(command["storm"]), float(command.get("timeout", 120)))
+        line = await asyncio.wait_for(stdin.readline(), args.command_timeout)
+        command = json.loads(line) if line.strip() else {"t_last": time.time(), "max_drain": 0}
     t_last = float(command.get("t_last") or time.time())
     drain = float(command.get("drain", 10.0))
     max_drain = float(command.get("max_drain", 30.0))
@@ -384,6 +400,32 @@ async def run_worker(args: argparse.Namespace) -> None:
     # Wait for the orchestrator to close our stdin: it kills the servers first.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stdin.read(), EXIT_WAIT_S)
+
+
+async def storm(
+    clients: list[Client], tasks: list[asyncio.Task[None]], jitter: float, timeout: float
+) -> None:
+    """Drop every open socket at once; each client reconnects after up to ``jitter`` seconds
+    and resumes from its cursor. Print ``stormed`` when all are back or gone (or after
+    ``timeout`` seconds)."""
+    live = [(c, t) for c, t in zip(clients, tasks, strict=True) if c.is_open]
+    started = time.time()
+    for client, _ in live:
+        client.storm_jitter, client.resumed_at = jitter, None
+        await client.abort()
+    for _ in range(int(timeout / 0.05)):  # bounded
+        if all(c.resumed_at is not None or t.done() for c, t in live):
+            break
+        await asyncio.sleep(0.05)
+    resumed = sorted(c.resumed_at - started for c, _ in live if c.resumed_at is not None)
+    emit(
+        "stormed",
+        dropped=len(live),
+        resumed=len(resumed),
+        started=started,
+        resume_s=round(resumed[-1], 3) if resumed else None,
+        resume_p50_s=round(resumed[len(resumed) // 2], 3) if resumed else None,
+    )
 
 
 async def open_stdin() -> asyncio.StreamReader:

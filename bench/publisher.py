@@ -48,6 +48,7 @@ class Pacer:
         self.t_first: float | None = None
         self.t_last: float | None = None
         self.start = 0.0
+        self.times: list[float] = []
 
     def payload(self, seq: int) -> dict[str, Any]:
         """The data of message ``seq``, stamped now."""
@@ -55,6 +56,7 @@ class Pacer:
         if self.t_first is None:
             self.t_first = now
         self.t_last = now
+        self.times.append(now)
         return {"seq": seq, "t": now}
 
     def due(self, seq: int) -> float:
@@ -88,6 +90,7 @@ class Pacer:
             call_ms_p99=percentile(calls, 99),
             call_ms_max=calls[-1] if calls else None,
             max_behind_ms=round(self.max_behind_ms, 3),
+            times=self.times,
         )
 
 

@@ -109,6 +109,12 @@ class Options:
     sse_connections: tuple[int, ...] = (1000,)
     longpoll_connections: tuple[int, ...] = (500,)
     ack_connections: tuple[int, ...] = (1000,)
+    #: The storm scenario (bench/storm.py) instead of the broadcast one.
+    storm: bool = False
+    storm_connections: int = 2000
+    storm_messages: int = 100
+    storm_rate: float = 5.0
+    storm_jitter: float = 0.5
 
     def sizes(self, target: str) -> list[int]:
         """The connection counts ``target`` runs at."""
@@ -167,6 +173,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default="daphne",
         help="ASGI server of the Django targets (daphne; uvicorn to compare)",
     )
+    parser.add_argument(
+        "--storm",
+        action="store_true",
+        help="run the reconnect-storm scenario (bench/storm.py) instead of the broadcast one",
+    )
+    parser.add_argument("--storm-connections", type=int, default=2000, help="storm: clients")
+    parser.add_argument("--storm-messages", type=int, default=100, help="storm: messages (100)")
+    parser.add_argument("--storm-rate", type=float, default=5.0, help="storm: messages/s (5)")
+    parser.add_argument(
+        "--storm-jitter", type=float, default=0.5, help="storm: reconnect pause up to (0.5 s)"
+    )
     parser.add_argument("--redis-url", default=redis_url_from_env())
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -201,6 +218,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         sse_connections=tuple(args.sse_connections or ([200] if quick else [1000])),
         longpoll_connections=tuple(args.longpoll_connections or ([200] if quick else [500])),
         ack_connections=tuple(args.ack_connections or ([200] if quick else [1000])),
+        storm=args.storm,
+        storm_connections=args.storm_connections,
+        storm_messages=args.storm_messages,
+        storm_rate=args.storm_rate,
+        storm_jitter=args.storm_jitter,
     )
 
 
@@ -514,7 +536,7 @@ async def run_once(
         rate_limited=closed.get("4429", 0),
         resets=sum(int(r["resets"]) for r in results),
         client_errors=_merge_counts(r["errors"] for r in results),
-        publisher={k: v for k, v in published.items() if k != "event"},
+        publisher={k: v for k, v in published.items() if k not in ("event", "times")},
         publisher_warnings=publisher.warnings,
         publish_call_p99_ms=published.get("call_ms_p99"),
         machine_cpu_busy=_busy(machine_before, machine_after),
@@ -579,8 +601,36 @@ def _summary(row: dict[str, Any]) -> str:
     )
 
 
+async def main_storm(opts: Options) -> int:
+    """The storm scenario only (``--storm``): run it, print its table."""
+    from bench.storm import format_storm, run_storms
+
+    log_root = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    started = time.time()
+    load_before = os.getloadavg()
+    rows = await run_storms(opts, log_root)
+    print(
+        f"\nReconnect storm, {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
+        f"{time.time() - started:.0f} s ({opts.storm_connections:,} clients, "
+        f"{opts.storm_messages} messages at {opts.storm_rate:g}/s, drop after 2 s, reconnect "
+        f"within {opts.storm_jitter:g} s; {opts.repeat} repeat(s), medians; load average "
+        f"before {', '.join(f'{v:.2f}' for v in load_before)})\n"
+    )
+    print(format_storm(rows))
+    if opts.json_path:
+        _write_json(Path(opts.json_path), {"options": asdict(opts), "storm": rows})
+        print(f"JSON written to {opts.json_path}")
+    if opts.keep_logs:
+        print(f"logs kept in {log_root}")
+    else:
+        shutil.rmtree(log_root, ignore_errors=True)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
 async def main_async(opts: Options) -> int:
     """Run everything, print the report; the exit code is 0 unless a run failed."""
+    if opts.storm:
+        return await main_storm(opts)
     env = base_env(opts.redis_url)
     targets = list(opts.targets)
     unavailable: dict[str, str] = {}
