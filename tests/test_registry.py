@@ -265,3 +265,13 @@ async def test_publish_command_prints_the_message_id():
         True,
     )
     await client.disconnect()
+
+
+def test_an_entry_as_a_dict_is_what_asdict_gives_without_sharing_its_topics():
+    import dataclasses
+
+    one = entry(1, topics=["a", "b"])
+    data = one.to_dict()
+    assert data == dataclasses.asdict(one)
+    data["topics"].append("c")
+    assert one.topics == ["a", "b"]

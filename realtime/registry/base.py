@@ -51,7 +51,11 @@ class Entry:
     pending_acks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # what dataclasses.asdict() gives, without its deep copy of every value (a connect
+        # storm and each registry refresh build one per connection)
+        data = dict(vars(self))
+        data["topics"] = list(self.topics)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
