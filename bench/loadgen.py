@@ -228,17 +228,19 @@ class Client(Receiver):
                 return
             reconnects += 1
             self.stats.reconnects += 1
-            if self.storm_jitter is not None:
-                await asyncio.sleep(random.uniform(0.0, self.storm_jitter))
-            else:
-                await asyncio.sleep(random.uniform(0.1, 0.5 * 2**reconnects))  # full jitter
-            try:
-                await asyncio.wait_for(self.open(), self.open_timeout)
+            first_pause = 0.5 * 2**reconnects if self.storm_jitter is None else self.storm_jitter
+            for attempt in range(1 + CONNECT_RETRIES):  # a refused handshake is tried again
+                # full jitter, the ceiling doubling after each failed handshake
+                await asyncio.sleep(random.uniform(0.0, first_pause * 2**attempt))
+                try:
+                    await asyncio.wait_for(self.open(), self.open_timeout)
+                except Exception as exc:
+                    self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
+                    await self.abort()
+                    continue
                 if self.storm_jitter is not None:
                     self.storm_jitter, self.resumed_at = None, time.time()
-            except Exception as exc:
-                self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
-                self.ws = None
+                break
 
     async def abort(self) -> None:
         """Drop the socket without a closing handshake (the server is about to be killed)."""

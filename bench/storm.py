@@ -72,7 +72,7 @@ async def _private_redis(children: Children) -> str | None:
 
 async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dict[str, Any]:
     """One storm run; a flat row (``error`` set if it failed)."""
-    from bench.run import _free_ports, _split, base_env, cleanup_redis, wait_ready
+    from bench.run import _free_ports, _merge_counts, _split, base_env, cleanup_redis, wait_ready
 
     target = TARGETS["realtime"]
     conns, messages = opts.storm_connections, opts.storm_messages
@@ -165,6 +165,8 @@ async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dic
         # during the storm, so the rest are log reads
         log_reads=diff.get("eval", 0) + diff.get("evalsha", 0) - appends,
         appends_during=appends,
+        closed=_merge_counts(r["closed"] for r in results),
+        client_errors=_merge_counts(r["errors"] for r in results),
     )
     return row
 
@@ -200,6 +202,8 @@ def format_storm(rows: list[dict[str, Any]]) -> str:
                 f"{r['resume_p50_s']} s; {r['appends_during']} messages published during "
                 f"the storm; Redis commands {r['redis_by_command']}"
             )
+            if r.get("client_errors"):
+                lines.append(f"    client errors {r['client_errors']}, closes {r['closed']}")
     return "\n".join(lines)
 
 
