@@ -5,6 +5,7 @@
     python -m bench.run --quick               # smoke run: 200 of each, 20 messages
     python -m bench.run --connections 1000 --nodes 1 --targets channels-core,bare
     python -m bench.run --targets realtime-sse,realtime-longpoll   # the HTTP transports only
+    python -m bench.run --storm               # reconnect storm: 2,000 clients drop and resume
 
 For each (nodes, connections, target) and each repeat: start the server node(s) on free
 127.0.0.1 ports, wait until they answer the target's client, measure their idle RSS, open the
