@@ -7,19 +7,25 @@ core's worth of Python. A worker talks to it in JSON lines:
 1. it opens ``--count`` connections (at most ``--concurrency`` handshakes at a time), spread
    round-robin over ``--urls``, waits until each is subscribed, and prints
    ``{"event": "ready", "connected": n, "failed": k, ...}``;
-2. it reads one line on stdin, ``{"t_last": <time of the last publish>, "drain": s,
+2. with ``{"storm": jitter}`` on stdin (the storm scenario, ``bench.storm``), it drops every
+   socket at once, each client reconnects after a random pause of up to ``jitter`` seconds and
+   resumes from its cursor, and it prints ``{"event": "stormed", ...}`` once every client is
+   back (or gone); then it goes on with 3.;
+3. it reads one line on stdin, ``{"t_last": <time of the last publish>, "drain": s,
    "max_drain": s, "idle": s}``, while its clients keep recording messages;
-3. it stops recording when every connection holds all ``--messages`` messages, or once
+4. it stops recording when every connection holds all ``--messages`` messages, or once
    ``drain`` seconds have passed since ``t_last`` and nothing arrived for ``idle`` seconds,
    or at ``max_drain`` seconds after ``t_last``, whichever comes first; then prints
    ``{"event": "result", ...}`` with its counts and every publish-to-receive latency;
-4. it exits when stdin closes (or after a bounded wait).
+5. it exits when stdin closes (or after a bounded wait).
 
 Every loop here is bounded by count or by time. Only loopback URLs are accepted.
 
 Protocols: ``realtime`` speaks docs/protocol.md (subprotocol ``realtime.v1``, ``welcome``,
 ``subscribe``/``subscribed``, ``message``, ``ping``/``pong``, ``ack``) and, like the real client,
-resumes from its cursor when the server closes it with a code that says "reconnect". ``plain``
+resumes from its cursor when the server closes it with a code that says "reconnect". It
+acknowledges each ``ack: true`` message in a frame of its own, or with ``--ack-batch-ms`` as the
+bundled JavaScript client does: the ids gathered for that long (at most 100) in one frame. ``plain``
 (Channels baseline and bare server) expects one ``{"type": "ready"}`` frame and then raw
 ``{"seq": i, "t": ts}`` text frames; those servers have no resume, so a closed socket stays
 closed and its missing messages count as lost. ``sse`` and ``longpoll`` are the realtime app's
@@ -58,6 +64,8 @@ MAX_RECONNECTS = 3
 #: Further handshake attempts after a refused or failed one (HTTP 500 in a connection storm).
 CONNECT_RETRIES = 3
 PONG = '{"type":"pong"}'
+#: At most this many ids in one batched ``ack`` frame (the JS client's ``maxAckIds``).
+MAX_ACK_IDS = 100
 #: ``realtime`` and ``plain`` are WebSocket protocols; ``sse`` and ``longpoll`` are the realtime
 #: app's HTTP transports (bench.httpclients).
 HTTP_PROTOCOLS = ("sse", "longpoll")
@@ -69,9 +77,18 @@ class Client(Receiver):
     """One WebSocket connection: handshake, then record every benchmark message it receives."""
 
     def __init__(
-        self, url: str, protocol: str, messages: int, stats: Stats, open_timeout: float
+        self,
+        url: str,
+        protocol: str,
+        messages: int,
+        stats: Stats,
+        open_timeout: float,
+        ack_batch_s: float = 0.0,
     ) -> None:
         super().__init__(messages, stats)
+        self.ack_batch_s = ack_batch_s
+        self._acks: list[str] = []
+        self._ack_flush: asyncio.Task[None] | None = None
         self.url = url
         self.protocol = protocol
         self.open_timeout = open_timeout
@@ -79,6 +96,9 @@ class Client(Receiver):
         self.origin = f"http://{parts.hostname}:{parts.port}"
         self.cursor: dict[str, Any] | None = None
         self.ws: ClientConnection | None = None
+        # the storm scenario: the next reconnect waits up to this long; when it resumed
+        self.storm_jitter: float | None = None
+        self.resumed_at: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -135,7 +155,7 @@ class Client(Receiver):
                 self._record(frame.get("data"), now)
                 self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
             if frame.get("ack"):
-                await ws.send(json.dumps({"type": "ack", "ids": [frame.get("id")]}))
+                await self._ack(ws, str(frame.get("id")))
         elif kind == "ping":
             await ws.send(PONG)
         elif kind == "reset":
@@ -143,6 +163,29 @@ class Client(Receiver):
             self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
         elif kind == "error":
             self.stats.errors[f"error frame {frame.get('code')}"] += 1
+
+    async def _ack(self, ws: ClientConnection, message_id: str) -> None:
+        if not self.ack_batch_s:
+            await self._send_acks(ws, [message_id])
+            return
+        self._acks.append(message_id)
+        if len(self._acks) >= MAX_ACK_IDS:
+            ids, self._acks = self._acks, []
+            await self._send_acks(ws, ids)
+        elif self._ack_flush is None or self._ack_flush.done():
+            self._ack_flush = asyncio.create_task(self._flush_acks_later(ws))
+
+    async def _flush_acks_later(self, ws: ClientConnection) -> None:
+        await asyncio.sleep(self.ack_batch_s)
+        ids, self._acks = self._acks, []
+        if ids and ws is self.ws:
+            with contextlib.suppress(ConnectionClosed):
+                await self._send_acks(ws, ids)
+
+    async def _send_acks(self, ws: ClientConnection, ids: list[str]) -> None:
+        self.stats.ack_frames += 1
+        self.stats.ack_ids += len(ids)
+        await ws.send(json.dumps({"type": "ack", "ids": ids}))
 
     async def read(self) -> None:
         """Record messages until the socket closes (resuming when the protocol allows it)."""
@@ -185,12 +228,19 @@ class Client(Receiver):
                 return
             reconnects += 1
             self.stats.reconnects += 1
-            await asyncio.sleep(random.uniform(0.1, 0.5 * 2**reconnects))  # full jitter
-            try:
-                await asyncio.wait_for(self.open(), self.open_timeout)
-            except Exception as exc:
-                self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
-                self.ws = None
+            first_pause = 0.5 * 2**reconnects if self.storm_jitter is None else self.storm_jitter
+            for attempt in range(1 + CONNECT_RETRIES):  # a refused handshake is tried again
+                # full jitter, the ceiling doubling after each failed handshake
+                await asyncio.sleep(random.uniform(0.0, first_pause * 2**attempt))
+                try:
+                    await asyncio.wait_for(self.open(), self.open_timeout)
+                except Exception as exc:
+                    self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
+                    await self.abort()
+                    continue
+                if self.storm_jitter is not None:
+                    self.storm_jitter, self.resumed_at = None, time.time()
+                break
 
     async def abort(self) -> None:
         """Drop the socket without a closing handshake (the server is about to be killed)."""
@@ -200,7 +250,13 @@ class Client(Receiver):
 
 
 def make_client(
-    protocol: str, urls: list[str], index: int, messages: int, stats: Stats, open_timeout: float
+    protocol: str,
+    urls: list[str],
+    index: int,
+    messages: int,
+    stats: Stats,
+    open_timeout: float,
+    ack_batch_s: float = 0.0,
 ) -> Any:
     """Client number ``index`` (counted over all workers) for ``protocol``.
 
@@ -209,7 +265,8 @@ def make_client(
     """
     if protocol in HTTP_PROTOCOLS:
         return make_http_client(protocol, urls, index, messages, stats, open_timeout)
-    return Client(urls[index % len(urls)], protocol, messages, stats, open_timeout)
+    url = urls[index % len(urls)]
+    return Client(url, protocol, messages, stats, open_timeout, ack_batch_s)
 
 
 async def run_worker(args: argparse.Namespace) -> None:
@@ -219,8 +276,9 @@ async def run_worker(args: argparse.Namespace) -> None:
         if urlsplit(url).hostname not in LOOPBACK_HOSTS:
             raise SystemExit(f"bench.loadgen: refusing non-loopback URL {url!r}")
     stats = Stats()
+    batch_s = args.ack_batch_ms / 1000.0
     clients = [
-        make_client(args.protocol, urls, args.offset + i, args.messages, stats, 30.0)
+        make_client(args.protocol, urls, args.offset + i, args.messages, stats, 30.0, batch_s)
         for i in range(args.count)
     ]
     gate = asyncio.Semaphore(args.concurrency)
@@ -287,6 +345,10 @@ async def run_worker(args: argparse.Namespace) -> None:
     stdin = await open_stdin()
     line = await asyncio.wait_for(stdin.readline(), args.command_timeout)
     command = json.loads(line) if line.strip() else {"t_last": time.time(), "max_drain": 0}
+    if "storm" in command:
+        await storm(clients, tasks, float(command["storm"]), float(command.get("timeout", 120)))
+        line = await asyncio.wait_for(stdin.readline(), args.command_timeout)
+        command = json.loads(line) if line.strip() else {"t_last": time.time(), "max_drain": 0}
     t_last = float(command.get("t_last") or time.time())
     drain = float(command.get("drain", 10.0))
     max_drain = float(command.get("max_drain", 30.0))
@@ -322,6 +384,8 @@ async def run_worker(args: argparse.Namespace) -> None:
         complete_connections=sum(1 for c in clients if c.complete),
         http_requests=stats.http_requests,
         tcp_connects=stats.tcp_connects,
+        ack_frames=stats.ack_frames,
+        ack_ids=stats.ack_ids,
         closed=dict(stats.closed),
         errors=dict(stats.errors.most_common(5)),
         first_rx=stats.first_rx,
@@ -338,6 +402,32 @@ async def run_worker(args: argparse.Namespace) -> None:
     # Wait for the orchestrator to close our stdin: it kills the servers first.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stdin.read(), EXIT_WAIT_S)
+
+
+async def storm(
+    clients: list[Client], tasks: list[asyncio.Task[None]], jitter: float, timeout: float
+) -> None:
+    """Drop every open socket at once; each client reconnects after up to ``jitter`` seconds
+    and resumes from its cursor. Print ``stormed`` when all are back or gone (or after
+    ``timeout`` seconds)."""
+    live = [(c, t) for c, t in zip(clients, tasks, strict=True) if c.is_open]
+    started = time.time()
+    for client, _ in live:
+        client.storm_jitter, client.resumed_at = jitter, None
+        await client.abort()
+    for _ in range(int(timeout / 0.05)):  # bounded
+        if all(c.resumed_at is not None or t.done() for c, t in live):
+            break
+        await asyncio.sleep(0.05)
+    resumed = sorted(c.resumed_at - started for c, _ in live if c.resumed_at is not None)
+    emit(
+        "stormed",
+        dropped=len(live),
+        resumed=len(resumed),
+        started=started,
+        resume_s=round(resumed[-1], 3) if resumed else None,
+        resume_p50_s=round(resumed[len(resumed) // 2], 3) if resumed else None,
+    )
 
 
 async def open_stdin() -> asyncio.StreamReader:
@@ -360,6 +450,12 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help="round-robin start among --urls")
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument(
+        "--ack-batch-ms",
+        type=float,
+        default=0.0,
+        help="realtime: gather ACKs this long into one frame (0: one frame per message)",
+    )
     parser.add_argument("--handshake-timeout", type=float, default=30.0)
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--command-timeout", type=float, default=300.0)

@@ -5,7 +5,8 @@ One process per run, separate from the servers and the clients. Kinds:
 
 * ``bare``: Redis ``PUBLISH`` on ``<prefix>:bench`` (what ``bench.bare_server`` subscribes to);
 * ``channels``: ``await channel_layer.group_send("bench", ...)`` with the plain-Channels settings;
-* ``realtime``: ``realtime.publish("bench", "tick", data)``, the sync API a Django view would use.
+* ``realtime``: ``realtime.publish("bench", "tick", data)``, the sync API a Django view would use
+  (with ``--ack``: ``ack=True``, so every client must acknowledge every message).
 
 Every kind first makes one warm-up call that reaches no client, so connection set-up is not
 charged to message 0. Prints one JSON line (``{"event": "done", ...}``) and exits.
@@ -47,6 +48,7 @@ class Pacer:
         self.t_first: float | None = None
         self.t_last: float | None = None
         self.start = 0.0
+        self.times: list[float] = []
 
     def payload(self, seq: int) -> dict[str, Any]:
         """The data of message ``seq``, stamped now."""
@@ -54,6 +56,7 @@ class Pacer:
         if self.t_first is None:
             self.t_first = now
         self.t_last = now
+        self.times.append(now)
         return {"seq": seq, "t": now}
 
     def due(self, seq: int) -> float:
@@ -87,6 +90,7 @@ class Pacer:
             call_ms_p99=percentile(calls, 99),
             call_ms_max=calls[-1] if calls else None,
             max_behind_ms=round(self.max_behind_ms, 3),
+            times=self.times,
         )
 
 
@@ -137,7 +141,7 @@ async def publish_channels(pacer: Pacer) -> None:
     await run_async(pacer, send)
 
 
-def publish_realtime(pacer: Pacer) -> None:
+def publish_realtime(pacer: Pacer, ack: bool = False) -> None:
     """``realtime.publish`` from plain sync code, as a Django view or a task would call it."""
     import realtime
 
@@ -151,7 +155,7 @@ def publish_realtime(pacer: Pacer) -> None:
         began = time.monotonic()
         error: BaseException | None = None
         try:
-            realtime.publish(TOPIC, EVENT, pacer.payload(seq))
+            realtime.publish(TOPIC, EVENT, pacer.payload(seq), ack=ack)
         except Exception as exc:
             error = exc
         pacer.record(began, error)
@@ -164,6 +168,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=("bare", "channels", "realtime"), required=True)
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--ack", action="store_true", help="realtime: publish with ack=True")
     parser.add_argument("--prefix", default=os.environ.get("BENCH_PREFIX", "bench"))
     parser.add_argument("--redis-url", default=redis_url_from_env())
     args = parser.parse_args()
@@ -181,7 +186,7 @@ def main() -> None:
             if args.kind == "channels":
                 asyncio.run(publish_channels(pacer))
             else:
-                publish_realtime(pacer)
+                publish_realtime(pacer, args.ack)
     finally:
         pacer.report()
 

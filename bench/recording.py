@@ -33,6 +33,9 @@ class Stats:
         # HTTP transports: requests sent (polls, or streams opened) and TCP connections opened
         self.http_requests = 0
         self.tcp_connects = 0
+        # ``ack: true`` messages: ack frames sent and the ids they carried
+        self.ack_frames = 0
+        self.ack_ids = 0
 
 
 class Receiver:

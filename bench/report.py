@@ -40,6 +40,8 @@ NUMERIC_FIELDS = (
     "drain_s",
     "reconnects",
     "publish_call_p99_ms",
+    "ack_frames",
+    "ack_ids",
 )
 CENSORED_FIELDS = ("p50_censored", "p90_censored", "p99_censored")
 
@@ -62,6 +64,8 @@ def aggregate(runs: Sequence[Row]) -> Row:
     for key in CENSORED_FIELDS:
         row[key] = any(r.get(key) for r in ok)
     row["status"] = max((r["status"] for r in ok), key=STATUS_ORDER.index)
+    # Sockets closed as rate limited (4429): the worst repeat, not the median, must be zero.
+    row["rate_limited"] = max(int(r.get("rate_limited") or 0) for r in ok)
     return row
 
 

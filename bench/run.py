@@ -5,6 +5,7 @@
     python -m bench.run --quick               # smoke run: 200 of each, 20 messages
     python -m bench.run --connections 1000 --nodes 1 --targets channels-core,bare
     python -m bench.run --targets realtime-sse,realtime-longpoll   # the HTTP transports only
+    python -m bench.run --storm               # reconnect storm: 2,000 clients drop and resume
 
 For each (nodes, connections, target) and each repeat: start the server node(s) on free
 127.0.0.1 ports, wait until they answer the target's client, measure their idle RSS, open the
@@ -45,6 +46,7 @@ from bench._common import (
     redis_url_from_env,
     require_loopback_redis,
 )
+from bench.ack_report import compare_acks, format_ack_checks
 from bench.loadgen import make_client
 from bench.procs import Child, ChildFailed, Children
 from bench.recording import Stats
@@ -56,7 +58,14 @@ from bench.report import (
     format_table,
     format_transport_checks,
 )
-from bench.targets import ASGI_SERVERS, HTTP_TARGETS, REALTIME_TARGETS, TARGETS, Target
+from bench.targets import (
+    ACK_TARGETS,
+    ASGI_SERVERS,
+    HTTP_TARGETS,
+    REALTIME_TARGETS,
+    TARGETS,
+    Target,
+)
 
 DEFAULT_TARGETS = (
     "realtime",
@@ -65,6 +74,8 @@ DEFAULT_TARGETS = (
     "bare",
     "realtime-sse",
     "realtime-longpoll",
+    "realtime-ack",
+    "realtime-ack-batch",
 )
 SERVER_START_TIMEOUT = 60.0
 SETTLE_S = 1.0
@@ -98,9 +109,18 @@ class Options:
     #: Sizes of the HTTP-transport targets (``--connections`` sizes the WebSocket ones).
     sse_connections: tuple[int, ...] = (1000,)
     longpoll_connections: tuple[int, ...] = (500,)
+    ack_connections: tuple[int, ...] = (1000,)
+    #: The storm scenario (bench/storm.py) instead of the broadcast one.
+    storm: bool = False
+    storm_connections: int = 2000
+    storm_messages: int = 100
+    storm_rate: float = 5.0
+    storm_jitter: float = 0.5
 
     def sizes(self, target: str) -> list[int]:
         """The connection counts ``target`` runs at."""
+        if target in ACK_TARGETS:
+            return list(self.ack_connections)
         if target == "realtime-sse":
             return list(self.sse_connections)
         if target == "realtime-longpoll":
@@ -133,6 +153,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         type=_int_list,
         help="long-poll clients: default 500 (quick: 200)",
     )
+    parser.add_argument(
+        "--ack-connections",
+        type=_int_list,
+        help="realtime-ack and realtime-ack-batch clients: default 1000 (quick: 200)",
+    )
     parser.add_argument("--messages", type=int, help="messages per run (default 40, quick: 20)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second (50)")
     parser.add_argument("--nodes", type=_int_list, default=[1, 2], help="default 1,2")
@@ -148,6 +173,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
         choices=ASGI_SERVERS,
         default="daphne",
         help="ASGI server of the Django targets (daphne; uvicorn to compare)",
+    )
+    parser.add_argument(
+        "--storm",
+        action="store_true",
+        help="run the reconnect-storm scenario (bench/storm.py) instead of the broadcast one",
+    )
+    parser.add_argument("--storm-connections", type=int, default=2000, help="storm: clients")
+    parser.add_argument("--storm-messages", type=int, default=100, help="storm: messages (100)")
+    parser.add_argument("--storm-rate", type=float, default=5.0, help="storm: messages/s (5)")
+    parser.add_argument(
+        "--storm-jitter", type=float, default=0.5, help="storm: reconnect pause up to (0.5 s)"
     )
     parser.add_argument("--redis-url", default=redis_url_from_env())
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
@@ -182,6 +218,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         server=args.server,
         sse_connections=tuple(args.sse_connections or ([200] if quick else [1000])),
         longpoll_connections=tuple(args.longpoll_connections or ([200] if quick else [500])),
+        ack_connections=tuple(args.ack_connections or ([200] if quick else [1000])),
+        storm=args.storm,
+        storm_connections=args.storm_connections,
+        storm_messages=args.storm_messages,
+        storm_rate=args.storm_rate,
+        storm_jitter=args.storm_jitter,
     )
 
 
@@ -376,6 +418,8 @@ async def run_once(
                 str(opts.concurrency),
                 "--connect-timeout",
                 str(connect_timeout),
+                "--ack-batch-ms",
+                str(target.ack_batch_ms),
             ]
             workers.append(await children.start(f"client{i}", argv, pipes=True))
             offset += count
@@ -412,6 +456,7 @@ async def run_once(
                 prefix,
                 "--redis-url",
                 opts.redis_url,
+                *(["--ack"] if target.publish_ack else []),
             ],
             pipes=True,
         )
@@ -487,9 +532,12 @@ async def run_once(
         reconnects=sum(int(r["reconnects"]) for r in results),
         http_requests=sum(int(r.get("http_requests", 0)) for r in results),
         tcp_connects=sum(int(r.get("tcp_connects", 0)) for r in results),
+        ack_frames=sum(int(r.get("ack_frames", 0)) for r in results),
+        ack_ids=sum(int(r.get("ack_ids", 0)) for r in results),
+        rate_limited=closed.get("4429", 0),
         resets=sum(int(r["resets"]) for r in results),
         client_errors=_merge_counts(r["errors"] for r in results),
-        publisher={k: v for k, v in published.items() if k != "event"},
+        publisher={k: v for k, v in published.items() if k not in ("event", "times")},
         publisher_warnings=publisher.warnings,
         publish_call_p99_ms=published.get("call_ms_p99"),
         machine_cpu_busy=_busy(machine_before, machine_after),
@@ -554,8 +602,36 @@ def _summary(row: dict[str, Any]) -> str:
     )
 
 
+async def main_storm(opts: Options) -> int:
+    """The storm scenario only (``--storm``): run it, print its table."""
+    from bench.storm import format_storm, run_storms
+
+    log_root = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    started = time.time()
+    load_before = os.getloadavg()
+    rows = await run_storms(opts, log_root)
+    print(
+        f"\nReconnect storm, {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
+        f"{time.time() - started:.0f} s ({opts.storm_connections:,} clients, "
+        f"{opts.storm_messages} messages at {opts.storm_rate:g}/s, drop after 2 s, reconnect "
+        f"within {opts.storm_jitter:g} s; {opts.repeat} repeat(s), medians; load average "
+        f"before {', '.join(f'{v:.2f}' for v in load_before)})\n"
+    )
+    print(format_storm(rows))
+    if opts.json_path:
+        _write_json(Path(opts.json_path), {"options": asdict(opts), "storm": rows})
+        print(f"JSON written to {opts.json_path}")
+    if opts.keep_logs:
+        print(f"logs kept in {log_root}")
+    else:
+        shutil.rmtree(log_root, ignore_errors=True)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
 async def main_async(opts: Options) -> int:
     """Run everything, print the report; the exit code is 0 unless a run failed."""
+    if opts.storm:
+        return await main_storm(opts)
     env = base_env(opts.redis_url)
     targets = list(opts.targets)
     unavailable: dict[str, str] = {}
@@ -603,6 +679,7 @@ async def main_async(opts: Options) -> int:
                     rows.append(aggregate(same))
     checks = compare(rows)
     transport_checks = compare_transports(rows)
+    ack_checks = compare_acks(rows)
     elapsed = time.time() - started
     meta = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -614,13 +691,14 @@ async def main_async(opts: Options) -> int:
         "unavailable": unavailable,
         "logs": str(log_root) if opts.keep_logs else None,
     }
-    print(render_report(meta, rows, checks, runs, opts, transport_checks))
+    print(render_report(meta, rows, checks, runs, opts, transport_checks, ack_checks))
     if opts.json_path:
         document = {
             "meta": meta,
             "results": rows,
             "checks": checks,
             "transport_checks": transport_checks,
+            "ack_checks": ack_checks,
             "runs": runs,
         }
         _write_json(Path(opts.json_path), document)
@@ -643,6 +721,7 @@ def render_report(
     runs: list[dict[str, Any]],
     opts: Options,
     transport_checks: list[dict[str, Any]] | None = None,
+    ack_checks: list[dict[str, Any]] | None = None,
 ) -> str:
     """The whole printed report: context, table, ratios, notes."""
     v = meta["versions"]
@@ -670,6 +749,13 @@ def render_report(
             "realtime over SSE and long-poll, against realtime over WebSocket at the same size "
             "(ratios within this run; no targets set beyond zero loss):",
             format_transport_checks(transport_checks),
+        ]
+    if ack_checks:
+        lines += [
+            "",
+            "realtime with ack=True messages, against realtime without ACKs at the same size "
+            "(ratios within this run):",
+            format_ack_checks(ack_checks),
         ]
     for name, reason in meta["unavailable"].items():
         lines.append(f"{name} target unavailable: {reason}")

@@ -27,6 +27,10 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     #: Path and query of the HTTP endpoint the clients use (SSE, long-poll); None: WebSocket.
     http_path: str | None = None
+    #: Published with ``ack=True``: every client acknowledges every message.
+    publish_ack: bool = False
+    #: How long the clients gather ACKs into one frame (0: one frame per message).
+    ack_batch_ms: float = 0.0
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -119,6 +123,28 @@ TARGETS: dict[str, Target] = {
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
     ),
+    # The same server as `realtime`; every message is published with ack=True.
+    "realtime-ack": Target(
+        name="realtime-ack",
+        description="this app as `realtime`, ack=True, one ack frame per message",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        publish_ack=True,
+    ),
+    "realtime-ack-batch": Target(
+        name="realtime-ack-batch",
+        description="this app as `realtime`, ack=True, acks batched per 20 ms as realtime.js",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        publish_ack=True,
+        ack_batch_ms=20.0,
+    ),
     "channels-core": Target(
         name="channels-core",
         description="plain Channels, group per socket, channels_redis RedisChannelLayer, daphne",
@@ -149,7 +175,15 @@ TARGETS: dict[str, Target] = {
 }
 CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
 #: Targets served by the realtime app (bench/realtime_app), whatever the client transport.
-REALTIME_TARGETS = ("realtime", "realtime-sse", "realtime-longpoll")
+REALTIME_TARGETS = (
+    "realtime",
+    "realtime-sse",
+    "realtime-longpoll",
+    "realtime-ack",
+    "realtime-ack-batch",
+)
+#: `realtime` with ``ack=True`` messages, compared with `realtime` at the same size.
+ACK_TARGETS = ("realtime-ack", "realtime-ack-batch")
 #: The realtime app over its HTTP transports, compared with `realtime` over WebSocket.
 HTTP_TARGETS = ("realtime-sse", "realtime-longpoll")
 ASGI_SERVERS = ("daphne", "uvicorn")

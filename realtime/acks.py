@@ -5,12 +5,19 @@ A message is sent again ``ACK_TIMEOUT`` seconds after it was sent, then after tw
 times that, … (``ACK_TIMEOUT * 2**attempt``); after ``ACK_MAX_RETRIES`` resends without an ACK
 it is reported undelivered (the ``message_undelivered`` signal and the
 ``realtime_messages_undelivered_total`` metric) and forgotten here. It stays in the topic log,
-where a resume finds it."""
+where a resume finds it.
+
+Every operation costs O(1) per message and per acknowledged id, whatever is pending: the
+messages wait in one queue per attempt number, and since every message of one queue was given
+the same delay when it entered it, each queue is in due order. The next message to resend is
+the head of one of those ``ACK_MAX_RETRIES + 1`` queues, and one timer per connection waits
+for it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +30,7 @@ from realtime.signals import message_undelivered
 CallLater = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingAck:
     """A message waiting for its ACK: resent as ``frame`` when ``due`` (monotonic seconds)."""
 
@@ -54,6 +61,10 @@ class AckTracker:
         self.timeout = config.ack_timeout
         self.max_retries = config.ack_max_retries
         self.pending: dict[str, PendingAck] = {}
+        # _queues[n]: the messages resent n times, in due order (see the module docstring).
+        self._queues: list[OrderedDict[str, PendingAck]] = [
+            OrderedDict() for _ in range(self.max_retries + 1)
+        ]
         self._send = send
         self._call_later = call_later or asyncio.get_running_loop().call_later
         self._clock = clock
@@ -67,7 +78,8 @@ class AckTracker:
         message already waiting keeps its schedule."""
         if message_id in self.pending:
             return
-        self.pending[message_id] = PendingAck(topic, frame, 0, self._clock() + self.timeout)
+        pending = PendingAck(topic, frame, 0, self._clock() + self.timeout)
+        self.pending[message_id] = self._queues[0][message_id] = pending
         if self._timer is None:
             self._set_timer(self.timeout)
 
@@ -79,19 +91,26 @@ class AckTracker:
         """The client acknowledged ``message_ids``: those that were waiting, now forgotten
         (each counted in the ``realtime_messages_acked_total`` metric). Unknown and repeated
         ids are ignored."""
-        acked = [m for m in message_ids if self.pending.pop(m, None) is not None]
+        acked = []
+        for message_id in message_ids:
+            pending = self.pending.pop(message_id, None)
+            if pending is not None:
+                del self._queues[pending.attempts][message_id]
+                acked.append(message_id)
         ACKED.inc(len(acked))
         return acked
 
     def forget_topic(self, topic: str) -> None:
         """Stop waiting for the messages of ``topic`` (the client unsubscribed from it)."""
         for message_id in [m for m, p in self.pending.items() if p.topic == topic]:
-            del self.pending[message_id]
+            del self._queues[self.pending.pop(message_id).attempts][message_id]
 
     def clear(self) -> None:
         """Stop the timer and forget every message (the connection closed)."""
         self.stop()
         self.pending.clear()
+        for queue in self._queues:
+            queue.clear()
 
     def stop(self) -> None:
         """Stop the retry timer; :meth:`track` starts it again."""
@@ -105,22 +124,29 @@ class AckTracker:
     def _retry(self) -> None:
         self._timer = None
         now = self._clock()
-        for message_id, pending in list(self.pending.items()):
-            if pending.due > now:
-                continue
-            if pending.attempts >= self.max_retries:
-                del self.pending[message_id]
-                UNDELIVERED.inc()
-                message_undelivered.send(
-                    sender=type(self.connection),
-                    connection=self.connection,
-                    topic=pending.topic,
-                    message_id=message_id,
-                )
-                continue
-            RETRIED.inc()
-            pending.attempts += 1
-            pending.due = now + self.timeout * 2**pending.attempts
-            self._send(pending.frame)
-        if self.pending:
-            self._set_timer(min(p.due for p in self.pending.values()) - now)
+        # The last queue first, so a message moved one queue up is not looked at twice.
+        for attempts in range(self.max_retries, -1, -1):
+            queue = self._queues[attempts]
+            while queue:
+                message_id, pending = next(iter(queue.items()))
+                if pending.due > now:
+                    break
+                del queue[message_id]
+                if attempts >= self.max_retries:
+                    del self.pending[message_id]
+                    UNDELIVERED.inc()
+                    message_undelivered.send(
+                        sender=type(self.connection),
+                        connection=self.connection,
+                        topic=pending.topic,
+                        message_id=message_id,
+                    )
+                    continue
+                RETRIED.inc()
+                pending.attempts += 1
+                pending.due = now + self.timeout * 2**pending.attempts
+                self._queues[pending.attempts][message_id] = pending
+                self._send(pending.frame)
+        heads = [next(iter(queue.values())).due for queue in self._queues if queue]
+        if heads:
+            self._set_timer(min(heads) - now)

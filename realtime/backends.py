@@ -2,7 +2,8 @@
 in memory by default, in Redis when ``REALTIME["REDIS_URL"]`` is set; the broker after the
 channel layer. Each component is an interface with its implementations side by side:
 
-- the topic log: :mod:`realtime.log` (``memory.py``, ``redis.py``);
+- the topic log: :mod:`realtime.log` (``memory.py``, ``redis.py``), and its reads shared
+  among subscriptions (``shared.py``);
 - the registry of live connections: :mod:`realtime.registry` (``memory.py``, ``redis.py``);
 - the broker between hubs: :mod:`realtime.broker` (``local.py``, ``layer.py``);
 - the client-message dedup store, the EventSource tickets and the announced presence:
@@ -26,6 +27,7 @@ from realtime.conf import WATCHED_SETTINGS, get_config
 from realtime.log.base import Log
 from realtime.log.memory import MemoryLog
 from realtime.log.redis import RedisLog
+from realtime.log.shared import SharedReads
 from realtime.registry.base import Registry
 from realtime.registry.memory import MemoryRegistry
 from realtime.registry.redis import RedisRegistry
@@ -43,6 +45,13 @@ def get_log() -> Log:
             config.redis_url, config.key_prefix, config.history_size, config.history_ttl
         )
     return MemoryLog(config.history_size, config.history_ttl)
+
+
+@functools.cache
+def get_shared_reads() -> SharedReads:
+    """The topic log of this process with its reads shared among concurrent readers of one
+    topic (:mod:`realtime.log.shared`): what subscriptions replay and fill gaps from."""
+    return SharedReads(get_log())
 
 
 @functools.cache
@@ -99,7 +108,7 @@ def get_broker() -> Broker:
 def reset() -> None:
     """Forget the backends built so far: the next use builds them from the settings again
     (in-memory ones start empty). Runs when settings change in tests."""
-    for cached in (get_log, get_registry, get_dedup, get_tickets, get_presence):
+    for cached in (get_log, get_shared_reads, get_registry, get_dedup, get_tickets, get_presence):
         cached.cache_clear()
 
 

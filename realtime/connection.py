@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from realtime import health, protocol
 from realtime.acks import AckTracker, PendingAck
 from realtime.auth import aauthenticate_token
-from realtime.backends import get_log
+from realtime.backends import get_shared_reads
 from realtime.client_messages import ClientMessages
 from realtime.conf import get_config
 from realtime.exceptions import (
@@ -272,7 +272,9 @@ class Connection:
         old = self.subscriptions.get(topic)
         if old is not None:
             old.stop()
-        sub = self.subscriptions[topic] = Subscription(topic, get_log(), self.send, self._sent)
+        sub = self.subscriptions[topic] = Subscription(
+            topic, get_shared_reads(), self.send, self._sent
+        )
         if old is None:
             await get_hub().subscribe(topic, self)
         if await sub.start(cursor) and old is None:

@@ -2,7 +2,9 @@
 loop), and its record lists the node's open connections.
 
 Writes run in the background: the registry is for operators, so a slow or unreachable Redis
-never holds up or fails a connection. Each write is bounded by :data:`REGISTRY_TIMEOUT`, and
+never holds up or fails a connection. The entries of connections that opened, changed or closed
+are written in batches (one write at a time, taking all that was queued meanwhile), each
+bounded by :data:`REGISTRY_TIMEOUT`, and
 while the node has connections a refresher rewrites its whole record every
 ``HEARTBEAT_TIMEOUT / 3`` seconds (so it expires ``HEARTBEAT_TIMEOUT`` after the process dies)
 and then runs the presence tick (:func:`realtime.roster.tick`)."""
@@ -10,8 +12,8 @@ and then runs the presence tick (:func:`realtime.roster.tick`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from realtime import health, roster
 from realtime.backends import get_registry
@@ -47,8 +49,9 @@ class NodeRecord:
         self.connections = connections
         self.topics = topics
         self._refresher: asyncio.Task[None] | None = None
-        # registry writes in flight, by connection id (each runs after the previous one)
-        self._writes: dict[str, asyncio.Task[None]] = {}
+        # connections whose entry is to be written (None: removed), and the task writing them
+        self._pending: dict[str, Member | None] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def opened(self, connection: Member) -> None:
         """Add a connection that joined ``connections``, and keep the record alive."""
@@ -58,19 +61,14 @@ class NodeRecord:
 
     def write(self, connection: Member) -> None:
         """Rewrite a connection's entry (its topics changed)."""
-
-        async def write() -> None:
-            if connection.id in self.connections:  # not closed while an earlier write waited
-                await get_registry().add(self.name, connection.entry())
-
-        self._write(connection.id, write)
+        self._queue(connection.id, connection)
 
     def closed(self, connection_id: str) -> None:
         """Remove a connection that left ``connections``."""
         if not self.connections and self._refresher is not None:
             self._refresher.cancel()  # nothing left to keep alive; the record expires
             self._refresher = None
-        self._write(connection_id, lambda: get_registry().remove(self.name, connection_id))
+        self._queue(connection_id, None)
 
     def stop(self) -> None:
         """Stop refreshing the record (thread-safe)."""
@@ -79,34 +77,37 @@ class NodeRecord:
         self._refresher = None
 
     async def written(self) -> None:
-        """Wait until the writes started so far have finished (or timed out)."""
-        while self._writes:
-            await asyncio.wait(list(self._writes.values()))
+        """Wait until the writes queued so far have finished (or timed out)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher])
 
-    def _write(self, connection_id: str, write: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run one connection's registry write as a task, after that connection's previous
-        write (a remove never overtakes its add), for at most REGISTRY_TIMEOUT seconds."""
-        previous = self._writes.get(connection_id)
+    def _queue(self, connection_id: str, connection: Member | None) -> None:
+        """Queue one connection's write. One write to the registry runs at a time and takes
+        every entry queued before it started, so a connection storm costs a few Redis round
+        trips per node, not one per socket; the last state queued for a connection wins, so a
+        remove is never overtaken by an earlier add."""
+        self._pending[connection_id] = connection
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self.loop.create_task(self._flush())
 
-        async def run() -> None:
-            if previous is not None:
-                await asyncio.wait([previous])
+    async def _flush(self) -> None:
+        """Write the queued entries, in batches, until none is queued; each batch is bounded
+        by REGISTRY_TIMEOUT."""
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            entries = [
+                member.entry()
+                for connection_id, member in batch.items()
+                if member is not None and connection_id in self.connections
+            ]
+            removed = [connection_id for connection_id, member in batch.items() if member is None]
             try:
                 async with asyncio.timeout(REGISTRY_TIMEOUT):
-                    await write()
+                    await get_registry().write(self.name, entries, removed)
             except Exception as error:  # the next refresh rewrites the record
                 health.failed("registry", error)
             else:
                 health.ok("registry")
-
-        task = self.loop.create_task(run())
-        self._writes[connection_id] = task
-
-        def forget(done: asyncio.Task[None]) -> None:
-            if self._writes.get(connection_id) is done:
-                del self._writes[connection_id]
-
-        task.add_done_callback(forget)
 
     async def _refresh(self) -> None:
         """Rewrite this node's registry record (fresh counters, topics) and keep it alive.

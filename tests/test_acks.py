@@ -151,3 +151,47 @@ def test_clear_stops_the_timer_and_forgets_everything(setup):
     tracker.track("t", "m2", "frame-2")
     assert timer.due is not None, "tracking again starts the timer again"
     assert sent == []
+
+
+def test_messages_resent_a_different_number_of_times_each_come_back_at_their_own_time(setup):
+    tracker, clock, timer, sent, _ = setup
+    tracker.track("t", "m1", "frame-1")  # due at 2, then 6 (4 s after its resend)
+    clock.now += 3.0
+    tracker.track("t", "m2", "frame-2")  # due at 5
+    timer.fire()
+    assert (clock.now - 1000.0, sent) == (2.0, ["frame-1"])
+    timer.fire()
+    assert (clock.now - 1000.0, sent[1:]) == (5.0, ["frame-2"])
+    timer.fire()
+    assert (clock.now - 1000.0, sent[2:]) == (6.0, ["frame-1"])
+    assert tracker.acknowledge(["m2"]) == ["m2"]
+    timer.fire()  # m2's time (9): the timer is not moved by an ACK, it just sets itself again
+    assert (clock.now - 1000.0, sent[3:]) == (9.0, []), "m2 acknowledged: not resent"
+    timer.fire()
+    assert (clock.now - 1000.0, sent[3:]) == (14.0, ["frame-1"])
+
+
+def test_a_retry_looks_only_at_the_messages_that_are_due(setup, monkeypatch):
+    """O(1) per message: with 1,000 messages waiting and one of them due, the retry timer reads
+    the due time of a few queue heads, not of every pending message."""
+    from realtime import acks
+
+    reads = 0
+
+    class CountingPendingAck(acks.PendingAck):
+        def __getattribute__(self, name: str) -> Any:
+            nonlocal reads
+            if name == "due":
+                reads += 1
+            return super().__getattribute__(name)
+
+    monkeypatch.setattr(acks, "PendingAck", CountingPendingAck)
+    tracker, clock, timer, sent, _ = setup
+    tracker.track("t", "m0", "frame-0")
+    for n in range(1, 1000):
+        clock.now += 0.001
+        tracker.track("t", f"m{n}", f"frame-{n}")
+    reads = 0
+    timer.fire()
+    assert sent == ["frame-0"]
+    assert reads <= 5, f"{reads} due times read to resend one message of 1,000"

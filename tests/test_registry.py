@@ -92,6 +92,54 @@ async def test_removed_and_expired_nodes_disappear(backend):
         await asyncio.sleep(0.05)
 
 
+async def test_one_write_adds_replaces_and_removes_entries(backend):
+    registry = make_registry(backend)
+    await registry.write("n1", [entry(1), entry(2), entry(3)], [])
+    await registry.write("n1", [entry(2, topics=["t"])], ["c00001", "c00009"])
+    held = {e.id: e for e in await registry.all()}
+    assert sorted(held) == ["c00002", "c00003"]
+    assert held["c00002"].topics == ["t"]
+
+
+async def test_a_connection_storm_costs_the_registry_a_few_writes(monkeypatch):
+    """100 connections open (and 10 of them close) at once: their entries reach the registry
+    in a few batched writes, not one per socket; the last state of each connection wins."""
+    from realtime import node
+
+    writes: list[tuple[int, int]] = []
+
+    class Counting(MemoryRegistry):
+        async def write(self, node: str, entries: list[Entry], removed: list[str]) -> None:
+            writes.append((len(entries), len(removed)))
+            await asyncio.sleep(0.01)  # a round trip: what is queued meanwhile waits for it
+            await super().write(node, entries, removed)
+
+    class Member:
+        def __init__(self, n: int) -> None:
+            self.id = entry(n).id
+            self.n = n
+
+        def entry(self) -> Entry:
+            return entry(self.n)
+
+    registry = Counting()
+    monkeypatch.setattr(node, "get_registry", lambda: registry)
+    connections: dict[str, Any] = {}
+    record = node.NodeRecord(asyncio.get_running_loop(), "n1", connections, list)
+    members = [Member(n) for n in range(100)]
+    for member in members:
+        connections[member.id] = member
+        record.opened(member)
+        if member.n % 10 == 0:  # opens and closes before its entry was ever written
+            del connections[member.id]
+            record.closed(member.id)
+        await asyncio.sleep(0)  # connections arrive one loop step apart
+    await record.written()
+    record.stop()
+    assert 1 <= len(writes) <= 5, writes
+    assert sorted(e.id for e in await registry.all()) == sorted(connections)
+
+
 # ---- connections in the registry, operator actions ------------------------------------------
 
 
@@ -217,3 +265,13 @@ async def test_publish_command_prints_the_message_id():
         True,
     )
     await client.disconnect()
+
+
+def test_an_entry_as_a_dict_is_what_asdict_gives_without_sharing_its_topics():
+    import dataclasses
+
+    one = entry(1, topics=["a", "b"])
+    data = one.to_dict()
+    assert data == dataclasses.asdict(one)
+    data["topics"].append("c")
+    assert one.topics == ["a", "b"]

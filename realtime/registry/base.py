@@ -51,7 +51,11 @@ class Entry:
     pending_acks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # what dataclasses.asdict() gives, without its deep copy of every value (a connect
+        # storm and each registry refresh build one per connection)
+        data = dict(vars(self))
+        data["topics"] = list(self.topics)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
@@ -114,6 +118,10 @@ def select(entries: list[Entry], query: Query) -> Page:
 class Registry(Protocol):
     async def add(self, node: str, entry: Entry) -> None: ...
     async def remove(self, node: str, connection_id: str) -> None: ...
+    async def write(self, node: str, entries: list[Entry], removed: list[str]) -> None:
+        """Add (or replace) ``entries`` and remove the connections ``removed``, in one go."""
+        ...
+
     async def refresh(self, node: str, entries: list[Entry], ttl: float) -> None:
         """Write the node's current entries and keep its set alive for ``ttl`` seconds."""
         ...

@@ -24,6 +24,14 @@ class MemoryRegistry:
             if node in self._nodes:
                 self._nodes[node][1].pop(connection_id, None)
 
+    async def write(self, node: str, entries: list[Entry], removed: list[str]) -> None:
+        with self._lock:
+            expiry, held = self._nodes.get(node, (float("inf"), {}))
+            held.update((e.id, e) for e in entries)
+            for connection_id in removed:
+                held.pop(connection_id, None)
+            self._nodes[node] = (expiry, held)
+
     async def refresh(self, node: str, entries: list[Entry], ttl: float) -> None:
         with self._lock:
             self._nodes[node] = (time.monotonic() + ttl, {e.id: e for e in entries})

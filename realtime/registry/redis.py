@@ -32,6 +32,17 @@ class RedisRegistry:
     async def remove(self, node: str, connection_id: str) -> None:
         await get_client(self.url).hdel(self._key(node), connection_id)
 
+    async def write(self, node: str, entries: list[Entry], removed: list[str]) -> None:
+        key = self._key(node)
+        async with get_client(self.url).pipeline(transaction=True) as pipe:
+            if entries:
+                pipe.hset(key, mapping={e.id: json.dumps(e.to_dict()) for e in entries})
+            if removed:
+                pipe.hdel(key, *removed)
+            pipe.pexpire(key, int(self.ttl * 1000))
+            pipe.zadd(f"{self.prefix}:nodes", {node: time.time()})
+            await pipe.execute()
+
     async def refresh(self, node: str, entries: list[Entry], ttl: float) -> None:
         key = self._key(node)
         async with get_client(self.url).pipeline(transaction=True) as pipe:
