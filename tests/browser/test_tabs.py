@@ -188,3 +188,25 @@ def test_tabs_of_another_identity_do_not_share(open_page: Any, server: Server) -
     pages += open_tabs(open_page, topic, "websocket", 1, shareKey="two")
     assert roles(pages) == ["leader", "follower", "leader"]
     wait_until(lambda: live(server, "websocket") == 2, what="two connections")
+
+
+def test_without_web_locks_the_tabs_elect_by_broadcast(
+    context: Any, open_page: Any, server: Server
+) -> None:
+    context.add_init_script("Object.defineProperty(Navigator.prototype, 'locks', {value: null})")
+    topic = new_topic()
+    tabs = open_tabs(open_page, topic, "websocket", 3)
+    assert tabs[0].evaluate("navigator.locks") is None
+    assert sorted(roles(tabs), key=str) == ["follower", "follower", "leader"]
+    wait_until(lambda: live(server, "websocket") == 1, what="one server connection")
+    server.publish(topic, 0)
+    leader = leader_of(tabs)
+    tabs.remove(leader)
+    started = clear_leading(tabs)
+    leader.close()
+    server.publish(topic, 1)
+    assert took_over_after(tabs, started) < 1.0
+    server.publish(topic, "end")
+    for page in tabs:
+        assert all_messages(page, topic, "end") == [0, 1, "end"]
+    assert roles(tabs).count("leader") == 1

@@ -1361,6 +1361,14 @@ const TABS = Object.freeze({
  *   onState listen to the client's state and transport changes; returns off()
  */
 
+/**
+ * What a {@link TabLink} gets from its client (internal).
+ * @typedef {object} TabOwner
+ * @property {() => void} roleChanged this tab started or stopped leading
+ * @property {() => HubHost} hubHost what the hub of a leading tab needs from the client
+ * @property {(...args: any[]) => void} debug log with the `debug` option
+ */
+
 /** @param {Cursor|null|undefined} a @param {Cursor|null|undefined} b @returns {Cursor|null} */
 function earliest(a, b) {
   if (!a) return b ?? null;
@@ -1394,7 +1402,7 @@ function hashText(text) {
 class TabLink {
   /**
    * @param {string} key
-   * @param {{roleChanged: () => void, hubHost: () => HubHost, debug: (...args: any[]) => void}} owner
+   * @param {TabOwner} owner
    */
   constructor(key, owner) {
     this.key = key;
@@ -1430,7 +1438,8 @@ class TabLink {
     this._watchdog = new WallTimer(() => this._check());
     this._heartbeat = new WallTimer(() => this._beat());
     this._claim = new WallTimer(() => this._claimNow());
-    this._onPageHide = () => this._pageHide();
+    /** @param {PageTransitionEvent} event */
+    this._onPageHide = (event) => this._pageHide(event.persisted);
     this._onFreeze = () => this._stepDown("the tab is frozen", true);
   }
 
@@ -1567,8 +1576,9 @@ class TabLink {
     this._heartbeat.in(TABS.heartbeatMs);
   }
 
-  _pageHide() {
-    if (this.leader) this._stepDown("the page is hidden for good", false);
+  /** @param {boolean} cached the page may come back (back/forward cache) */
+  _pageHide(cached) {
+    if (this.leader) this._stepDown("the page is going away", cached);
     else if (this.leaderId) this._post({ k: "leave", to: this.leaderId });
   }
 
@@ -1670,7 +1680,8 @@ class Hub {
     this._link = link;
     this._host = host;
     /** The following tabs: their topics with positions, and the topics they await
-     * `subscribed` for. @type {Map<string, {topics: Map<string, Cursor|null>, pending: Set<string>}>} */
+     * `subscribed` for.
+     * @type {Map<string, {topics: Map<string, Cursor|null>, pending: Set<string>}>} */
     this._tabs = new Map();
     /** Each topic's position on the connection (or where it is to resume from).
      * @type {Map<string, Cursor>} */
@@ -1829,7 +1840,9 @@ class Hub {
         this._broadcast(frame);
         return false;
       case "reset":
-        if (topic && positioned) this._positions.set(topic, { epoch: frame.epoch, offset: frame.offset });
+        if (topic && positioned) {
+          this._positions.set(topic, { epoch: frame.epoch, offset: frame.offset });
+        }
         this._broadcast(frame);
         return false;
       case "subscribed":
@@ -2098,6 +2111,9 @@ export class Realtime {
     /** The group of tabs sharing one connection; null: this tab has its own.
      * @type {TabLink|null} */
     this._link = sharing ? new TabLink(this._shareKey(), this._linkOwner()) : null;
+    /** Ids in `_outbox` of the other tabs' messages, sent for them while this tab leads.
+     * @type {Set<string>} */
+    this._relayed = new Set();
     this._autoConnect = this.options.autoConnect;
     if (this._autoConnect) queueMicrotask(() => this._autoConnect && this.connect());
   }
@@ -2856,6 +2872,14 @@ export class Realtime {
     this._probe?.close();
     this._probe = null;
     this._upgradeTimer.cancel();
+    if (!leading) {
+      // The other tabs' messages are theirs to send again through the next leader.
+      for (const id of this._relayed) {
+        this._outbox.get(id)?.timer.cancel();
+        this._outbox.delete(id);
+      }
+      this._relayed.clear();
+    }
     if (current) {
       current.close();
       this._current = null;
@@ -2875,13 +2899,22 @@ export class Realtime {
     if (this._closed) return;
     const id = String(frame.id);
     const existing = this._outbox.get(id);
-    const push = existing ?? new Push(id, frame.event, frame.data, this.options.sendTimeoutMs, (p) => {
-      this._outbox.delete(p.id);
-    });
-    push.resolve = (result) => answer({ type: "ack", id, result });
+    const push =
+      existing ??
+      new Push(id, frame.event, frame.data, this.options.sendTimeoutMs, (p) => {
+        this._outbox.delete(p.id);
+        this._relayed.delete(p.id);
+      });
+    this._relayed.add(id);
+    push.resolve = (result) => {
+      this._relayed.delete(id);
+      answer({ type: "ack", id, result });
+    };
     push.reject = (error) => {
+      this._relayed.delete(id);
       const { code, reason } = /** @type {RealtimeError} */ (error);
-      if (code !== "closed" && code !== "timeout") answer({ type: "ack", id, error: { code, reason } });
+      if (code === "closed" || code === "timeout") return;
+      answer({ type: "ack", id, error: { code, reason } });
     };
     if (existing) return;
     this._outbox.set(id, push);
