@@ -1690,6 +1690,8 @@ class Hub {
     this._live = new Set();
     /** Topics being subscribed again from an earlier position. */
     this._rewinding = new Set();
+    /** The leading tab's own topics, as last seen. @type {Set<string>} */
+    this._owned = new Set();
     /** @type {Frame[]} frames to broadcast at the end of this task */
     this._outgoing = [];
     this._offState = host.onState((detail) => this.broadcastState(detail));
@@ -1700,9 +1702,21 @@ class Hub {
     this._flush();
   }
 
-  /** The tabs' topics added to the connection's (`own`), each from its earliest position.
+  /** The tabs' topics added to the leading tab's own (`topics`), each from its earliest
+   * position.
    * @param {Map<string, Cursor|null>} topics */
   merge(topics) {
+    for (const [topic, cursor] of topics) {
+      // Newly subscribed by the leading tab itself, behind the connection: replay for it too.
+      if (this._owned.has(topic)) continue;
+      const position = this._positions.get(topic);
+      const behind = cursor && position && cursor.epoch === position.epoch;
+      if (behind && cursor.offset < position.offset && this._live.has(topic)) {
+        this._positions.set(topic, cursor);
+        queueMicrotask(() => this._rewind(topic));
+      }
+    }
+    this._owned = new Set(topics.keys());
     for (const entry of this._tabs.values()) {
       for (const topic of entry.topics.keys()) {
         if (!topics.has(topic)) topics.set(topic, null);
