@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import TRANSPORTS, Server, wait_until
-from tests.browser.test_client import all_messages, new_topic, start, wait_open
+from tests.browser.test_client import all_messages, new_topic, start, wait_messages, wait_open
 from tests.servers import launch_chromium
 
 TABS = 10
@@ -210,3 +210,27 @@ def test_without_web_locks_the_tabs_elect_by_broadcast(
     for page in tabs:
         assert all_messages(page, topic, "end") == [0, 1, "end"]
     assert roles(tabs).count("leader") == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_tab_rendered_behind_the_shared_connection_misses_nothing(
+    open_page: Any, server: Server, transport: str
+) -> None:
+    topic = new_topic()
+    first = open_page([topic], config=True)
+    start(first, [transport], from_page=True)
+    wait_open(first, transport)
+    for n in range(3):
+        server.publish(topic, n)
+    # rendered now, with the position after 0..2 ({% realtime_client %}) …
+    late = open_page([topic], user=None, config=True)
+    for n in range(3, 5):
+        server.publish(topic, n)  # … and these published before its client starts
+    assert wait_messages(first, topic, 5) == [0, 1, 2, 3, 4]
+    start(late, [transport], from_page=True)
+    wait_open(late, transport)
+    assert late.evaluate("window.client.role") == "follower"
+    server.publish(topic, 5)
+    server.publish(topic, "end")
+    assert all_messages(late, topic, "end") == [3, 4, 5, "end"]
+    assert all_messages(first, topic, "end") == [0, 1, 2, 3, 4, 5, "end"]
