@@ -83,14 +83,15 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.contextmanager
-def launch_chromium() -> Iterator[Any]:
-    """A headless Chromium browser (Playwright's sync API)."""
+def launch_chromium(*extra_args: str) -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's sync API), with ``extra_args`` if any."""
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"No Chromium at {CHROMIUM}: run tests/browser/ensure_chromium.sh.")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        args = [*CHROMIUM_ARGS, *extra_args]
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         yield browser
         browser.close()
 

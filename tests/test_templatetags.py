@@ -42,3 +42,14 @@ def test_logged_in_user_gets_a_token():
     user = get_user_model().objects.create_user("ola", password="pw")
     config = render(user)
     assert auth.read_token(config["token"]).user_pk == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_share_key_is_one_per_user_and_does_not_show_the_id():
+    ola = get_user_model().objects.create_user("ola", password="pw")
+    ben = get_user_model().objects.create_user("ben", password="pw")
+    key = render(ola)["share_key"]
+    assert key == render(ola)["share_key"]  # every page of one user: one group of tabs
+    assert key != render(ben)["share_key"]
+    assert str(ola.pk) not in key and len(key) == 20
+    assert render()["share_key"] == "anonymous"

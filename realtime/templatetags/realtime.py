@@ -24,6 +24,7 @@ from django import template
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
@@ -85,6 +86,14 @@ def _cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
     return cursors
 
 
+def _share_key(user: Any) -> str:
+    """The identity that tabs sharing one connection must have in common: a keyed hash of the
+    user's id (not the id itself), or ``"anonymous"``."""
+    if user is None or not user.is_authenticated:
+        return "anonymous"
+    return salted_hmac("realtime.share", str(user.pk)).hexdigest()[:20]
+
+
 @register.simple_tag(takes_context=True)
 def realtime_client(
     context: dict[str, Any], *topics: str, element_id: str = "realtime-config"
@@ -99,5 +108,8 @@ def realtime_client(
         "token": make_token(user) if user is not None and user.is_authenticated else None,
         "topics": list(topics),
         "cursors": encode_cursors({t: (c["epoch"], c["offset"]) for t, c in cursors.items()}),
+        # Which tabs may share one connection (docs/client.md, "One connection per browser"):
+        # those rendered for the same user, never another's.
+        "share_key": _share_key(user),
     }
     return format_html("{}", json_script(config, element_id))

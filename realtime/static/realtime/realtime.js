@@ -88,6 +88,13 @@ export const DEFAULTS = Object.freeze({
   csrfToken: null,
   /** Log transport decisions with `console.debug`. */
   debug: false,
+  /** Share one connection between the tabs of this origin with the same `url`, `transports`
+   * and identity (docs/client.md, "One connection per browser"). false: one per tab. */
+  share: true,
+  /** The identity tabs must have in common to share a connection (`fromPage()` sets it from
+   * `{% realtime_client %}`: one per user). null: derived from `token` (cookie auth: one for
+   * the origin's session). */
+  shareKey: null,
 });
 
 /** The wire protocol's fixed names (docs/protocol.md). */
@@ -161,6 +168,8 @@ const TIMING = Object.freeze({
  * @property {string} [csrfCookieName] Default `"csrftoken"`.
  * @property {string|null} [csrfToken] Default `null` (read the cookie).
  * @property {boolean} [debug] Default `false`.
+ * @property {boolean} [share] Default `true`.
+ * @property {string|null} [shareKey] Default `null`.
  */
 
 /** @typedef {"websocket"|"sse"|"longpoll"} TransportName */
@@ -231,6 +240,9 @@ const TIMING = Object.freeze({
  * @property {(cursors: Map<string, Cursor>) => void} handled the frames up to these
  *   positions were handled (long-poll: the answer's cursor)
  * @property {(...args: any[]) => void} debug log with the `debug` option
+ * @property {TabLink|null} link the tab group (tab sharing on), for {@link TabTransport}
+ * @property {() => void} switched the transport now speaks for another transport (its `name`
+ *   changed while open: the leading tab's connection upgraded or fell back)
  */
 /** @typedef {Record<string, any>} Frame */
 
@@ -1430,6 +1442,694 @@ const TRANSPORT_CLASSES = Object.freeze({
   [Transport.LONGPOLL]: LongPollTransport,
 });
 
+// ---- one connection per browser: the tabs share it ---------------------------------------------
+
+/** Timings of tab sharing (internal; docs/client.md, "One connection per browser"). */
+const TABS = Object.freeze({
+  /** The leading tab says it is alive this often … */
+  heartbeatMs: 150,
+  /** … a tab that heard nothing from it for this long asks it … */
+  silenceMs: 350,
+  /** … and takes over when the question is unanswered this long. */
+  probeMs: 200,
+  /** Tabs that all find the leader gone wait a random time below this before taking over. */
+  jitterMs: 50,
+  /** A tab that takes over waits this long for the others' positions before connecting. */
+  gatherMs: 100,
+  /** Without Web Locks: a tab that hears of no leader this long after saying hello leads. */
+  claimMs: 300,
+});
+
+/**
+ * What a leading tab's {@link Hub} gets from its client (internal).
+ * @typedef {object} HubHost
+ * @property {() => void} topicsChanged the topics wanted by the tabs changed
+ * @property {(frame: Frame, answer: (ack: Frame) => void) => void} relay send another tab's
+ *   client message (same id) and call `answer` with the server's `ack`
+ * @property {(topic: string) => Cursor|null|undefined} own the leading tab's own position of a
+ *   topic it subscribes, undefined when it does not
+ * @property {() => {state: StateName, transport: TransportName|null}} state
+ * @property {(listener: (detail: {code?: number, reason?: string}) => void) => () => void}
+ *   onState listen to the client's state and transport changes; returns off()
+ */
+
+/**
+ * What a {@link TabLink} gets from its client (internal).
+ * @typedef {object} TabOwner
+ * @property {() => void} roleChanged this tab started or stopped leading
+ * @property {() => HubHost} hubHost what the hub of a leading tab needs from the client
+ * @property {(...args: any[]) => void} debug log with the `debug` option
+ */
+
+/** @param {Cursor|null|undefined} a @param {Cursor|null|undefined} b @returns {Cursor|null} */
+function earliest(a, b) {
+  if (!a) return b ?? null;
+  if (!b || a.epoch !== b.epoch) return a;
+  return a.offset <= b.offset ? a : b;
+}
+
+/** A 53-bit hash (cyrb53), so a token never appears in a channel's name. @param {string} text */
+function hashText(text) {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i += 1) {
+    const code = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ code, 2654435761);
+    h2 = Math.imul(h2 ^ code, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
+/**
+ * A tab's place in the group of tabs that share one connection (one per client; the group is
+ * keyed by URL, transports and identity). It elects the leading tab with the Web Locks API
+ * (the lock's holder leads; the next waiting tab gets it when the holder's tab closes), or with
+ * BroadcastChannel claims where locks are missing; it watches the leader (a heartbeat, a
+ * question when it is silent, stealing the lock when unanswered: a frozen tab keeps its lock),
+ * and carries the group's messages. The leader's {@link Hub} serves the others; a following
+ * tab's {@link TabTransport} is its link to the hub.
+ */
+class TabLink {
+  /**
+   * @param {string} key
+   * @param {TabOwner} owner
+   */
+  constructor(key, owner) {
+    this.key = key;
+    this.id = randomId();
+    this._owner = owner;
+    this._locks = typeof navigator !== "undefined" && navigator.locks ? navigator.locks : null;
+    /** @type {BroadcastChannel|null} */
+    this._channel = null;
+    this._running = false;
+    /** This tab leads (holds the connection). */
+    this.leader = false;
+    /** The term of this tab's leadership: later leaders have higher terms. */
+    this.term = 0;
+    /** @type {string|null} the leading tab, as far as this one knows */
+    this.leaderId = null;
+    this.leaderTerm = 0;
+    /** The highest term heard of. */
+    this._maxTerm = 0;
+    /** Whether this tab has followed a leader (then, taking over, it gathers positions). */
+    this.followed = false;
+    /** @type {Hub|null} the leader's service to the other tabs */
+    this.hub = null;
+    /** @type {TabTransport|null} this tab's link to the leader's connection */
+    this.follower = null;
+    this._lastHeard = 0;
+    this._probedAt = 0;
+    /** @type {AbortController|null} */
+    this._lockAbort = null;
+    /** @type {object|null} the lock request that made this tab leader */
+    this._grant = null;
+    /** @type {(() => void)|null} */
+    this._release = null;
+    this._watchdog = new WallTimer(() => this._check());
+    this._heartbeat = new WallTimer(() => this._beat());
+    this._claim = new WallTimer(() => this._claimNow());
+    /** @param {PageTransitionEvent} event */
+    this._onPageHide = (event) => this._pageHide(event.persisted);
+    this._onFreeze = () => this._stepDown("the tab is frozen", true);
+  }
+
+  start() {
+    if (this._running) return;
+    this._running = true;
+    this._channel = new BroadcastChannel(`realtime:${this.key}`);
+    this._channel.onmessage = (event) => this._receive(event.data);
+    if (typeof window !== "undefined") {
+      window.addEventListener("pagehide", this._onPageHide);
+      document.addEventListener("freeze", this._onFreeze);
+    }
+    this._heard();
+    this._post({ k: "hello" });
+    if (this._locks) this._request(false);
+    else this._claim.in(TABS.claimMs);
+  }
+
+  /** Leave the group. @param {{code?: number, reason?: string}|null} closed the connection
+   * closed for good (the other tabs close too); null: this tab stops (another leads) */
+  stop(closed) {
+    if (!this._running) return;
+    if (this.leader && closed) this.hub?.broadcastState({ ...closed, final: true });
+    if (this.leader) this._stepDown("stopped", false);
+    else if (this.leaderId) this._post({ k: "leave", to: this.leaderId });
+    this._running = false;
+    this._lockAbort?.abort();
+    this._lockAbort = null;
+    this._watchdog.cancel();
+    this._heartbeat.cancel();
+    this._claim.cancel();
+    this.leaderId = null;
+    if (typeof window !== "undefined") {
+      window.removeEventListener("pagehide", this._onPageHide);
+      document.removeEventListener("freeze", this._onFreeze);
+    }
+    this._channel?.close();
+    this._channel = null;
+  }
+
+  /** A message to the leading tab; false when there is none known.
+   * @param {Record<string, any>} message */
+  toLeader(message) {
+    if (!this.leaderId || this.leader) return false;
+    this._post({ ...message, to: this.leaderId });
+    return true;
+  }
+
+  /** @param {TabTransport} transport */
+  follow(transport) {
+    this.follower = transport;
+    if (this.leaderId && !this.leader) transport._join();
+    else this._post({ k: "hello" });
+  }
+
+  /** @param {TabTransport} transport */
+  unfollow(transport) {
+    if (this.follower === transport) this.follower = null;
+  }
+
+  /** @param {Record<string, any>} message */
+  _post(message) {
+    try {
+      this._channel?.postMessage({ ...message, from: this.id, term: this.leader ? this.term : 0 });
+    } catch (error) {
+      this._owner.debug("tabs: cannot post", error);
+    }
+  }
+
+  /** @param {boolean} steal */
+  _request(steal) {
+    const locks = this._locks;
+    if (!locks || !this._running) return;
+    this._lockAbort?.abort();
+    const abort = new AbortController();
+    this._lockAbort = steal ? null : abort;
+    const grant = {};
+    const options = steal ? { steal: true } : { signal: abort.signal };
+    locks
+      .request(`realtime:${this.key}`, options, () => {
+        if (!this._running || this.leader) return undefined;
+        return new Promise((release) => {
+          this._grant = grant;
+          this._release = () => release(undefined);
+          this._lead();
+        });
+      })
+      .catch(() => {
+        // Aborted (stopped, or about to steal), or stolen from this tab: then another leads.
+        if (this.leader && this._grant === grant) this._stepDown("another tab took over", true);
+      });
+  }
+
+  _lead() {
+    if (!this._running || this.leader) return;
+    this.leader = true;
+    this.term = Math.max(Date.now() * 1000 + Math.floor(Math.random() * 1000), this._maxTerm + 1);
+    this.leaderId = this.id;
+    this.leaderTerm = this.term;
+    this._watchdog.cancel();
+    this._claim.cancel();
+    this._owner.debug("tabs: this tab leads");
+    this.hub = new Hub(this, this._owner.hubHost());
+    this._beat();
+    this._owner.roleChanged();
+  }
+
+  /**
+   * Stop leading. @param {string} why
+   * @param {boolean} again stay a candidate (wait for the lock again)
+   */
+  _stepDown(why, again) {
+    if (!this.leader) return;
+    this._owner.debug("tabs: stepping down:", why);
+    this.leader = false;
+    this.hub?.close();
+    this.hub = null;
+    this._heartbeat.cancel();
+    this._post({ k: "resign" });
+    this._grant = null;
+    this._release?.();
+    this._release = null;
+    this.leaderId = null;
+    this._heard();
+    if (again && this._running) {
+      if (this._locks) this._request(false);
+      this._owner.roleChanged();
+    }
+  }
+
+  _beat() {
+    if (!this.leader) return;
+    this._post({ k: "leader" });
+    this._heartbeat.in(TABS.heartbeatMs);
+  }
+
+  /** @param {boolean} cached the page may come back (back/forward cache) */
+  _pageHide(cached) {
+    if (this.leader) this._stepDown("the page is going away", cached);
+    else if (this.leaderId) this._post({ k: "leave", to: this.leaderId });
+  }
+
+  _heard() {
+    this._lastHeard = Date.now();
+    this._probedAt = 0;
+    if (!this.leader && this._running) this._watchdog.at(this._lastHeard + TABS.silenceMs);
+  }
+
+  /** The follower's watchdog: ask a silent leader, take over from one that does not answer. */
+  _check() {
+    if (!this._running || this.leader) return;
+    const now = Date.now();
+    if (now - this._lastHeard < TABS.silenceMs) {
+      this._watchdog.at(this._lastHeard + TABS.silenceMs);
+    } else if (!this._probedAt) {
+      this._probedAt = now;
+      this._post({ k: "probe" });
+      this._watchdog.in(TABS.probeMs);
+    } else if (now - this._probedAt < TABS.probeMs) {
+      this._watchdog.at(this._probedAt + TABS.probeMs);
+    } else {
+      this._claim.in(Math.random() * TABS.jitterMs);
+    }
+  }
+
+  _claimNow() {
+    if (!this._running || this.leader) return;
+    if (this.leaderId && Date.now() - this._lastHeard < TABS.silenceMs) return; // it answered
+    this._owner.debug("tabs: taking over");
+    if (this._locks) this._request(true);
+    else this._lead();
+  }
+
+  /** @param {*} message */
+  _receive(message) {
+    if (!this._running || !message || typeof message !== "object" || message.from === this.id) {
+      return;
+    }
+    const { k: kind, from, term } = message;
+    if (kind === "hello" || kind === "probe") {
+      if (this.leader) this._post({ k: "leader" });
+      return;
+    }
+    if (kind === "leader") {
+      this._leaderSeen(from, term);
+      return;
+    }
+    if (this.leader) {
+      if (message.to === this.id) this.hub?.receive(message);
+      return;
+    }
+    if (from !== this.leaderId || term !== this.leaderTerm) return; // a deposed leader's
+    if (kind === "resign") {
+      this.leaderId = null;
+      this._heard();
+      this.follower?._leaderChanged();
+      if (!this._locks) this._claim.in(Math.random() * TABS.jitterMs);
+      return;
+    }
+    this._heard();
+    if (message.to && message.to !== this.id) return;
+    this.follower?._fromLeader(message);
+  }
+
+  /** @param {string} from @param {number} term */
+  _leaderSeen(from, term) {
+    if (from === this.leaderId && term === this.leaderTerm) {
+      this._heard();
+      return;
+    }
+    this._maxTerm = Math.max(this._maxTerm, Number(term) || 0);
+    if (this.leader) {
+      // With locks, holding the lock is leading: a tab that lost it learns so from its lock
+      // request. Without, the later claim wins.
+      if (this._locks || term < this.term) return;
+      this._stepDown("a newer leader", true);
+    }
+    // A tab deposed while frozen, awake again, still announces its older term; after a
+    // resignation, any leader is welcome (the lock says which one is).
+    if (this.leaderId && term < this.leaderTerm) return;
+    this.leaderId = from;
+    this.leaderTerm = term;
+    this.followed = true;
+    this._claim.cancel();
+    this._heard();
+    this.follower?._leaderChanged();
+  }
+}
+
+/**
+ * The leading tab's service to the others: the union of their topics joins the connection's
+ * (each from the earliest position a tab has), the connection's frames go to the tabs that
+ * want them, their client messages go out on it and its answers back.
+ */
+class Hub {
+  /** @param {TabLink} link @param {HubHost} host */
+  constructor(link, host) {
+    this._link = link;
+    this._host = host;
+    /** The following tabs: their topics with positions, and the topics they await
+     * `subscribed` for.
+     * @type {Map<string, {topics: Map<string, Cursor|null>, pending: Set<string>}>} */
+    this._tabs = new Map();
+    /** Each topic's position on the connection (or where it is to resume from).
+     * @type {Map<string, Cursor>} */
+    this._positions = new Map();
+    /** Topics the connection confirmed (`subscribed`) since its last `welcome`. */
+    this._live = new Set();
+    /** Topics being subscribed again from an earlier position. */
+    this._rewinding = new Set();
+    /** The leading tab's own topics, as last seen. @type {Set<string>} */
+    this._owned = new Set();
+    /** @type {Frame[]} frames to broadcast at the end of this task */
+    this._outgoing = [];
+    this._offState = host.onState((detail) => this.broadcastState(detail));
+  }
+
+  close() {
+    this._offState();
+    this._flush();
+  }
+
+  /** The tabs' topics added to the leading tab's own (`topics`), each from its earliest
+   * position.
+   * @param {Map<string, Cursor|null>} topics */
+  merge(topics) {
+    for (const [topic, cursor] of topics) {
+      // Newly subscribed by the leading tab itself, behind the connection: replay for it too.
+      if (this._owned.has(topic)) continue;
+      const position = this._positions.get(topic);
+      const behind = cursor && position && cursor.epoch === position.epoch;
+      if (behind && cursor.offset < position.offset && this._live.has(topic)) {
+        this._positions.set(topic, cursor);
+        queueMicrotask(() => this._rewind(topic));
+      }
+    }
+    this._owned = new Set(topics.keys());
+    for (const entry of this._tabs.values()) {
+      for (const topic of entry.topics.keys()) {
+        if (!topics.has(topic)) topics.set(topic, null);
+      }
+    }
+    for (const [topic, cursor] of topics) {
+      if (this._rewinding.has(topic)) topics.delete(topic);
+      else topics.set(topic, earliest(cursor, this._positions.get(topic)));
+    }
+  }
+
+  /** @param {Record<string, any>} message from a following tab */
+  receive(message) {
+    if (message.k === "join" && Array.isArray(message.topics)) {
+      this._join(message.from, message.topics);
+    } else if (message.k === "leave") {
+      const entry = this._tabs.get(message.from);
+      this._tabs.delete(message.from);
+      if (entry && [...entry.topics.keys()].some((topic) => !this._wanted(topic))) {
+        this._host.topicsChanged();
+      }
+    } else if (message.k === "send" && message.frame && typeof message.frame.id === "string") {
+      const to = message.from;
+      this._host.relay(message.frame, (ack) => this._send(to, [ack]));
+    }
+  }
+
+  /** @param {{code?: number, reason?: string, final?: boolean}} [detail] */
+  broadcastState(detail = {}) {
+    this._flush();
+    this._link._post({ k: "state", ...this._state(detail) });
+  }
+
+  /** @param {{code?: number, reason?: string, final?: boolean}} detail */
+  _state(detail) {
+    const { state, transport } = this._host.state();
+    const closed = detail.final || state === State.CLOSED;
+    return closed
+      ? { state: State.CLOSED, code: detail.code, reason: detail.reason }
+      : { state, transport };
+  }
+
+  /**
+   * A tab (re)states its topics with its positions. A topic new to the connection is
+   * subscribed from the earliest position; one the connection has is confirmed at once, or,
+   * when the tab is behind, subscribed again from the tab's position (the tabs ahead drop
+   * what they had).
+   * @param {string} tab @param {Array<[string, Cursor|null]>} list
+   */
+  _join(tab, list) {
+    const entry = this._tabs.get(tab) ?? { topics: new Map(), pending: new Set() };
+    const old = entry.topics;
+    const onConnection = new Set(
+      [...this._tabs.values()].flatMap((other) => [...other.topics.keys()]),
+    );
+    entry.topics = new Map();
+    for (const [topic, cursor] of list) {
+      if (typeof topic !== "string") continue;
+      const valid = cursor && typeof cursor.epoch === "string" && Number.isInteger(cursor.offset);
+      entry.topics.set(topic, valid ? { epoch: cursor.epoch, offset: cursor.offset } : null);
+    }
+    this._tabs.set(tab, entry);
+    let changed = false;
+    /** @type {Frame[]} */
+    const direct = [];
+    for (const [topic, cursor] of entry.topics) {
+      if (old.has(topic)) continue;
+      const own = this._host.own(topic);
+      if (!onConnection.has(topic) && own === undefined) {
+        changed = true; // new to the connection: subscribed from this tab's position
+        if (cursor) this._positions.set(topic, cursor);
+        else this._positions.delete(topic);
+        entry.pending.add(topic);
+        continue;
+      }
+      const position = this._positions.get(topic) ?? own ?? null;
+      if (cursor && position && cursor.epoch !== position.epoch) {
+        const { epoch, offset } = position;
+        direct.push({ type: "reset", topic, reason: "epoch_changed", epoch, offset });
+      } else if (cursor && position && cursor.offset < position.offset) {
+        this._positions.set(topic, cursor);
+        entry.pending.add(topic);
+        this._rewind(topic);
+      } else if (!this._live.has(topic)) {
+        entry.pending.add(topic);
+      } else if (!cursor && position) {
+        const { epoch, offset } = position;
+        direct.push({ type: "subscribed", topic, recovered: false, epoch, offset });
+      } else {
+        direct.push({ type: "subscribed", topic, recovered: !!cursor });
+      }
+    }
+    for (const topic of old.keys()) {
+      if (!entry.topics.has(topic) && !this._wanted(topic)) changed = true;
+    }
+    if (changed) this._host.topicsChanged();
+    this._flush();
+    this._link._post({ k: "state", to: tab, ...this._state({}) });
+    if (direct.length) this._send(tab, direct);
+  }
+
+  /** @param {string} topic */
+  _wanted(topic) {
+    for (const entry of this._tabs.values()) if (entry.topics.has(topic)) return true;
+    return this._host.own(topic) !== undefined;
+  }
+
+  /** Subscribe a topic again from its (earlier) position: unsubscribe, then subscribe.
+   * @param {string} topic */
+  _rewind(topic) {
+    this._rewinding.add(topic);
+    this._live.delete(topic);
+    this._host.topicsChanged();
+    // after the client's gathered topic change (a microtask queued before this one)
+    queueMicrotask(() => {
+      this._rewinding.delete(topic);
+      this._host.topicsChanged();
+    });
+  }
+
+  /**
+   * A frame from the connection (current or probed transport). Returns true when it concerns
+   * the other tabs only (a refusal of a topic the leading tab does not have).
+   * @param {Frame} frame @returns {boolean}
+   */
+  frame(frame) {
+    const topic = typeof frame.topic === "string" ? frame.topic : null;
+    const positioned = typeof frame.epoch === "string" && Number.isInteger(frame.offset);
+    switch (frame.type) {
+      case "welcome":
+        this._live.clear();
+        return false;
+      case "message":
+        if (topic && positioned) this._advance(topic, frame.epoch, frame.offset);
+        this._broadcast(frame);
+        return false;
+      case "reset":
+        if (topic && positioned) {
+          this._positions.set(topic, { epoch: frame.epoch, offset: frame.offset });
+        }
+        this._broadcast(frame);
+        return false;
+      case "subscribed":
+        if (!topic) return false;
+        this._live.add(topic);
+        if (positioned && !frame.recovered) this._advance(topic, frame.epoch, frame.offset);
+        for (const [tab, entry] of this._tabs) {
+          if (entry.pending.delete(topic)) this._send(tab, [frame]);
+        }
+        return false;
+      case "notice":
+        this._broadcast(frame);
+        return false;
+      case "error":
+        if (typeof frame.ref === "string" && REFUSALS.includes(frame.code)) {
+          this.refused(frame.ref, frame.code, frame.reason);
+          return this._host.own(frame.ref) === undefined;
+        }
+        return false;
+      default:
+        return false;
+    }
+  }
+
+  /** The connection went down: nothing is confirmed any more. */
+  down() {
+    this._live.clear();
+  }
+
+  /** The server refused a topic: the tabs that want it hear it, and it is not asked again.
+   * @param {string} topic @param {string} code @param {string} reason */
+  refused(topic, code, reason) {
+    let any = false;
+    for (const entry of this._tabs.values()) {
+      any = entry.topics.delete(topic) || any;
+      entry.pending.delete(topic);
+    }
+    this._positions.delete(topic);
+    if (!any) return;
+    this._broadcast({ type: "error", code, reason, ref: topic });
+    this._host.topicsChanged();
+  }
+
+  /** Long-poll answered up to these positions. @param {Map<string, Cursor>} cursors */
+  handled(cursors) {
+    for (const [topic, cursor] of cursors) this._advance(topic, cursor.epoch, cursor.offset);
+  }
+
+  /** @param {string} topic @param {string} epoch @param {number} offset */
+  _advance(topic, epoch, offset) {
+    const current = this._positions.get(topic);
+    if (!current || current.epoch !== epoch || offset > current.offset) {
+      this._positions.set(topic, { epoch, offset });
+    }
+  }
+
+  /** @param {Frame} frame */
+  _broadcast(frame) {
+    this._outgoing.push(frame);
+    if (this._outgoing.length === 1) queueMicrotask(() => this._flush());
+  }
+
+  _flush() {
+    if (!this._outgoing.length) return;
+    this._link._post({ k: "frames", frames: this._outgoing.splice(0) });
+  }
+
+  /** @param {string} tab @param {Frame[]} frames */
+  _send(tab, frames) {
+    this._flush(); // in order with what was broadcast before
+    this._link._post({ k: "frames", to: tab, frames });
+  }
+}
+
+/**
+ * A following tab's "transport": the leading tab's connection, reached through the
+ * {@link TabLink}. It is open while that connection is, under that connection's transport's
+ * name; its frames are those of the connection for this tab's topics; a client message goes
+ * to the leader, which sends it with the same id. When the leader changes, it goes down and
+ * the client makes the next one (or a real transport, if this tab leads now).
+ */
+class TabTransport extends BaseTransport {
+  /** @param {TransportHost} host */
+  constructor(host) {
+    super(host);
+    this._link = /** @type {TabLink} */ (host.link);
+  }
+
+  open() {
+    this._link.follow(this); // no silence watchdog: the link watches the leader
+  }
+
+  close() {
+    super.close();
+    this._link.unfollow(this);
+  }
+
+  _watch() {}
+
+  topicsChanged() {
+    if (!this.closed) this._join();
+  }
+
+  _join() {
+    this._link.toLeader({ k: "join", topics: [...this._host.topics()] });
+  }
+
+  /** @param {Push} push */
+  async sendPush(push) {
+    if (this.closed || !this.opened) return false;
+    return this._link.toLeader({ k: "send", frame: push.frame });
+  }
+
+  /** The leading tab acknowledges what its connection receives. @param {string} _id */
+  ack(_id) {}
+
+  /** Another tab leads now, or none. */
+  _leaderChanged() {
+    if (this.closed) return;
+    if (this.opened) this._down({ reason: "another tab leads", retry: true });
+    else if (this._link.leaderId) this._join();
+  }
+
+  /** @param {Record<string, any>} message */
+  _fromLeader(message) {
+    if (this.closed) return;
+    if (message.k === "state") {
+      this._leaderState(message);
+      return;
+    }
+    if (message.k !== "frames" || !Array.isArray(message.frames)) return;
+    const topics = this._host.topics();
+    for (const frame of message.frames) {
+      if (this.closed) return;
+      const topic = frame?.topic ?? frame?.ref;
+      if (frame?.type === "ack" || frame?.type === "notice" || topics.has(topic)) {
+        this._frame(frame);
+      }
+    }
+  }
+
+  /** @param {Record<string, any>} message */
+  _leaderState(message) {
+    if (message.state === State.OPEN && message.transport in TRANSPORT_CLASSES) {
+      if (!this.opened) {
+        this.name = message.transport;
+        this._opened({});
+        this._proven();
+      } else if (message.transport !== this.name) {
+        this.name = message.transport;
+        this._host.switched();
+      }
+    } else if (message.state === State.CLOSED) {
+      const reason = String(message.reason ?? "");
+      this._down({ code: Number(message.code) || CLOSE.NORMAL, reason, final: true });
+    } else if (this.opened) {
+      this._down({ reason: "the shared connection broke", retry: true });
+    }
+  }
+}
+
 // ---- the client -------------------------------------------------------------------------------
 
 /**
@@ -1459,6 +2159,7 @@ export class Realtime {
     const url = config.url ?? DEFAULTS.url;
     /** @type {RealtimeOptions} */
     const fromPage = { url, token: config.token ?? null, cursors: config.cursors ?? null };
+    if (typeof config.share_key === "string") fromPage.shareKey = config.share_key;
     if (config.token) {
       fromPage.tokenUrl = config.token_url ?? new URL("token/", new URL(url, location.href)).href;
     }
@@ -1535,6 +2236,13 @@ export class Realtime {
     this._listening = false;
     this._wake = () => this._onWake();
     this._online = () => this._onOnline();
+    const sharing = this.options.share && typeof BroadcastChannel !== "undefined";
+    /** The group of tabs sharing one connection; null: this tab has its own.
+     * @type {TabLink|null} */
+    this._link = sharing ? new TabLink(this._shareKey(), this._linkOwner()) : null;
+    /** Ids in `_outbox` of the other tabs' messages, sent for them while this tab leads.
+     * @type {Set<string>} */
+    this._relayed = new Set();
     this._autoConnect = this.options.autoConnect;
     if (this._autoConnect) queueMicrotask(() => this._autoConnect && this.connect());
   }
@@ -1630,12 +2338,14 @@ export class Realtime {
     this._setState(State.CONNECTING);
     this._listen(true);
     this._backoff.reset();
+    this._link?.start();
     this._startRound();
   }
 
   /** Close for good: no reconnect; queued `send`s are rejected with `closed`. */
   close() {
     this._autoConnect = false;
+    this._link?.stop(null); // another tab takes the connection over
     this._shutdown({ reason: "closed by the page" });
   }
 
@@ -1652,6 +2362,16 @@ export class Realtime {
    */
   get transportProven() {
     return this._current?.proven ?? false;
+  }
+
+  /**
+   * With tab sharing on, whether this tab holds the shared connection (`"leader"`) or uses
+   * another tab's (`"follower"`); null when sharing is off or the client is closed.
+   * @returns {"leader"|"follower"|null}
+   */
+  get role() {
+    if (!this._link || this.state === State.CLOSED) return null;
+    return this._link.leader ? "leader" : "follower";
   }
 
   // ---- connecting and falling back -------------------------------------------------------------
@@ -1711,8 +2431,11 @@ export class Realtime {
       },
       handled: (cursors) => this._handled(cursors),
       debug: (...args) => this._debug(...args),
+      link: this._link,
+      switched: () => this._transportSwitched(transport),
     };
-    transport = new TRANSPORT_CLASSES[name](host);
+    const follows = this._link !== null && !this._link.leader;
+    transport = follows ? new TabTransport(host) : new TRANSPORT_CLASSES[name](host);
     return transport;
   }
 
@@ -1746,7 +2469,12 @@ export class Realtime {
   _transportDown(transport, info) {
     this._debug("down", transport.name, info);
     // What the server said of the topics holds whichever transport heard it.
-    if (info.refused) this._refuse(info.refused.topic, info.refused.code, info.refused.reason);
+    if (info.refused) {
+      const { topic, code, reason } = info.refused;
+      this._link?.hub?.refused(topic, code, reason);
+      this._refuse(topic, code, reason);
+    }
+    if (transport === this._current) this._link?.hub?.down();
     const retry = !!info.retry || (!!info.badCursor && this._clearCursors());
     if (transport === this._probe) {
       // The better transport failed: stay, and try again after another upgradeAfterMs.
@@ -1805,6 +2533,7 @@ export class Realtime {
 
   /** @param {{code?: number, reason?: string}} detail */
   _shutdown(detail) {
+    this._link?.stop(detail); // the other tabs close too
     this._reconnectTimer.cancel();
     this._upgradeTimer.cancel();
     this._flushTimer.cancel();
@@ -1880,7 +2609,7 @@ export class Realtime {
 
   _scheduleUpgrade() {
     const current = this._current;
-    if (!current || this._probe) return;
+    if (!current || this._probe || current instanceof TabTransport) return; // the leader's job
     const list = this.options.transports;
     if (list.indexOf(current.name) <= 0) return;
     const since = this._remembered()?.since ?? Date.now();
@@ -1927,6 +2656,7 @@ export class Realtime {
       return;
     }
     if (transport !== this._current && transport !== this._probe) return;
+    if (this._link?.hub?.frame(frame)) return; // the other tabs' business only
     switch (frame.type) {
       case "message":
         this._message(transport, frame);
@@ -2000,6 +2730,7 @@ export class Realtime {
 
   /** @param {Map<string, Cursor>} cursors positions handled (returned by a long-poll) */
   _handled(cursors) {
+    this._link?.hub?.handled(cursors);
     for (const [topic, cursor] of cursors) {
       if (this._subs.has(topic)) this._cursors.advance(topic, cursor.epoch, cursor.offset);
     }
@@ -2044,6 +2775,7 @@ export class Realtime {
     for (const [topic, sub] of this._subs) {
       if (!sub.refused) topics.set(topic, this._cursors.get(topic));
     }
+    this._link?.hub?.merge(topics); // the other tabs' topics, from their earliest positions
     return topics;
   }
 
@@ -2221,6 +2953,115 @@ export class Realtime {
     this._upgradeTimer.check();
     this._flushTimer.check();
     for (const push of [...this._outbox.values()]) push.timer.check();
+  }
+
+  // ---- sharing one connection between tabs ----------------------------------------------------
+
+  /** The tab group's key: the endpoint, the transports and the identity, so that a tab never
+   * joins a connection made for another user or configuration. */
+  _shareKey() {
+    const { shareKey, token, tokenUrl, transports } = this.options;
+    const identity =
+      shareKey ?? (token ? `token:${hashText(token)}` : tokenUrl ? `url:${tokenUrl}` : "cookie");
+    return `${this._base.href}|${transports.join(",")}|${identity}`;
+  }
+
+  _linkOwner() {
+    return {
+      roleChanged: () => this._roleChanged(),
+      hubHost: () => this._hubHost(),
+      /** @param {...*} args */
+      debug: (...args) => this._debug(...args),
+    };
+  }
+
+  /** @returns {HubHost} */
+  _hubHost() {
+    return {
+      topicsChanged: () => this._topicsChanged(),
+      relay: (frame, answer) => this._relay(frame, answer),
+      own: (topic) => {
+        const sub = this._subs.get(topic);
+        return sub && !sub.refused ? this._cursors.get(topic) : undefined;
+      },
+      state: () => ({ state: this.state, transport: this.transport }),
+      onState: (listener) => {
+        const offs = [
+          this._emitter.on("state", (/** @type {string} */ _state, /** @type {object} */ detail) =>
+            listener(detail ?? {}),
+          ),
+          this._emitter.on("transport", () => listener({})),
+        ];
+        return () => offs.forEach((off) => off());
+      },
+    };
+  }
+
+  /** This tab started or stopped leading: the transport in use is of the wrong kind now. */
+  _roleChanged() {
+    if (this.state === State.CLOSED || !this._link) return;
+    const leading = this._link.leader;
+    const current = this._current;
+    if (current && current instanceof TabTransport !== leading) return; // the right kind
+    this._probe?.close();
+    this._probe = null;
+    this._upgradeTimer.cancel();
+    if (!leading) {
+      // The other tabs' messages are theirs to send again through the next leader.
+      for (const id of this._relayed) {
+        this._outbox.get(id)?.timer.cancel();
+        this._outbox.delete(id);
+      }
+      this._relayed.clear();
+    }
+    if (current) {
+      current.close();
+      this._current = null;
+      if (this.state === State.OPEN) this._setState(State.RECONNECTING);
+    }
+    // A tab taking over lets the others tell their positions first.
+    this._reconnectTimer.in(leading && this._link.followed ? TABS.gatherMs : 0);
+  }
+
+  /**
+   * Send another tab's client message on this tab's connection, with its own id (so a retry
+   * through the next leader is run once), and hand the server's answer back. Timeouts and
+   * `closed` are the other tab's to decide.
+   * @param {Frame} frame @param {(ack: Frame) => void} answer
+   */
+  _relay(frame, answer) {
+    if (this._closed) return;
+    const id = String(frame.id);
+    const existing = this._outbox.get(id);
+    const push =
+      existing ??
+      new Push(id, frame.event, frame.data, this.options.sendTimeoutMs, (p) => {
+        this._outbox.delete(p.id);
+        this._relayed.delete(p.id);
+      });
+    this._relayed.add(id);
+    push.resolve = (result) => {
+      this._relayed.delete(id);
+      answer({ type: "ack", id, result });
+    };
+    push.reject = (error) => {
+      this._relayed.delete(id);
+      const { code, reason } = /** @type {RealtimeError} */ (error);
+      if (code === "closed" || code === "timeout") return;
+      answer({ type: "ack", id, error: { code, reason } });
+    };
+    if (existing) return;
+    this._outbox.set(id, push);
+    this._flush();
+  }
+
+  /** @param {BaseTransport} transport */
+  _transportSwitched(transport) {
+    if (transport !== this._current) return;
+    const previous = this.transport;
+    this.transport = transport.name;
+    this._remember(transport.name);
+    this._emitter.emit("transport", transport.name, previous);
   }
 
   // ---- plumbing ---------------------------------------------------------------------------
