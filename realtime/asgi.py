@@ -41,6 +41,11 @@ def get_asgi_application(
 
     from realtime.conf import get_config
 
+    if get_config().durable:
+        # the relay imports the models: only once Django is set up (above)
+        from realtime.publishing import start_relay
+
+        start_relay()  # every server process relays the outbox (docs/publishing.md)
     consumer_class: Any = import_string(consumer) if isinstance(consumer, str) else consumer
     consumer_class = consumer_class or import_string(get_config().consumer)
     routes = [route(path, consumer_class.as_asgi()), *(websocket_routes or [])]
