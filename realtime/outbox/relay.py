@@ -42,6 +42,10 @@ Deliver = Callable[[dict[str, Any], float], Awaitable[None]]
 
 # The shortest wait after a failed drain; it doubles up to RELAY_INTERVAL.
 FIRST_RETRY = 0.1
+# A claim that found nothing while free rows wait (another relay's claim had them locked) is
+# tried again after CLAIM_PAUSE, at most CLAIM_ATTEMPTS times in a row.
+CLAIM_PAUSE = 0.01
+CLAIM_ATTEMPTS = 100
 
 
 def lease_for(publish_timeout: float) -> float:
@@ -116,11 +120,20 @@ class Relay:
         return True
 
     def drain(self) -> int:
-        """Move rows until none waits; return how many this call moved. Raises as
-        :meth:`move`."""
+        """Move rows until none waits that this relay may take (rows of topics other relays
+        hold are theirs); return how many this call moved. Raises as :meth:`move`."""
         before = self.moved
-        while self.move():
-            pass
+        empty = 0
+        while empty < CLAIM_ATTEMPTS:
+            if self.move():
+                empty = 0
+            elif store.claimable(self.name, self.using):
+                # another relay's claim is running and holds the rows it looks at: they are
+                # free again (or held) within a transaction's time
+                empty += 1
+                time.sleep(CLAIM_PAUSE)
+            else:
+                break
         retention = get_config().outbox_retention
         if retention > 0:
             store.purge(retention, self.using)
