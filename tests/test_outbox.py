@@ -183,3 +183,22 @@ def test_backlog_counts_pending_rows_and_the_oldest_age(durable_redis):
     count, age = store.backlog("default")
     assert count == 2
     assert age is not None and 0 <= age < 5
+
+
+def test_publish_model_and_publish_to_user_take_durable(redis_url, prefix):
+    from tests.testapp.models import Parcel
+
+    publisher = realtime.publish_model(Parcel, topic="parcel.{pk}", fields=["status"], durable=True)
+    try:
+        with realtime_on_redis(redis_url, prefix), transaction.atomic():
+            parcel = Parcel.objects.create(status="new")
+            realtime.publish_to_user(7, "notification", {"pk": parcel.pk}, durable=True)
+            assert sorted(OutboxMessage.objects.values_list("topic", "event")) == [
+                (f"parcel.{parcel.pk}", "parcel.created"),
+                ("user:7", "notification"),
+            ]
+            transaction.set_rollback(True)
+    finally:
+        publisher.disconnect()
+        stop_relays()
+    assert OutboxMessage.objects.count() == 0
