@@ -11,6 +11,7 @@ stop the relay before reading the outbox table."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -202,3 +203,33 @@ def test_publish_model_and_publish_to_user_take_durable(redis_url, prefix):
         publisher.disconnect()
         stop_relays()
     assert OutboxMessage.objects.count() == 0
+
+
+def test_the_relay_command_moves_what_waits_and_status_shows_the_backlog(redis_url, prefix):
+    import json
+
+    from django.core.management import call_command
+
+    with realtime_on_redis(redis_url, prefix):
+        for n in range(3):
+            store.write(
+                {"topic": "cmd", "event": "e", "id": f"c{n}", "ack": False, "data": "1"}, None
+            )
+        out = io.StringIO()
+        call_command("realtime_status", "--json", stdout=out)
+        outbox = json.loads(out.getvalue())["outbox"]
+        assert outbox["pending"] == 3 and 0 <= outbox["oldest_age"] < 10
+        out = io.StringIO()
+        call_command("realtime_relay", "--once", stdout=out)
+        assert out.getvalue().strip() == "3"
+        assert [message_id for message_id, _ in logged("cmd")] == ["c0", "c1", "c2"]
+        out = io.StringIO()
+        call_command("realtime_status", stdout=out)
+        assert "outbox: 0 message(s) waiting for a relay\n" in out.getvalue()
+
+
+def test_the_relay_command_refuses_to_run_without_redis():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="realtime_relay needs REALTIME\\['REDIS_URL'\\]"):
+        call_command("realtime_relay", "--once")

@@ -31,6 +31,7 @@ from realtime import health
 from realtime.conf import get_config
 from realtime.exceptions import PublishError
 from realtime.loop import run_sync
+from realtime.metrics import OUTBOX_OLDEST, OUTBOX_PENDING
 from realtime.models import OutboxMessage
 from realtime.outbox import store
 
@@ -137,6 +138,9 @@ class Relay:
         retention = get_config().outbox_retention
         if retention > 0:
             store.purge(retention, self.using)
+        pending, oldest = store.backlog(self.using)
+        OUTBOX_PENDING.set(pending)
+        OUTBOX_OLDEST.set(oldest or 0.0)
         return self.moved - before
 
     def run(self) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from realtime.management.errors import require_redis
 from realtime.publishing import new_relay
 
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_redis("realtime_relay")
         relay = new_relay(options["database"])
         if options["once"]:
             self.stdout.write(str(relay.drain()))
