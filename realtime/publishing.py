@@ -108,21 +108,26 @@ def _unknown_outcome(timeout: float) -> str:
 async def _deliver(message: dict[str, Any], timeout: float) -> None:
     """Append, then broadcast. Raises :class:`PublishTimeout` or :class:`PublishError` when
     the append did not succeed; a failed broadcast is reported, not raised."""
+    await _deliver_all([message], timeout)
+
+
+async def _deliver_all(messages: list[dict[str, Any]], timeout: float) -> None:
+    """:func:`_deliver` for several messages of one topic, in order: one append for all (the
+    outbox relay's batches), then a broadcast of each."""
     if captures:
-        _capture(message, None)
+        for message in messages:
+            _capture(message, None)
         return
     if not _isolation_reported and not get_config().redis_url and not serves_connections():
         _report_isolation()
+    log, now = get_log(), time.time()
+    entries = [(m["id"], m["event"], m["data"], m["ack"], now) for m in messages]
     try:
         async with asyncio.timeout(timeout):
-            message["epoch"], message["offset"] = await get_log().append(
-                message["topic"],
-                message["id"],
-                message["event"],
-                message["data"],
-                message["ack"],
-                time.time(),
-            )
+            if len(entries) == 1:
+                positions = [await log.append(messages[0]["topic"], *entries[0])]
+            else:
+                positions = await log.append_many(messages[0]["topic"], entries)
     except (TimeoutError, redis.exceptions.TimeoutError) as error:
         health.failed("log", error)
         PUBLISH_ERRORS.labels("append").inc()
@@ -135,9 +140,11 @@ async def _deliver(message: dict[str, Any], timeout: float) -> None:
             "same message id (message_id=...) is safe."
         ) from error
     health.ok("log")
-    message["time"] = time.time()
-    await _broadcast(message, timeout)
-    PUBLISHED.inc()
+    for message, position in zip(messages, positions, strict=True):
+        message["epoch"], message["offset"] = position
+        message["time"] = time.time()
+        await _broadcast(message, timeout)
+        PUBLISHED.inc()
 
 
 _isolation_reported = False
@@ -284,7 +291,7 @@ def _enqueue(message: dict[str, Any], using: str | None) -> None:
     # the outbox model needs the app registry: loaded by the first durable publish
     from realtime.outbox.relay import enqueue
 
-    enqueue(_deliver, message, using)
+    enqueue(_deliver_all, message, using)
 
 
 def start_relay(using: str = "default") -> Relay:
@@ -293,7 +300,7 @@ def start_relay(using: str = "default") -> Relay:
     # the outbox model needs the app registry: loaded when a relay is first wanted
     from realtime.outbox.relay import process_relay
 
-    return process_relay(_deliver, using)
+    return process_relay(_deliver_all, using)
 
 
 def new_relay(using: str = "default") -> Relay:
@@ -302,7 +309,7 @@ def new_relay(using: str = "default") -> Relay:
     # the outbox model needs the app registry: loaded when a relay is first wanted
     from realtime.outbox.relay import Relay
 
-    return Relay(_deliver, using)
+    return Relay(_deliver_all, using)
 
 
 async def aget_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:

@@ -145,7 +145,7 @@ def test_a_relay_that_died_after_appending_causes_no_duplicate(durable_redis, re
 
 async def _append_all(relay: Any, rows: list[OutboxMessage]) -> None:
     for row in rows:
-        await relay.deliver(store.message_of(row), 5.0)
+        await relay.deliver([store.message_of(row)], 5.0)
 
 
 def test_rows_of_a_topic_behind_another_relays_claim_wait_for_it(durable_redis):

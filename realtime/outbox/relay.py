@@ -6,9 +6,9 @@ same loop in the foreground. A relay drains the outbox when it is woken (right a
 durable publish of its own process commits) and every ``RELAY_INTERVAL`` seconds (rows other
 processes left behind: they died between the commit and the append, or Redis was down).
 
-A drain claims a batch of rows (:func:`realtime.outbox.store.claim`), appends each to its
-topic's log and broadcasts it (as ``publish()`` does, through the process's publisher loop;
-the topics of a batch side by side, the rows of one topic one after the other), deletes the
+A drain claims a batch of rows (:func:`realtime.outbox.store.claim`), appends them to their
+topics' logs and broadcasts each (as ``publish()`` does, through the process's publisher
+loop; the topics of a batch side by side, each topic's rows in one append), deletes the
 rows that reached the log (or marks them, with ``OUTBOX_RETENTION``), gives back the others,
 and goes on while rows wait. When the log cannot be reached the relay waits and tries again,
 doubling its wait up to ``RELAY_INTERVAL``; the outage is logged once by
@@ -38,8 +38,9 @@ from realtime.outbox import store
 logger = logging.getLogger("realtime.outbox")
 
 # publish()'s own append-then-broadcast (realtime.publishing, which imports this module):
-# takes the message and the timeout, raises PublishError when the log did not take it.
-Deliver = Callable[[dict[str, Any], float], Awaitable[None]]
+# takes messages of one topic (in order) and the timeout; raises PublishError when the log
+# did not take them.
+Deliver = Callable[[list[dict[str, Any]], float], Awaitable[None]]
 
 # The shortest wait after a failed drain; it doubles up to RELAY_INTERVAL.
 FIRST_RETRY = 0.1
@@ -59,16 +60,16 @@ def lease_for(publish_timeout: float) -> float:
 async def _move_rows(
     deliver: Deliver, rows: list[OutboxMessage], moved: list[int], timeout: float
 ) -> None:
-    """Append and broadcast ``rows``: each topic's rows in order, the topics concurrently.
-    ``moved`` gets the id of each row once the log has it. Raises the first failure."""
+    """Append and broadcast ``rows``: each topic's rows in order (one append for them all),
+    the topics concurrently. ``moved`` gets the ids of a topic's rows once the log has them.
+    Raises the first failure."""
     by_topic: dict[str, list[OutboxMessage]] = defaultdict(list)
     for row in rows:
         by_topic[row.topic].append(row)
 
     async def one_topic(topic_rows: list[OutboxMessage]) -> None:
-        for row in topic_rows:
-            await deliver(store.message_of(row), timeout)
-            moved.append(row.id)
+        await deliver([store.message_of(row) for row in topic_rows], timeout)
+        moved.extend(row.id for row in topic_rows)
 
     results = await asyncio.gather(
         *(one_topic(topic_rows) for topic_rows in by_topic.values()), return_exceptions=True
@@ -115,7 +116,8 @@ class Relay:
         finally:
             done = list(moved)
             store.finish(done, config.outbox_retention, self.using)
-            left = [row.id for row in rows if row.id not in set(done)]
+            finished = set(done)
+            left = [row.id for row in rows if row.id not in finished]
             store.release(left, self.name, self.using)
             self.moved += len(done)
         return True
