@@ -6,7 +6,7 @@ a stream ``<prefix>:log:<topic>`` whose entry ids are ``<offset>-0``, trimmed to
 ``<prefix>:ids:<topic>`` of the message ids of the last ``HISTORY_SIZE`` entries scored by
 offset, with the stream's TTL: an append whose message id is there returns that entry's
 ``(epoch, offset)`` and appends nothing, so a retried publish never creates a second entry.
-Both scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
+The scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
 restarted without persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old
 cursors get ``reset``."""
 
