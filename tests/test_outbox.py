@@ -233,3 +233,12 @@ def test_the_relay_command_refuses_to_run_without_redis():
 
     with pytest.raises(CommandError, match="realtime_relay needs REALTIME\\['REDIS_URL'\\]"):
         call_command("realtime_relay", "--once")
+
+
+def test_without_redis_a_process_serving_no_connection_leaves_its_rows_to_the_server():
+    from realtime.outbox import relay
+
+    message_id = realtime.publish("orders", "created", {"pk": 9}, durable=True)
+    assert relay._relays == {}  # no relay started here: it would move the row into this
+    # process's own memory, where no client reads it
+    assert list(OutboxMessage.objects.values_list("message_id", flat=True)) == [message_id]

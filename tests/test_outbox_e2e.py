@@ -123,3 +123,28 @@ async def test_publishes_committed_while_redis_is_down_reach_the_log_in_order(
     assert [frame["id"] for frame in received] == [f"m{n}" for n in range(100)]
     assert [frame["offset"] for frame in received] == list(range(1, 101))
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def redisless() -> Iterator[tuple[Daphne, str]]:
+    """One daphne node without Redis (its topic log in its memory), relaying the outbox of a
+    database of its own (the other nodes' relays would take its rows), and that database."""
+    path, _ = make_database()
+    node = Daphne(path, {"RT_DURABLE": "1", "RT_RELAY_INTERVAL": "0.3"})
+    yield node, path
+    node.stop()
+    os.unlink(path)
+
+
+async def test_without_redis_a_shells_durable_publish_reaches_the_servers_clients(redisless):
+    redisless_node, database = redisless
+    topic = f"public.shell-{uuid.uuid4().hex[:6]}"
+    client = await Client.connect(redisless_node)
+    assert (await client.subscribe(topic))["type"] == "subscribed"
+    # a process without Redis that serves no connection: a plain publish there reaches nobody,
+    # a durable one waits in the table for the server's relay
+    env = {"RT_DURABLE": "1"}
+    assert run_publisher(database, env, PUBLISH_MANY, topic, "3") == 0
+    received = [await client.receive(timeout=10) for _ in range(3)]
+    assert [frame["id"] for frame in received] == ["m0", "m1", "m2"]
+    await client.close()

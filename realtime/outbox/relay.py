@@ -30,6 +30,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from realtime import health
 from realtime.conf import get_config
 from realtime.exceptions import PublishError
+from realtime.hubs import serves_connections
 from realtime.loop import run_sync
 from realtime.metrics import OUTBOX_OLDEST, OUTBOX_PENDING
 from realtime.models import OutboxMessage
@@ -189,15 +190,24 @@ def process_relay(deliver: Deliver, using: str = "default") -> Relay:
         return running[0]
 
 
+def _wake(deliver: Deliver, using: str) -> None:
+    """Wake this process's relay for ``using``, starting it if this process may relay:
+    without Redis the topic log is in each process's memory, so only a process that serves
+    connections (or runs a relay already, started with the server application) relays; the
+    rows of a shell or a worker then wait for the server's relay, which sweeps them up."""
+    if get_config().redis_url or serves_connections() or using in _relays:
+        process_relay(deliver, using).wake()
+
+
 def enqueue(deliver: Deliver, message: dict[str, Any], using: str | None) -> None:
     """Publish ``message`` durably: write its outbox row on database ``using`` (in the open
     transaction, or committed at once) and wake this process's relay once it is committed."""
     store.write(message, using)
     alias = using or DEFAULT_DB_ALIAS
     if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: process_relay(deliver, alias).wake(), using=using)
+        transaction.on_commit(lambda: _wake(deliver, alias), using=using)
     else:
-        process_relay(deliver, alias).wake()
+        _wake(deliver, alias)
 
 
 def stop_relays(timeout: float = 10.0) -> None:
