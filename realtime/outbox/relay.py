@@ -128,16 +128,15 @@ class Relay:
         hold are theirs); return how many this call moved. Raises as :meth:`move`."""
         before = self.moved
         empty = 0
-        while empty < CLAIM_ATTEMPTS:
+        # a read first: an idle sweep takes no lock (on SQLite, the database's write lock)
+        while empty < CLAIM_ATTEMPTS and store.claimable(self.name, self.using):
             if self.move():
                 empty = 0
-            elif store.claimable(self.name, self.using):
+            else:
                 # another relay's claim is running and holds the rows it looks at: they are
                 # free again (or held) within a transaction's time
                 empty += 1
                 time.sleep(CLAIM_PAUSE)
-            else:
-                break
         retention = get_config().outbox_retention
         if retention > 0:
             store.purge(retention, self.using)
