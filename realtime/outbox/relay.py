@@ -52,9 +52,9 @@ CLAIM_ATTEMPTS = 100
 
 
 def lease_for(publish_timeout: float) -> float:
-    """How long a claim holds its rows: room for the append and both broadcast attempts of
-    every row of one topic of a batch would be far more than needed, so the relay stops
-    working on a batch when its lease nears its end (see :meth:`Relay.move`)."""
+    """How long a claim holds its rows. A relay gives up on a batch after half of it (see
+    :meth:`Relay.move`), so another relay takes rows over only from one that stopped or
+    died."""
     return max(10.0, 4 * publish_timeout)
 
 
