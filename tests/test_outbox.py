@@ -11,6 +11,7 @@ stop the relay before reading the outbox table."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Iterator
@@ -242,3 +243,27 @@ def test_without_redis_a_process_serving_no_connection_leaves_its_rows_to_the_se
     assert relay._relays == {}  # no relay started here: it would move the row into this
     # process's own memory, where no client reads it
     assert list(OutboxMessage.objects.values_list("message_id", flat=True)) == [message_id]
+
+
+async def test_the_server_application_starts_its_relay_on_its_first_call_not_on_import(
+    realtime_settings,
+):
+    from realtime.asgi import RelayStarter, get_asgi_application
+    from realtime.outbox import relay
+
+    realtime_settings(DURABLE=True)
+    application = get_asgi_application()
+    assert isinstance(application, RelayStarter)
+    assert relay._relays == {}  # importing it (as the system checks do) starts nothing
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    # no route for that path (ValueError): the relay was started before routing
+    with contextlib.suppress(ValueError):
+        await application({"type": "websocket", "path": "/nowhere/", "headers": []}, receive, send)
+    assert "default" in relay._relays
+    await asyncio.to_thread(stop_relays)

@@ -103,6 +103,8 @@ async def test_publishes_committed_while_redis_is_down_reach_the_log_in_order(
     nodes, database, env, private_redis
 ):
     topic = f"public.outage-{uuid.uuid4().hex[:6]}"
+    for node in nodes:  # a server process starts its relay with its first connection
+        await (await Client.connect(node)).close()
     with private_redis.down():
         assert run_publisher(database, env, PUBLISH_MANY, topic, "100") == 0
     # Redis is back (empty): the nodes' relays, retrying, move the backlog into the log
