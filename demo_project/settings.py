@@ -102,6 +102,9 @@ else:
 REALTIME = {
     "REDIS_URL": REDIS_URL,
     "CONSUMER": "demo_project.notifications.consumers.DemoConsumer",
+    # Order status changes and notifications are published through the outbox, in the
+    # transaction of the change: a crash or a Redis outage at the commit loses none.
+    "DURABLE": True,
 }
 
 AUTH_PASSWORD_VALIDATORS = [

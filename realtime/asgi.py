@@ -44,6 +44,28 @@ def get_asgi_application(
     consumer_class: Any = import_string(consumer) if isinstance(consumer, str) else consumer
     consumer_class = consumer_class or import_string(get_config().consumer)
     routes = [route(path, consumer_class.as_asgi()), *(websocket_routes or [])]
-    return ProtocolTypeRouter(
+    application = ProtocolTypeRouter(
         {"http": http or django_app, "websocket": AuthMiddlewareStack(URLRouter(routes))}
     )
+    # every server process relays the outbox (docs/publishing.md)
+    return RelayStarter(application) if get_config().durable else application
+
+
+class RelayStarter:
+    """Starts the process's outbox relay on the application's first call: in a server
+    process, and never in a management command that only imports the application (the
+    system checks do), where a relay without Redis would move messages into that command's
+    own memory. ``inner`` is the wrapped application, as in Channels' middleware."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.started = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.started:
+            self.started = True
+            # the publishing module imports the models: loaded once Django is set up
+            from realtime.publishing import start_relay
+
+            start_relay()
+        await self.inner(scope, receive, send)

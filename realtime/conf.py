@@ -101,6 +101,23 @@ class Config:
     publish_timeout: float = setting(
         5.0, "how long `publish()` waits for the log before `PublishTimeout`"
     )
+    durable: bool = setting(
+        False,
+        "`publish()` writes messages to the outbox table in the caller's transaction, and "
+        "server processes run a relay (`durable=` per call overrides it; docs/publishing.md)",
+    )
+    relay_interval: float = setting(
+        2.0,
+        "how often a relay sweeps the outbox for rows no relay was woken for (a publisher "
+        "that died, Redis down); also its longest retry wait",
+        convert=float,
+    )
+    outbox_retention: float = setting(
+        0.0,
+        "how long delivered outbox rows are kept (marked delivered); `0` deletes them once "
+        "in the log",
+        convert=float,
+    )
     backend_grace: float = setting(
         30.0,
         "how long a connection keeps retrying an unreachable topic log (to fill a gap) "

@@ -40,6 +40,16 @@ PUBLISH_ERRORS = Counter(
     "'broadcast' (the message is in the log; live fan-out failed).",
     ["step"],
 )
+OUTBOX_PENDING = Gauge(
+    "realtime_outbox_pending",
+    "Durably published messages waiting in the outbox table, as this process's relay last "
+    "counted them (after each drain).",
+)
+OUTBOX_OLDEST = Gauge(
+    "realtime_outbox_oldest_seconds",
+    "Age of the oldest message waiting in the outbox table (0 when none waits), as this "
+    "process's relay last saw it.",
+)
 LATENCY = Histogram(
     "realtime_publish_to_deliver_seconds",
     "Time from publish() to the hub's fan-out on this node.",

@@ -67,6 +67,7 @@ class ModelPublisher:
         event_prefix: str | None,
         if_changed: Sequence[str] | None,
         ack: bool,
+        durable: bool | None = None,
     ) -> None:
         self.model = model
         name = f"realtime.publish_model({model._meta.label})"
@@ -99,6 +100,7 @@ class ModelPublisher:
             else None
         )
         self.ack = ack
+        self.durable = durable
         self.uid = f"realtime.publish_model:{model._meta.label}"
 
     def _check_template(self, name: str, template: str) -> None:
@@ -161,7 +163,13 @@ class ModelPublisher:
             message_id = uuid.uuid4().hex
             try:
                 realtime.publish(
-                    topic, event, data, ack=self.ack, message_id=message_id, using=using
+                    topic,
+                    event,
+                    data,
+                    ack=self.ack,
+                    message_id=message_id,
+                    using=using,
+                    durable=self.durable,
                 )
             except realtime.PublishError as error:
                 # Outside a transaction the row is saved already: the save must not fail
@@ -271,6 +279,7 @@ def publish_model(
     event_prefix: str | None = None,
     if_changed: Sequence[str] | None = None,
     ack: bool = False,
+    durable: bool | None = None,
 ) -> ModelPublisher:
     """Publish ``model``'s saves and deletes: ``<prefix>.created`` after a save that inserted
     a row, ``<prefix>.updated`` after one that updated it, ``<prefix>.deleted`` after a delete
@@ -284,14 +293,16 @@ def publish_model(
     expose); or instead ``data``, a callable taking the instance and returning the data.
     ``if_changed``: field names; an update is published only when one of them differs from
     its value when the instance was loaded or last saved (and was saved: ``update_fields``).
-    ``ack``: as for :func:`realtime.publish`.
+    ``ack`` and ``durable``: as for :func:`realtime.publish`.
 
     Each message goes through :func:`realtime.publish`: sent when the transaction commits
     (never on rollback), captured by ``capture_published()``. A publish failure never raises
     into ``save()`` or ``delete()``: it is logged and sent as the ``publish_failed`` signal.
     Calling it again for the same model replaces the former registration. Raises
     ``ImproperlyConfigured`` for unknown fields or arguments."""
-    publisher = ModelPublisher(model, topic, fields, data, events, event_prefix, if_changed, ack)
+    publisher = ModelPublisher(
+        model, topic, fields, data, events, event_prefix, if_changed, ack, durable
+    )
     former = _publishers.get(model)
     if former is not None:
         former.disconnect()

@@ -27,9 +27,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from realtime import health, protocol
@@ -43,6 +44,9 @@ from realtime.metrics import PUBLISH_ERRORS, PUBLISHED
 from realtime.protocol import EVENT_RE, MESSAGE_ID_RE
 from realtime.signals import publish_failed
 from realtime.topics import validate_topic
+
+if TYPE_CHECKING:
+    from realtime.outbox.relay import Relay
 
 logger = logging.getLogger("realtime.publishing")
 
@@ -104,21 +108,26 @@ def _unknown_outcome(timeout: float) -> str:
 async def _deliver(message: dict[str, Any], timeout: float) -> None:
     """Append, then broadcast. Raises :class:`PublishTimeout` or :class:`PublishError` when
     the append did not succeed; a failed broadcast is reported, not raised."""
+    await _deliver_all([message], timeout)
+
+
+async def _deliver_all(messages: list[dict[str, Any]], timeout: float) -> None:
+    """:func:`_deliver` for several messages of one topic, in order: one append for all (the
+    outbox relay's batches), then a broadcast of each."""
     if captures:
-        _capture(message, None)
+        for message in messages:
+            _capture(message, None)
         return
     if not _isolation_reported and not get_config().redis_url and not serves_connections():
         _report_isolation()
+    log, now = get_log(), time.time()
+    entries = [(m["id"], m["event"], m["data"], m["ack"], now) for m in messages]
     try:
         async with asyncio.timeout(timeout):
-            message["epoch"], message["offset"] = await get_log().append(
-                message["topic"],
-                message["id"],
-                message["event"],
-                message["data"],
-                message["ack"],
-                time.time(),
-            )
+            if len(entries) == 1:
+                positions = [await log.append(messages[0]["topic"], *entries[0])]
+            else:
+                positions = await log.append_many(messages[0]["topic"], entries)
     except (TimeoutError, redis.exceptions.TimeoutError) as error:
         health.failed("log", error)
         PUBLISH_ERRORS.labels("append").inc()
@@ -131,9 +140,11 @@ async def _deliver(message: dict[str, Any], timeout: float) -> None:
             "same message id (message_id=...) is safe."
         ) from error
     health.ok("log")
-    message["time"] = time.time()
-    await _broadcast(message, timeout)
-    PUBLISHED.inc()
+    for message, position in zip(messages, positions, strict=True):
+        message["epoch"], message["offset"] = position
+        message["time"] = time.time()
+        await _broadcast(message, timeout)
+        PUBLISHED.inc()
 
 
 _isolation_reported = False
@@ -221,6 +232,7 @@ def publish(
     ack: bool = False,
     message_id: str | None = None,
     using: str | None = None,
+    durable: bool | None = None,
 ) -> str:
     """Publish ``data`` (anything DjangoJSONEncoder encodes) as ``event`` on ``topic`` and
     return the message id: ``message_id`` when given (1-64 letters, digits, ``_.:-``; a
@@ -238,8 +250,14 @@ def publish(
     transaction commits, and never if it rolls back; the id is returned at once. A failure
     after the commit does not raise into the committed request: it is logged, counted in
     ``realtime_publish_errors`` and sent as the ``publish_failed`` signal, and the message is
-    not sent. (Durable publishing through an outbox written in the transaction is a separate,
-    upcoming feature.)
+    not sent.
+
+    With ``durable=True`` (default: ``REALTIME["DURABLE"]``) the message is instead written to
+    the outbox table of database ``using``, in the open transaction (so it commits or rolls
+    back with the caller's writes) or committed at once outside one, and a relay moves it
+    into the log after the commit: it is not lost if this process dies or Redis is down then
+    (docs/publishing.md, "Durable publishing"). The call then raises what the database
+    raises, never ``PublishError``.
 
     Under ``realtime.testing.capture_published()`` nothing is sent: the message is captured
     at once, and dropped from the capture if its transaction rolls back (docs/testing.md)."""
@@ -260,11 +278,38 @@ def publish(
         # wraps every block, so the commit never comes. The recorder drops the message again
         # if this transaction rolls back.
         _capture(message, connection if connection.in_atomic_block else None)
+    elif get_config().durable if durable is None else durable:
+        _enqueue(message, using)
     elif connection.in_atomic_block:
         transaction.on_commit(lambda: _deliver_on_commit(message, timeout), using=using)
     else:
         _deliver_sync(message, timeout)
     return str(message["id"])
+
+
+def _enqueue(message: dict[str, Any], using: str | None) -> None:
+    # the outbox model needs the app registry: loaded by the first durable publish
+    from realtime.outbox.relay import enqueue
+
+    enqueue(_deliver_all, message, using)
+
+
+def start_relay(using: str = "default") -> Relay:
+    """This process's outbox relay for database ``using``, started (in a daemon thread) if it
+    is not running yet: server processes call it when ``DURABLE`` is on."""
+    # the outbox model needs the app registry: loaded when a relay is first wanted
+    from realtime.outbox.relay import process_relay
+
+    return process_relay(_deliver_all, using)
+
+
+def new_relay(using: str = "default") -> Relay:
+    """A relay that moves rows with :func:`publish`'s own delivery, not started: for
+    ``manage.py realtime_relay`` and tests."""
+    # the outbox model needs the app registry: loaded when a relay is first wanted
+    from realtime.outbox.relay import Relay
+
+    return Relay(_deliver_all, using)
 
 
 async def aget_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
@@ -284,11 +329,25 @@ def get_cursors(topics: list[str]) -> dict[str, dict[str, Any]]:
 
 
 async def apublish(
-    topic: str, event: str, data: Any = None, *, ack: bool = False, message_id: str | None = None
+    topic: str,
+    event: str,
+    data: Any = None,
+    *,
+    ack: bool = False,
+    message_id: str | None = None,
+    durable: bool | None = None,
 ) -> str:
     """The async twin of :func:`publish`, for consumers and async views. It does not wait
-    for a transaction (async code has none); returns and raises as :func:`publish` does."""
+    for a transaction (async code has none); returns and raises as :func:`publish` does.
+    Durably (``durable``, as for :func:`publish`), the outbox row is committed at once on the
+    default database."""
     message = _prepare(topic, event, data, ack, message_id)
+    if captures:
+        _capture(message, None)
+        return str(message["id"])
+    if get_config().durable if durable is None else durable:
+        await sync_to_async(_enqueue)(message, None)
+        return str(message["id"])
     try:
         await _deliver(message, get_config().publish_timeout)
     except (PublishError, asyncio.CancelledError):

@@ -59,21 +59,30 @@ def publish_to_user(
     ack: bool = False,
     message_id: str | None = None,
     using: str | None = None,
+    durable: bool | None = None,
 ) -> str:
     """Publish to the topic of ``user`` (a user object or a primary key): the same as
     ``publish(user_topic(user), event, data, ...)``, with the same options, return value,
     exceptions and transaction behaviour; ``ValueError`` when ``user`` has no topic."""
     return realtime.publish(
-        user_topic(user), event, data, ack=ack, message_id=message_id, using=using
+        user_topic(user), event, data, ack=ack, message_id=message_id, using=using, durable=durable
     )
 
 
 async def apublish_to_user(
-    user: Any, event: str, data: Any = None, *, ack: bool = False, message_id: str | None = None
+    user: Any,
+    event: str,
+    data: Any = None,
+    *,
+    ack: bool = False,
+    message_id: str | None = None,
+    durable: bool | None = None,
 ) -> str:
     """The async twin of :func:`publish_to_user`, as :func:`realtime.apublish` is of
     :func:`realtime.publish`."""
-    return await realtime.apublish(user_topic(user), event, data, ack=ack, message_id=message_id)
+    return await realtime.apublish(
+        user_topic(user), event, data, ack=ack, message_id=message_id, durable=durable
+    )
 
 
 def register() -> None:

@@ -40,20 +40,38 @@ print(json.dumps(users))
 """
 
 
-def run_script(database: str, script: str, *args: str, settings: str = "tests.settings") -> str:
+def script_process(
+    database: str,
+    script: str,
+    *args: str,
+    settings: str = "tests.settings",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``script`` (Python, with ``args`` in ``sys.argv[1:]``) in a fresh interpreter on the
-    SQLite file ``database``, as the daphne nodes see it; return the last line it printed."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "RT_TEST_DB": database}
-    output = subprocess.run(
+    SQLite file ``database``, as the daphne nodes see it, with ``env`` added to the
+    environment (``RT_*`` settings); return the finished process, whatever its status."""
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings,
+        "RT_TEST_DB": database,
+        **(env or {}),
+    }
+    return subprocess.run(
         [sys.executable, "-c", script, *args],
-        env=env,
+        env=full_env,
         cwd=ROOT,
-        check=True,
         capture_output=True,
         text=True,
         timeout=120,
-    ).stdout
-    return output.strip().splitlines()[-1]
+    )
+
+
+def run_script(database: str, script: str, *args: str, settings: str = "tests.settings") -> str:
+    """Run ``script`` as :func:`script_process` does; raise if it failed, else return the last
+    line it printed."""
+    process = script_process(database, script, *args, settings=settings)
+    process.check_returncode()
+    return process.stdout.strip().splitlines()[-1]
 
 
 def make_database(

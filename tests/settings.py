@@ -50,6 +50,17 @@ DATABASES = {
         "TEST": {"NAME": os.environ.get("RT_TEST_DB") or None},
     }
 }
+if os.environ.get("RT_TEST_PG"):
+    # a PostgreSQL database the test created (tests/test_outbox.py), on the local server
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ["RT_TEST_PG"],
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+            "USER": "postgres",
+        }
+    }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ASGI_APPLICATION = "tests.asgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -79,9 +90,13 @@ for _key in (
     "SEND_WAIT",
     "RATE",
     "BACKEND_GRACE",
+    "RELAY_INTERVAL",
+    "PUBLISH_TIMEOUT",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
+if os.environ.get("RT_DURABLE"):
+    REALTIME["DURABLE"] = True
 if os.environ.get("RT_BURST"):
     REALTIME["BURST"] = int(os.environ["RT_BURST"])
 # Levels and names on stderr, so that ERROR records (and their tracebacks) can be told from the

@@ -143,3 +143,21 @@ async def test_redis_stream_is_trimmed_to_the_history_size(redis_url, prefix):
     assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:log:t.trim") == 5
     await log.clear()
     await aclose_redis()
+
+
+async def test_append_many_appends_in_order_and_once_per_message_id(make_log):
+    log = make_log()
+    await log.append("t", "a", "e", "1", False, time.time())
+    now = time.time()
+    positions = await log.append_many(
+        "t", [("b", "e", "2", True, now), ("a", "e", "x", False, now), ("c", "e", "3", False, now)]
+    )
+    epoch = positions[0][0]
+    assert positions == [(epoch, 2), (epoch, 1), (epoch, 3)]
+    replay = await log.read_after("t", epoch, 0)
+    assert [(e.offset, e.message_id, e.data, e.ack) for e in replay.entries] == [
+        (1, "a", "1", False),
+        (2, "b", "2", True),
+        (3, "c", "3", False),
+    ]
+    assert await log.append_many("t", [("c", "e", "3", False, now)]) == [(epoch, 3)]

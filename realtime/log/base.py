@@ -9,10 +9,14 @@ being silently trusted."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 ResetReason = Literal["epoch_changed", "too_old", "cursor_ahead"]
+
+# What append_many takes per message: message id, event, data (JSON), ack, time.
+NewEntry = tuple[str, str, str, bool, float]
 
 
 def new_epoch() -> str:
@@ -58,6 +62,13 @@ class Log(Protocol):
         (same epoch, not yet trimmed by ``HISTORY_SIZE`` or ``HISTORY_TTL``), appending it
         again returns that entry's position and changes nothing (the first append's event
         and data stay). So a publish whose outcome was unknown can be retried safely."""
+        ...
+
+    async def append_many(self, topic: str, messages: Sequence[NewEntry]) -> list[tuple[str, int]]:
+        """Append several messages to one topic in order, in one operation (one round trip
+        to Redis): the same as :meth:`append` for each in turn, idempotent by message id
+        alike; return each one's ``(epoch, offset)``. The outbox relay moves its backlog
+        with it."""
         ...
 
     async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time as _time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from realtime.log.base import Entry, Replay, new_epoch
+from realtime.log.base import Entry, NewEntry, Replay, new_epoch
 
 
 @dataclass
@@ -56,6 +57,9 @@ class MemoryLog:
             state.ids[message_id] = state.offset
             self._trim(state, time)
             return state.epoch, state.offset
+
+    async def append_many(self, topic: str, messages: Sequence[NewEntry]) -> list[tuple[str, int]]:
+        return [await self.append(topic, *message) for message in messages]
 
     async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:
         with self._lock:

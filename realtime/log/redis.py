@@ -6,16 +6,17 @@ a stream ``<prefix>:log:<topic>`` whose entry ids are ``<offset>-0``, trimmed to
 ``<prefix>:ids:<topic>`` of the message ids of the last ``HISTORY_SIZE`` entries scored by
 offset, with the stream's TTL: an append whose message id is there returns that entry's
 ``(epoch, offset)`` and appends nothing, so a retried publish never creates a second entry.
-Both scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
+The scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
 restarted without persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old
 cursors get ``reset``."""
 
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Sequence
 
 from realtime._redis import get_client
-from realtime.log.base import Entry, Replay, new_epoch
+from realtime.log.base import Entry, NewEntry, Replay, new_epoch
 
 META_TTL = 30 * 86400.0
 
@@ -42,6 +43,33 @@ redis.call('ZADD', KEYS[3], offset, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[3]))
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {epoch, offset}
+"""
+)
+
+# APPEND for each message of ARGV[5..] (five arguments each), trimming and expiring once.
+APPEND_MANY = (
+    _ENSURE_EPOCH
+    + """
+local result = {epoch}
+local top = nil
+for i = 5, #ARGV, 5 do
+  local known = redis.call('ZSCORE', KEYS[3], ARGV[i])
+  if known then
+    table.insert(result, tonumber(known))
+  else
+    top = redis.call('HINCRBY', KEYS[1], 'top', 1)
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], top .. '-0', 'i', ARGV[i],
+               'e', ARGV[i + 1], 'd', ARGV[i + 2], 'a', ARGV[i + 3], 't', ARGV[i + 4])
+    redis.call('ZADD', KEYS[3], top, ARGV[i])
+    table.insert(result, top)
+  end
+end
+if top then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', top - tonumber(ARGV[3]))
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+return result
 """
 )
 
@@ -95,6 +123,23 @@ class RedisLog:
             repr(time),
         )
         return _text(epoch), int(offset)
+
+    async def append_many(self, topic: str, messages: Sequence[NewEntry]) -> list[tuple[str, int]]:
+        client = get_client(self.url)
+        args: list[str | int] = []
+        for message_id, event, data, ack, time in messages:
+            args += [message_id, event, data, "1" if ack else "0", repr(time)]
+        epoch, *offsets = await client.eval(
+            APPEND_MANY,
+            3,
+            *self._keys(topic),
+            new_epoch(),
+            int(META_TTL * 1000),
+            self.size,
+            max(1, int(self.ttl * 1000)),
+            *args,
+        )
+        return [(_text(epoch), int(offset)) for offset in offsets]
 
     async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:
         client = get_client(self.url)

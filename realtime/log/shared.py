@@ -23,9 +23,10 @@ times in the storm, not N.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from realtime.log.base import Log, Replay
+from realtime.log.base import Log, NewEntry, Replay
 
 # (event loop, topic, epoch): the reads that can share one answer.
 _Key = tuple[asyncio.AbstractEventLoop, str, str | None]
@@ -49,7 +50,8 @@ class _Reads:
 
 class SharedReads:
     """A :class:`~realtime.log.base.Log` whose :meth:`read_after` is shared among concurrent
-    callers (see the module docstring); ``append`` and ``clear`` go straight to ``log``."""
+    callers (see the module docstring); ``append``, ``append_many`` and ``clear`` go straight
+    to ``log``."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -59,6 +61,9 @@ class SharedReads:
         self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
     ) -> tuple[str, int]:
         return await self.log.append(topic, message_id, event, data, ack, time)
+
+    async def append_many(self, topic: str, messages: Sequence[NewEntry]) -> list[tuple[str, int]]:
+        return await self.log.append_many(topic, messages)
 
     async def clear(self) -> None:
         await self.log.clear()
