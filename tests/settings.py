@@ -82,6 +82,13 @@ for _key in (
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
+if os.environ.get("RT_TRUSTED_PROXIES"):
+    REALTIME["TRUSTED_PROXIES"] = os.environ["RT_TRUSTED_PROXIES"].split(",")
+# Behind the reverse proxy of tests/test_nginx.py: the settings docs/deployment.md gives.
+if os.environ.get("RT_SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = tuple(os.environ["RT_SECURE_PROXY_SSL_HEADER"].split(","))
+if os.environ.get("RT_STATIC_ROOT"):
+    STATIC_ROOT = os.environ["RT_STATIC_ROOT"]
 if os.environ.get("RT_BURST"):
     REALTIME["BURST"] = int(os.environ["RT_BURST"])
 # Levels and names on stderr, so that ERROR records (and their tracebacks) can be told from the
