@@ -1,7 +1,8 @@
 """Behind a real nginx: the configuration and the settings docs/deployment.md gives, filled
 in with free loopback ports, a self-signed certificate and a temporary STATIC_ROOT, in front
-of two daphne nodes on one Redis (round-robin, no sticky sessions). WebSocket over wss://,
-SSE, long-poll, POST, static files and the client's address all go through it."""
+of two nodes on one Redis (round-robin, no sticky sessions), daphne and then uvicorn.
+WebSocket over wss://, SSE, long-poll, POST, static files and the client's address all go
+through it."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from realtime.publishing import aget_cursors
 from tests import markdown
 from tests.conftest import free_port
 from tests.proxy import Nginx, self_signed_certificate, trusting
-from tests.servers import ROOT, Daphne, SSEReader
+from tests.servers import ROOT, Daphne, SSEReader, Uvicorn, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +82,16 @@ def workdir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=[Daphne, Uvicorn], ids=["daphne", "uvicorn"])
+def nodes(
+    request: pytest.FixtureRequest, database: tuple[str, Any], node_env: dict[str, str]
+) -> Iterator[list[Daphne]]:
+    """Two nodes on one Redis, started with docs/deployment.md's daphne command, then with
+    its uvicorn command."""
+    with running_nodes(database[0], node_env, node=request.param) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +149,9 @@ def site(workdir: Path, nodes: list[Daphne], node_settings: dict[str, str]) -> I
         check=True,
         timeout=120,
     )
-    cert, key = self_signed_certificate(workdir, HOST)
+    directory = Path(tempfile.mkdtemp(dir=workdir))  # for this module's nodes: own logs
+    directory.chmod(0o755)
+    cert, key = self_signed_certificate(directory, HOST)
     https, http = free_port(), free_port()
     static_root = documented_settings()["STATIC_ROOT"]
     config = fill(
@@ -154,7 +167,7 @@ def site(workdir: Path, nodes: list[Daphne], node_settings: dict[str, str]) -> I
             "shop.example.com": HOST,
         },
     )
-    nginx = Nginx(workdir, config)
+    nginx = Nginx(directory, config)
     try:
         nginx.wait_listening(https)
         nginx.wait_listening(http)
@@ -194,15 +207,18 @@ def test_the_documented_timeouts_outlast_the_settings_they_cover():
     assert found["/realtime/poll/"] > conf.DEFAULTS["POLL_TIMEOUT"]
 
 
-def test_the_nodes_run_the_documented_daphne_command(nodes):
-    commands = [shlex.split(line) for line in documented("daphne").strip().splitlines()]
-    assert [command[-3:-1] for command in commands] == [["-p", "8001"], ["-p", "8002"]]
-    for command, node in zip(commands, nodes, strict=True):
-        # python -m daphne, with the node's port and the tests' application
+def test_the_nodes_run_the_documented_command(nodes):
+    server = type(nodes[0]).__name__.lower()  # daphne or uvicorn
+    commands = [shlex.split(line) for line in documented(server).strip().splitlines()]
+    ports = [command.index("-p" if server == "daphne" else "--port") + 1 for command in commands]
+    assert [command[n] for command, n in zip(commands, ports, strict=True)] == ["8001", "8002"]
+    for command, port, node in zip(commands, ports, nodes, strict=True):
+        # python -m <server>, with the node's port and the tests' application
         assert node.process.args[1:] == [
             "-m",
-            *command[:-2],
+            *command[:port],
             str(node.port),
+            *command[port + 1 : -1],
             "tests.asgi:application",
         ]
 

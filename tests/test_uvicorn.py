@@ -1,14 +1,14 @@
 """uvicorn as the ASGI server: the end-to-end WebSocket, SSE, long-poll and POST tests of
 tests/test_e2e.py and tests/test_http_transports.py run again here, the same functions, with
 this module's ``nodes``: two uvicorn processes started with docs/deployment.md's uvicorn
-command in place of daphne. And the slow-consumer close (4503), which uvicorn's blocking
-``send`` provokes (daphne's never blocks: docs/security.md)."""
+command (tests/test_nginx.py checks it) in place of daphne. And the slow-consumer close
+(4503), which uvicorn's blocking ``send`` provokes (daphne's never blocks:
+docs/security.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 import socket
 import uuid
 from collections.abc import Iterator
@@ -19,10 +19,9 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
-from tests import markdown
 from tests import test_e2e as e2e
 from tests import test_http_transports as http
-from tests.servers import ROOT, Uvicorn, running_nodes
+from tests.servers import Uvicorn, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -82,22 +81,6 @@ def nodes(database: tuple[str, dict[str, Any]], node_env: dict[str, str]) -> Ite
     """Two uvicorn nodes sharing one Redis."""
     with running_nodes(database[0], node_env, node=Uvicorn) as servers:
         yield servers
-
-
-def test_the_nodes_run_the_documented_uvicorn_command(nodes):
-    text = (ROOT / "docs" / "deployment.md").read_text()
-    block = markdown.marked_block(text, "deployment: uvicorn")
-    commands = [shlex.split(line) for line in block.strip().splitlines()]
-    assert [command[3:5] for command in commands] == [["--port", "8001"], ["--port", "8002"]]
-    for command, node in zip(commands, nodes, strict=True):
-        # python -m uvicorn, with the node's port and the tests' application
-        assert node.process.args[1:] == [
-            "-m",
-            *command[:4],
-            str(node.port),
-            *command[5:-1],
-            "tests.asgi:application",
-        ]
 
 
 async def test_a_client_that_stops_reading_is_closed_4503(database, node_env, use_redis):

@@ -269,8 +269,9 @@ def _anonymous_scope(session: Any) -> str:
 
 
 def _client_address(scope: dict[str, Any]) -> str:
-    """``host:port`` of the connection as the ASGI server reports it, or, when that host is
-    a proxy of ``TRUSTED_PROXIES``, the client's address from ``X-Forwarded-For``."""
+    """``host:port`` of the connection as the ASGI server reports it (``host`` without a
+    port), or, when that host is a proxy of ``TRUSTED_PROXIES``, the client's address from
+    ``X-Forwarded-For``."""
     peer = scope.get("client") or ()
     forwarded = ",".join(
         value.decode("latin-1")
@@ -278,4 +279,8 @@ def _client_address(scope: dict[str, Any]) -> str:
         if name == b"x-forwarded-for"
     )
     found = forwarded_client(str(peer[0]) if peer else None, forwarded or None)
-    return found or ":".join(str(part) for part in peer)
+    if found or not peer:
+        return found or ""
+    # No port when the server does not know it: uvicorn gives 0 for an address it took from
+    # X-Forwarded-For itself (its --forwarded-allow-ips).
+    return f"{peer[0]}:{peer[1]}" if peer[1] else str(peer[0])
