@@ -32,7 +32,7 @@ def forwarded_client(peer: str | None, forwarded_for: str | None) -> str | None:
     """The client's address from ``forwarded_for`` (the ``X-Forwarded-For`` value), when the
     connection's own address ``peer`` is a trusted proxy; else ``None`` (use ``peer``). The
     rightmost entry that is not a trusted proxy wins; an entry that is not an IP address stops
-    the walk, and the entry right of it (a trusted proxy) is returned."""
+    the walk, and the trusted address right of it (an entry, or ``peer``) is returned."""
     networks = _networks(get_config().trusted_proxies)
     if not networks or not forwarded_for or not peer or not _trusted(peer, networks):
         return None
