@@ -44,6 +44,7 @@ demo-cluster: $(VENV)/.installed-demo
 test: $(VENV)/.installed
 	@tests/ensure_redis.sh
 	@tests/browser/ensure_chromium.sh
+	@tests/ensure_nginx.sh
 	@tests/ensure_tsc.sh
 	$(TSC) -p tsconfig.json
 	$(BIN)/ruff check .

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +28,20 @@ from django.dispatch import receiver
 
 def setting(default: Any, doc: str, *, convert: Callable[[Any], Any] | None = None) -> Any:
     """Declare one setting: a :class:`Config` field with its default and its doc (the
-    README's wording); ``convert`` normalizes a value the user gave."""
+    README's wording); ``convert`` normalizes a value the user gave, and raises
+    :class:`ValueError` (whose message is reported) for a value of the right type that is
+    still wrong."""
     return dataclasses.field(default=default, metadata={"doc": doc, "convert": convert})
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """``TRUSTED_PROXIES``: each entry an IP address or network (``10.0.0.0/8``)."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{entry!r} is not an IP address or network.") from None
+    return tuple(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +112,12 @@ class Config:
         "browser origins allowed to connect; `None` derives them from `ALLOWED_HOSTS`",
         convert=tuple,
     )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        "addresses or networks (`10.0.0.0/8`) of the reverse proxies whose `X-Forwarded-For` "
+        "gives the client address (registry, rate limits); empty: the header is never read",
+        convert=_networks,
+    )
     publish_timeout: float = setting(
         5.0, "how long `publish()` waits for the log before `PublishTimeout`"
     )
@@ -139,7 +159,8 @@ class Config:
 def _accepted(annotation: Any) -> tuple[type, ...]:
     """The types a value of a field annotated ``annotation`` may have in ``REALTIME``."""
     accepted: list[type] = []
-    for member in typing.get_args(annotation) or (annotation,):
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for member in typing.get_args(annotation) if union else (annotation,):
         if member is float:
             accepted += [int, float]
         elif typing.get_origin(member) is tuple:
@@ -185,6 +206,11 @@ def problems(values: dict[str, Any]) -> list[tuple[str, str]]:
             found.append((key, f"REALTIME[{key!r}] must be {wanted}, not {type(value).__name__}."))
         elif isinstance(value, _NUMBER) and value < 0:
             found.append((key, f"REALTIME[{key!r}] must not be negative."))
+        elif key in _CONVERT and value is not None:
+            try:
+                _CONVERT[key](value)
+            except ValueError as wrong:
+                found.append((key, f"REALTIME[{key!r}]: {wrong}"))
     return found
 
 

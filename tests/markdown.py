@@ -4,6 +4,9 @@ README.md's configuration table)."""
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 
 def section(text: str, heading: str) -> str:
     """The text under the heading that starts with ``heading`` (any level), up to the next
@@ -36,3 +39,13 @@ def first_table(text: str) -> list[list[str]]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         rows.append(cells)
     return rows[2:]
+
+
+def marked_block(text: str, marker: str) -> str:
+    """The code block right after the comment ``<!-- marker -->`` in ``text``, dedented.
+    Raises ``LookupError`` when there is none."""
+    pattern = rf"<!-- {re.escape(marker)} -->\s*^([ \t]*)```[^\n]*\n(.*?)^\1```"
+    match = re.search(pattern, text, re.M | re.S)
+    if match is None:
+        raise LookupError(f"no code block marked <!-- {marker} -->")
+    return textwrap.dedent(match.group(2))

@@ -133,6 +133,21 @@ class Daphne:
 
     #: every node started by this process, for the per-test log check in tests/conftest.py
     started: ClassVar[list[Daphne]] = []
+    #: what the server prints on stderr once it listens
+    READY = "Listening on TCP address"
+
+    def command(self, application: str) -> list[str]:
+        """The server's argv: docs/deployment.md's daphne command."""
+        return [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            application,
+        ]
 
     def __init__(
         self,
@@ -154,16 +169,7 @@ class Daphne:
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                application,
-            ],
+            self.command(application),
             env=full_env,
             cwd=ROOT,
             stderr=subprocess.PIPE,
@@ -176,7 +182,7 @@ class Daphne:
             assert self.process.stderr is not None
             for line in self.process.stderr:
                 self.log.append(line)
-                if "Listening on TCP address" in line:
+                if self.READY in line:
                     listening.set()
 
         self._reader = threading.Thread(target=read, daemon=True)
@@ -184,7 +190,9 @@ class Daphne:
         Daphne.started.append(self)
         if not listening.wait(30):
             self.stop()
-            raise RuntimeError("daphne did not start:\n" + "".join(self.log))
+            raise RuntimeError(
+                f"{self.command(application)[2]} did not start:\n" + "".join(self.log)
+            )
 
     def mark(self) -> int:
         """A position in :attr:`log`, to check only what is logged after it."""
@@ -232,6 +240,29 @@ class Daphne:
         self._reader.join(10)
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+class Uvicorn(Daphne):
+    """The same node served by uvicorn (its ``websockets-sansio`` WebSocket implementation),
+    with docs/deployment.md's uvicorn command."""
+
+    READY = "Uvicorn running on"
+
+    def command(self, application: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ws",
+            "websockets-sansio",
+            "--lifespan",
+            "off",
+            application,
+        ]
 
 
 D = TypeVar("D", bound="Daphne")

@@ -97,8 +97,16 @@ for _key in (
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
 if os.environ.get("RT_DURABLE"):
     REALTIME["DURABLE"] = True
-if os.environ.get("RT_BURST"):
-    REALTIME["BURST"] = int(os.environ["RT_BURST"])
+if os.environ.get("RT_TRUSTED_PROXIES"):
+    REALTIME["TRUSTED_PROXIES"] = os.environ["RT_TRUSTED_PROXIES"].split(",")
+# Behind the reverse proxy of tests/test_nginx.py: the settings docs/deployment.md gives.
+if os.environ.get("RT_SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = tuple(os.environ["RT_SECURE_PROXY_SSL_HEADER"].split(","))
+if os.environ.get("RT_STATIC_ROOT"):
+    STATIC_ROOT = os.environ["RT_STATIC_ROOT"]
+for _key in ("BURST", "OUTBOUND_QUEUE_SIZE"):
+    if os.environ.get(f"RT_{_key}"):
+        REALTIME[_key] = int(os.environ[f"RT_{_key}"])
 # Levels and names on stderr, so that ERROR records (and their tracebacks) can be told from the
 # rest; they still propagate, for pytest's caplog. In a daphne node (below), daphne's root
 # handler prints them instead, with the level, as it prints django.request's 500s.

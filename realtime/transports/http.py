@@ -31,6 +31,7 @@ from realtime.exceptions import (
     TooManyTopics,
     http_status_for,
 )
+from realtime.proxies import forwarded_client
 from realtime.ratelimit import ScopedBuckets
 from realtime.topics import validate_topic
 from realtime.transports.base import new_connection, new_hooks
@@ -129,13 +130,21 @@ async def authenticate(request: HttpRequest) -> Caller:
 
 async def _anonymous_rate_scope(request: HttpRequest) -> str:
     """The bucket of a caller without credentials: its session's when the request carries a
-    session that holds data, else its client address (``REMOTE_ADDR``, as the ASGI server
-    reports it; ``X-Forwarded-For`` is not read). A made-up or expired session cookie loads
-    as an empty session, so it cannot buy a fresh bucket."""
+    session that holds data, else its client address (:func:`client_address`). A made-up or
+    expired session cookie loads as an empty session, so it cannot buy a fresh bucket."""
     session = getattr(request, "session", None)
     if session is not None and session.session_key and await session.aitems():
         return f"s:{session.session_key}"
-    return f"a:{request.META.get('REMOTE_ADDR', '')}"
+    return f"a:{client_address(request)}"
+
+
+def client_address(request: HttpRequest) -> str:
+    """The caller's address: ``REMOTE_ADDR`` as the ASGI server reports it, or, when that is
+    a proxy of ``TRUSTED_PROXIES``, the client's address from ``X-Forwarded-For``
+    (:func:`realtime.proxies.forwarded_client`); empty when unknown."""
+    peer = request.META.get("REMOTE_ADDR")
+    forwarded = forwarded_client(peer, request.headers.get("X-Forwarded-For"))
+    return forwarded or str(peer or "")
 
 
 async def _ticket_user(user_pk: str) -> Any:
@@ -285,7 +294,7 @@ def hooks_for(request: HttpRequest, caller: Caller) -> Any:
         "path": request.path,
         "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
         "user": caller.user,
-        "client": (request.META.get("REMOTE_ADDR"), None),
+        "client": (client_address(request) or None, None),
     }
     return new_hooks(import_string(get_config().consumer), scope)
 
@@ -303,7 +312,7 @@ def open_connection(
         anonymous_scope=caller.scope,
         heartbeat=False,
         register=register,
-        client=str(request.META.get("REMOTE_ADDR", "")),
+        client=client_address(request),
         user_agent=request.headers.get("User-Agent", ""),
     )
     return connection, hooks

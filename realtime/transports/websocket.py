@@ -24,6 +24,7 @@ from realtime import _eager, protocol
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import CloseCode, HookFailed, TokenInvalid
+from realtime.proxies import forwarded_client
 from realtime.transports.base import new_connection, new_hooks
 
 # The name these records had while the transport lived in realtime/consumers.py: a logging
@@ -117,7 +118,7 @@ class WebSocketTransport:
             user=user,
             transport_name=self.name,
             anonymous_scope=_anonymous_scope(scope.get("session")),
-            client=":".join(str(part) for part in scope.get("client") or ()),
+            client=_client_address(scope),
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
         )
         accept: Message = {"type": "websocket.accept"}
@@ -265,3 +266,21 @@ class WebSocketTransport:
 def _anonymous_scope(session: Any) -> str:
     key = getattr(session, "session_key", None)
     return f"s:{key}" if key else f"c:{uuid.uuid4().hex}"
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    """``host:port`` of the connection as the ASGI server reports it (``host`` without a
+    port), or, when that host is a proxy of ``TRUSTED_PROXIES``, the client's address from
+    ``X-Forwarded-For``."""
+    peer = scope.get("client") or ()
+    forwarded = ",".join(
+        value.decode("latin-1")
+        for name, value in scope.get("headers", ())
+        if name == b"x-forwarded-for"
+    )
+    found = forwarded_client(str(peer[0]) if peer else None, forwarded or None)
+    if found or not peer:
+        return found or ""
+    # No port when the server does not know it: uvicorn gives 0 for an address it took from
+    # X-Forwarded-For itself (its --forwarded-allow-ips).
+    return f"{peer[0]}:{peer[1]}" if peer[1] else str(peer[0])

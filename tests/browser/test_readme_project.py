@@ -35,12 +35,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import markdown
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
-MARKED_BLOCK = r"<!-- readme-project: {name} -->\s*^([ \t]*)```[^\n]*\n(.*?)^\1```"
 README_REDIS = "redis://127.0.0.1:6379/0"  # what the README's settings say
 PAGES = {"websocket": None, "sse": "sse", "longpoll": "longpoll"}  # transport: pinned to
 COMMAND_TIMEOUT = 300  # a cold dependency install under load
@@ -52,11 +52,10 @@ def readme_block(name: str, document: Path | None = None) -> str:
     """The code block ``document`` (README.md) marks ``<!-- readme-project: name -->``,
     dedented."""
     document = document or README
-    pattern = MARKED_BLOCK.format(name=re.escape(name))
-    match = re.search(pattern, document.read_text(), re.M | re.S)
-    if match is None:
-        pytest.fail(f"{document.name} has no code block marked <!-- readme-project: {name} -->")
-    return textwrap.dedent(match.group(2))
+    try:
+        return markdown.marked_block(document.read_text(), f"readme-project: {name}")
+    except LookupError as missing:
+        pytest.fail(f"{document.name} has {missing}")
 
 
 def readme_commands(name: str, document: Path | None = None) -> list[list[str]]:
