@@ -32,7 +32,9 @@ from typing import Any
 from realtime import health
 from realtime.backends import get_pending_acks
 from realtime.conf import Config, get_config
+from realtime.hooks import Hooks, notify
 from realtime.metrics import ACKED, RETRIED, UNDELIVERED
+from realtime.protocol import Cursor
 from realtime.signals import message_undelivered
 from realtime.stores.base import Pending, PendingAcks
 
@@ -89,12 +91,15 @@ class AckTracker:
     retry timer.
 
     ``send`` writes a frame to the client again; ``scope`` gives the user's (or session's)
-    scope in the store; ``connection`` is what the ``message_undelivered`` signal names (its
-    ``sender`` is the connection's class); ``config`` gives ``ACK_TIMEOUT`` and
-    ``ACK_MAX_RETRIES``. ``store``, ``call_later`` and ``clock`` (wall-clock seconds) are the
-    configured store, the event loop's and :func:`time.time` unless a test gives its own. One
-    timer runs at a time, set for the earliest due message; writes to the store go in the
-    background, in order, and :meth:`saved` waits for them."""
+    scope in the store (default: the connection's ``dedup_scope``); ``connection`` is what the
+    ``message_undelivered`` signal names (its ``sender`` is the connection's class);
+    ``config`` gives ``ACK_TIMEOUT`` and ``ACK_MAX_RETRIES``; ``hooks`` is the consumer whose
+    ``on_ack`` runs for each message acknowledged; with ``cursor_acks`` (long-poll), a
+    subscription's cursor acknowledges what it is past (:meth:`subscribed`). ``store``,
+    ``call_later`` and ``clock`` (wall-clock seconds) are the configured store, the event
+    loop's and :func:`time.time` unless a test gives its own. One timer runs at a time, set
+    for the earliest due message; writes to the store go in the background, in order, and
+    :meth:`saved` waits for them."""
 
     def __init__(
         self,
@@ -104,14 +109,18 @@ class AckTracker:
         call_later: CallLater | None = None,
         clock: Callable[[], float] = time.time,
         *,
-        scope: Callable[[], str],
+        scope: Callable[[], str] | None = None,
+        hooks: Hooks | None = None,
+        cursor_acks: bool = False,
         store: PendingAcks | None = None,
     ) -> None:
         self.connection = connection
         self.config = config
         self.pending: dict[str, PendingAck] = {}
         self._send = send
-        self._scope = scope
+        self._scope = scope or (lambda: connection.dedup_scope)
+        self._hooks = hooks
+        self.cursor_acks = cursor_acks
         self._store = store if store is not None else get_pending_acks()
         self._loop = asyncio.get_running_loop()
         self._call_later = call_later or self._loop.call_later
@@ -159,6 +168,13 @@ class AckTracker:
         while self._saving is not None:
             await asyncio.shield(self._saving)
 
+    async def subscribed(self, topic: str, cursor: Cursor | None, epoch: str, offset: int) -> None:
+        """A subscription of ``topic`` asked with ``cursor`` is live at ``epoch``/``offset``:
+        with ``cursor_acks``, acknowledge what the cursor is past; then :meth:`adopt`."""
+        if cursor is not None and self.cursor_acks:
+            await self.acknowledge_through(topic, cursor["epoch"], cursor["offset"])
+        await self.adopt(topic, epoch, offset)
+
     async def adopt(self, topic: str, epoch: str, offset: int) -> None:
         """A subscription of ``topic`` starts at ``epoch``/``offset``: send again the messages
         of the topic the user still owes an ACK for (those of this epoch at or before the
@@ -195,14 +211,18 @@ class AckTracker:
 
     async def acknowledge(self, message_ids: Iterable[str]) -> list[str]:
         """The client acknowledged ``message_ids``: stop resending them here, and take them
-        from the store. Returns those this call took (the caller runs ``on_ack`` for each;
-        counted in the ``realtime_messages_acked_total`` metric): each id is returned once,
+        from the store. Returns those this call took, after running ``on_ack`` for each
+        (counted in the ``realtime_messages_acked_total`` metric): each id is taken once,
         cluster-wide. Unknown and repeated ids are ignored. Raises what the store raises."""
         ids = list(dict.fromkeys(message_ids))
         for message_id in ids:
             self.pending.pop(message_id, None)
         await self.saved()  # so that what this connection sent is there to be taken
-        return await acknowledge(self._scope(), ids, self._store)
+        taken = await acknowledge(self._scope(), ids, self._store)
+        if self._hooks is not None:
+            for message_id in taken:
+                await notify(self._hooks, "on_ack", message_id)
+        return taken
 
     async def acknowledge_through(self, topic: str, epoch: str, offset: int) -> list[str]:
         """Acknowledge the pending messages of ``topic`` at or before ``epoch``/``offset``:

@@ -108,11 +108,9 @@ class Connection:
         self._timers = Timers(loop)
         self._heartbeat = Heartbeat(self._timers, config, self.send, self._close_for)
         self.token_expiry = TokenExpiry(self._timers, config, self.send, self._close_for)
-        self.acks = AckTracker(
-            self, self.send, config, loop.call_later, scope=lambda: self.dedup_scope
-        )
-        # Long-poll has no ack frames of its own: a cursor past a message acknowledges it.
-        self.cursor_acks = transport_name == "longpoll"
+        # long-poll has no ack frames of its own: a cursor past a message acknowledges it
+        longpoll = transport_name == "longpoll"
+        self.acks = AckTracker(self, self.send, config, hooks=hooks, cursor_acks=longpoll)
         self.client_messages = ClientMessages(
             hooks,
             config,
@@ -211,11 +209,10 @@ class Connection:
 
     async def _admit(self, text: str) -> protocol.ClientFrame:
         """Parse a frame and charge it to the rate limit (:class:`RateLimited` when the
-        bucket is empty). An ``ack`` of a message the user still owes an ACK for (sent on this
-        connection or another, :meth:`AckTracker.owed`) is free: it answers the server's own
-        traffic, so a client that acknowledges every message of a busy topic, or flushes the
-        ACKs it kept across a reconnect, is never closed for it; an ``ack`` of nothing pending
-        is charged like any frame, so acks cannot flood either."""
+        bucket is empty). An ``ack`` of a message the user owes an ACK for (on this connection
+        or another: :meth:`AckTracker.owed`) is free: it answers the server's own traffic, so
+        a client acking every message of a busy topic is never closed for it; an ``ack`` of
+        nothing pending is charged like any frame, so acks cannot flood either."""
         try:
             frame = protocol.parse_client_frame(text)
         except RealtimeError:
@@ -244,9 +241,8 @@ class Connection:
         elif kind == "unsubscribe":
             self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
         elif kind == "ack":
-            ids: list[str] = frame["ids"]  # type: ignore[typeddict-item]
-            await self._acknowledge(ids)
-            self.send(protocol.acked_frame(ids))
+            await self.acks.acknowledge(frame["ids"])  # type: ignore[typeddict-item]
+            self.send(protocol.acked_frame(frame["ids"]))  # type: ignore[typeddict-item]
         elif kind == "send":
             await self.client_messages.receive(frame)  # type: ignore[arg-type]
         # "pong": its arrival (last_seen) is all the heartbeat needs
@@ -258,17 +254,11 @@ class Connection:
         if operation == "ack":
             if message.get("user") != _user_id(self.user):
                 return  # only the connection's own user may acknowledge its messages
-            self._timers.spawn(self._acknowledge(list(message.get("ids", ()))))
+            self._timers.spawn(self.acks.acknowledge(message.get("ids", ())))
         elif operation == "disconnect":
             self.transport.close(CloseCode.DISCONNECTED, str(message.get("reason", ""))[:100])
         elif operation == "notice":
             self.send(protocol.notice_frame(str(message.get("text"))))
-
-    async def _acknowledge(self, ids: list[str]) -> None:
-        """The client acknowledged ``ids``: run ``on_ack`` for each this call took from the
-        pending ACKs (once per message and user, cluster-wide)."""
-        for message_id in await self.acks.acknowledge(ids):
-            await notify(self.hooks, "on_ack", message_id)
 
     async def subscribe(self, topic: str, cursor: protocol.Cursor | None = None) -> None:
         """Subscribe, replaying after ``cursor`` when given. Raises :class:`InvalidTopic`,
@@ -281,19 +271,14 @@ class Connection:
         if self.state is State.CLOSED:
             return
         old = self.subscriptions.get(topic)
-        if cursor is not None and self.cursor_acks:
-            for message_id in await self.acks.acknowledge_through(
-                topic, cursor["epoch"], cursor["offset"]
-            ):
-                await notify(self.hooks, "on_ack", message_id)
         if old is not None:
             old.stop()
         sub = self.subscriptions[topic] = Subscription(topic, get_log(), self.send, self._sent)
         if old is None:
             await get_hub().subscribe(topic, self)
         if await sub.start(cursor):
-            # what the user still owes an ACK for is sent again, even behind the cursor
-            await self.acks.adopt(topic, sub.epoch, sub.offset)
+            # what the user owes an ACK for is sent again, even behind the cursor
+            await self.acks.subscribed(topic, cursor, sub.epoch, sub.offset)
             if old is None:
                 await get_hub().update(self)
 

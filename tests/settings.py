@@ -82,8 +82,9 @@ for _key in (
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
-if os.environ.get("RT_BURST"):
-    REALTIME["BURST"] = int(os.environ["RT_BURST"])
+for _key in ("BURST", "ACK_MAX_RETRIES"):
+    if os.environ.get(f"RT_{_key}"):
+        REALTIME[_key] = int(os.environ[f"RT_{_key}"])
 # Levels and names on stderr, so that ERROR records (and their tracebacks) can be told from the
 # rest; they still propagate, for pytest's caplog. In a daphne node (below), daphne's root
 # handler prints them instead, with the level, as it prints django.request's 500s.

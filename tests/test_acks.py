@@ -55,8 +55,9 @@ class Timer:
 
 
 async def settle(tracker: AckTracker) -> None:
-    while tracker._retrying is not None or tracker._saving is not None:
-        await asyncio.sleep(0)
+    """Wait for the tracker's resends and store writes under way."""
+    while (task := tracker._retrying or tracker._saving) is not None:
+        await task
 
 
 class Side:

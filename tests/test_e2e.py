@@ -182,6 +182,9 @@ async def test_unacked_message_is_sent_again_and_stops_after_ack(nodes, use_redi
     again = await client.receive(timeout=3)
     assert again == first
     await client.send({"type": "ack", "ids": [message_id]})
+    while (frame := await client.receive())["type"] == "message":
+        assert frame == first  # a resend already on its way
+    assert frame == {"type": "acked", "ids": [message_id]}
     with pytest.raises(TimeoutError):
         await client.receive(timeout=1.0)
     await client.close()
@@ -202,15 +205,23 @@ async def test_a_client_acking_every_message_of_a_busy_topic_stays_connected(nod
 
     publishing = asyncio.create_task(publisher())
     received: dict[str, int] = {}
+    confirmed: set[str] = set()
     while len(received) < count:
         frame = await client.receive()
+        if frame["type"] == "acked":
+            confirmed.update(frame["ids"])
+            continue
         assert frame["type"] == "message", frame
         await client.send({"type": "ack", "ids": [frame["id"]]})
         received[frame["id"]] = frame["data"]
     await publishing
     assert sorted(received.values()) == list(range(count))
-    # still open, and still answering
-    assert (await client.subscribe(topic()))["type"] == "subscribed"
+    # still open, and still answering: every ack confirmed, then the subscribe's answer
+    await client.send({"type": "subscribe", "topic": topic()})
+    while (frame := await client.receive())["type"] == "acked":
+        confirmed.update(frame["ids"])
+    assert frame["type"] == "subscribed", frame
+    assert confirmed == set(received)
     await client.close()
 
 

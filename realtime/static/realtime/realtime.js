@@ -132,6 +132,8 @@ const TIMING = Object.freeze({
   longpollOpenMs: 1_000,
   /** A token is renewed this long before it expires. */
   tokenMarginMs: 30_000,
+  /** ACKs kept until the server confirms them, at most (the oldest are dropped past it). */
+  owedAcks: 1_000,
   /** Message ids remembered to drop duplicates. */
   seenIds: 2_000,
   /** Default client frame limits until `welcome` tells the real ones. */
@@ -349,6 +351,62 @@ class SeenIds {
     if (this._ids.size > this.limit) {
       const oldest = this._ids.values().next().value;
       if (oldest !== undefined) this._ids.delete(oldest);
+    }
+  }
+}
+
+/**
+ * The ids of `ack: true` messages this tab handled and still owes the server an ACK for: kept
+ * (in storage too, so a reload keeps them) until the server confirmed the ACK (an `acked`
+ * frame, or a 2xx answer to the POST), and sent again on every new connection.
+ */
+class OwedAcks {
+  /** @param {StorageLike|null} storage @param {string} key */
+  constructor(storage, key) {
+    this._storage = storage;
+    this._key = key;
+    /** @type {Set<string>} */
+    this._ids = new Set();
+    try {
+      const stored = JSON.parse(storage?.getItem(key) || "[]");
+      if (Array.isArray(stored)) {
+        for (const id of stored) if (typeof id === "string") this._ids.add(id);
+      }
+    } catch {
+      // storage disabled or garbage: nothing owed from before
+    }
+  }
+
+  /** @returns {string[]} */
+  ids() {
+    return [...this._ids];
+  }
+
+  /** @param {string} id */
+  add(id) {
+    if (this._ids.has(id)) return;
+    this._ids.add(id);
+    if (this._ids.size > TIMING.owedAcks) {
+      const oldest = this._ids.values().next().value;
+      if (oldest !== undefined) this._ids.delete(oldest);
+    }
+    this._save();
+  }
+
+  /** The server confirmed these. @param {unknown} ids */
+  confirm(ids) {
+    if (!Array.isArray(ids)) return;
+    let changed = false;
+    for (const id of ids) changed = this._ids.delete(id) || changed;
+    if (changed) this._save();
+  }
+
+  _save() {
+    try {
+      if (this._ids.size) this._storage?.setItem(this._key, JSON.stringify([...this._ids]));
+      else this._storage?.removeItem(this._key);
+    } catch {
+      // storage full or disabled: the ids still live in memory
     }
   }
 }
@@ -889,6 +947,7 @@ class WebSocketTransport extends BaseTransport {
   _sendAcks(ids) {
     // Outside the bucket: the server does not count an ack of messages it waits an ACK for.
     // An ack for a socket that is no longer open is dropped with it, as every frame is.
+    // The server answers `acked`; until then the client keeps the ids (OwedAcks).
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify({ type: "ack", ids }));
     }
@@ -1215,8 +1274,9 @@ class SseTransport extends HttpTransport {
     if (!this.connectionId) return;
     const headers = { [WIRE.connectionHeader]: this.connectionId };
     const response = await this._post({ type: "ack", ids }, headers);
-    // A lost ACK is not lost: the server sends the message again and we ACK it again.
-    if (response === null || !response.ok) this._host.debug("sse ack failed", response?.status);
+    // A lost ACK is not lost: the client keeps the ids, and sends them on the next connection.
+    if (response?.ok) this._host.frame({ type: "acked", ids });
+    else this._host.debug("sse ack failed", response?.status);
   }
 }
 
@@ -1306,7 +1366,8 @@ class LongPollTransport extends HttpTransport {
    */
   async _sendAcks(ids) {
     const response = await this._post({ type: "ack", ids });
-    if (response === null || !response.ok) this._host.debug("poll ack failed", response?.status);
+    if (response?.ok) this._host.frame({ type: "acked", ids });
+    else this._host.debug("poll ack failed", response?.status);
   }
 }
 
@@ -1385,6 +1446,7 @@ export class Realtime {
     this._storageRef = storage;
     this._cursors = new CursorStore(storage, `${prefix}cursor:`);
     if (this.options.cursors) this._seedCursors(this.options.cursors);
+    this._owedAcks = new OwedAcks(storage, `${prefix}acks`);
 
     this._emitter = new Emitter();
     /** @type {Map<string, Subscription>} */
@@ -1604,7 +1666,14 @@ export class Realtime {
     this.transport = transport.name;
     this._setState(State.OPEN);
     if (previous !== transport.name) this._emitter.emit("transport", transport.name, previous);
+    this._flushOwedAcks(transport);
     this._flush();
+  }
+
+  /** ACKs owed from before (another connection, or before a reload): send them on this one.
+   * @param {BaseTransport} transport */
+  _flushOwedAcks(transport) {
+    for (const id of this._owedAcks.ids()) transport.ack(id);
   }
 
   /** @param {BaseTransport} transport */
@@ -1791,6 +1860,7 @@ export class Realtime {
     this._setRound(probe.name);
     this._emitter.emit("transport", probe.name, previous);
     this._scheduleUpgrade();
+    this._flushOwedAcks(probe);
     this._flush();
   }
 
@@ -1804,6 +1874,10 @@ export class Realtime {
   _frame(transport, frame) {
     if (frame.type === "ack") {
       this._answer(frame);
+      return;
+    }
+    if (frame.type === "acked") {
+      this._owedAcks.confirm(frame.ids); // from any transport: the server has them
       return;
     }
     if (transport !== this._current && transport !== this._probe) return;
@@ -1856,7 +1930,11 @@ export class Realtime {
   _message(transport, frame) {
     const { topic, id, epoch, offset } = frame;
     // Acknowledge even a duplicate: its redelivery means the server missed the first ACK.
-    if (frame.ack && typeof id === "string") transport.ack(id);
+    // Kept until the server confirms it, across reconnects and reloads.
+    if (frame.ack && typeof id === "string") {
+      this._owedAcks.add(id);
+      transport.ack(id);
+    }
     if (typeof id === "string" && this._seen.has(id)) return;
     const positioned = typeof epoch === "string" && Number.isInteger(offset);
     if (typeof id === "string") this._seen.add(id);
