@@ -1096,6 +1096,22 @@ class HttpTransport extends BaseTransport {
   }
 
   /**
+   * The answer to an ACK POST: 2xx confirms the ids (the client stops keeping them); after a
+   * failure they are POSTed again a while later (a long-poll is not sent a message again).
+   * @param {string[]} ids @param {Response|null} response
+   */
+  _ackAnswered(ids, response) {
+    if (response?.ok) {
+      this._host.frame({ type: "acked", ids });
+      return;
+    }
+    this._host.debug(`${this.name} ack failed`, response?.status);
+    setTimeout(() => {
+      if (!this.closed) for (const id of ids) this.ack(id);
+    }, TIMING.postRetryMs);
+  }
+
+  /**
    * POST a `send`: the answer is its `ack` frame. False when it should be tried again later.
    * @param {Push} push
    */
@@ -1273,10 +1289,8 @@ class SseTransport extends HttpTransport {
   async _sendAcks(ids) {
     if (!this.connectionId) return;
     const headers = { [WIRE.connectionHeader]: this.connectionId };
-    const response = await this._post({ type: "ack", ids }, headers);
-    // A lost ACK is not lost: the client keeps the ids, and sends them on the next connection.
-    if (response?.ok) this._host.frame({ type: "acked", ids });
-    else this._host.debug("sse ack failed", response?.status);
+    // A lost ACK is not lost: the client keeps the ids until a POST of them succeeds.
+    this._ackAnswered(ids, await this._post({ type: "ack", ids }, headers));
   }
 }
 
@@ -1365,9 +1379,7 @@ class LongPollTransport extends HttpTransport {
    * @param {string[]} ids
    */
   async _sendAcks(ids) {
-    const response = await this._post({ type: "ack", ids });
-    if (response?.ok) this._host.frame({ type: "acked", ids });
-    else this._host.debug("poll ack failed", response?.status);
+    this._ackAnswered(ids, await this._post({ type: "ack", ids }));
   }
 }
 
