@@ -55,6 +55,24 @@ def counts(nodes: list[Daphne], kind: str) -> Counter[str]:
     return total
 
 
+async def cut_after_message(node: Daphne, database: Any, name: str) -> dict[str, Any]:
+    """Alice subscribes ``name`` on ``node`` and receives a new ``ack=True`` message; her
+    connection is cut before she acknowledges it. Returns the message."""
+    client = await as_alice(node, database)
+    assert (await client.subscribe(name))["type"] == "subscribed"
+    message_id = await publish(name, "important")
+    message = await client.receive()
+    assert message["id"] == message_id
+    await client.close()
+    return message
+
+
+async def nothing_sent_before(client: Client, name: str) -> None:
+    """Unsubscribe ``name``: its answer is the next frame, so nothing came before it."""
+    await client.send({"type": "unsubscribe", "topic": name})
+    assert (await client.receive())["type"] == "unsubscribed"
+
+
 async def eventually(predicate: Any, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not await sync_to_async(predicate)():
@@ -66,12 +84,8 @@ async def test_a_cut_before_the_ack_redelivers_to_the_next_connection_past_the_c
     nodes, use_redis, database
 ):
     name = topic()
-    first = await as_alice(nodes[0], database)
-    assert (await first.subscribe(name))["type"] == "subscribed"
-    message_id = await publish(name, "important")
-    message = await first.receive()
-    assert message["id"] == message_id
-    await first.close()  # cut: the message was shown, its ACK never sent
+    message = await cut_after_message(nodes[0], database, name)  # shown, its ACK never sent
+    message_id = message["id"]
 
     # the next connection, on the other node, resumes past the message, and still gets it
     second = await as_alice(nodes[1], database)
@@ -93,8 +107,7 @@ async def test_a_cut_before_the_ack_redelivers_to_the_next_connection_past_the_c
 
     third = await as_alice(nodes[0], database)
     await third.subscribe(name, cursor)
-    await third.send({"type": "unsubscribe", "topic": name})  # a barrier: nothing came first
-    assert (await third.receive())["type"] == "unsubscribed"
+    await nothing_sent_before(third, name)
     for client in (second, third):
         await client.close()
     await asyncio.sleep(WINDOW + 1)
@@ -108,18 +121,13 @@ async def test_an_ack_kept_by_the_client_is_accepted_by_its_next_connection(
     # The client flushes the ACK it kept before it subscribes: the new connection never sent
     # the message, yet the ack is the user's, free of the rate budget, and runs on_ack once.
     name = topic()
-    first = await as_alice(nodes[0], database)
-    await first.subscribe(name)
-    message_id = await publish(name)
-    assert (await first.receive())["id"] == message_id
-    await first.close()
+    message_id = (await cut_after_message(nodes[0], database, name))["id"]
     second = await as_alice(nodes[1], database)
     await second.send({"type": "ack", "ids": [message_id, "unknown"]})
     assert await second.receive() == {"type": "acked", "ids": [message_id, "unknown"]}
     await eventually(lambda: counts(nodes, "acked")[message_id] == 1)
     await second.subscribe(name)
-    await second.send({"type": "unsubscribe", "topic": name})
-    assert (await second.receive())["type"] == "unsubscribed", "nothing sent again"
+    await nothing_sent_before(second, name)
     await second.close()
 
 
@@ -145,18 +153,14 @@ async def test_retries_run_out_without_a_connection_and_it_is_reported_undeliver
     nodes, use_redis, database
 ):
     name = topic()
-    client = await as_alice(nodes[0], database)
-    await client.subscribe(name)
-    message_id = await publish(name)
-    message = await client.receive()
-    await client.close()  # and nobody comes back for it
+    message = await cut_after_message(nodes[0], database, name)  # nobody comes back for it
+    message_id = message["id"]
     await eventually(lambda: counts(nodes, "undelivered")[message_id] >= 1, WINDOW + 10)
     await asyncio.sleep(2)  # every node's sweeper has run since
     assert counts(nodes, "undelivered")[message_id] == 1, "once, cluster-wide"
     late = await as_alice(nodes[1], database)
     await late.subscribe(name, {"epoch": message["epoch"], "offset": message["offset"]})
-    await late.send({"type": "unsubscribe", "topic": name})
-    assert (await late.receive())["type"] == "unsubscribed", "given up: not sent again"
+    await nothing_sent_before(late, name)  # given up on: not sent again
     await late.close()
     assert counts(nodes, "acked")[message_id] == 0
 
