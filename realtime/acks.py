@@ -43,7 +43,7 @@ logger = logging.getLogger("realtime.connection")
 # What schedules the retry timer: ``loop.call_later`` (delay in seconds, callback).
 CallLater = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 # How long a closing connection waits for its pending ACKs to reach the store.
-SAVE_TIMEOUT = 5.0
+SAVE_TIMEOUT = 2.0
 
 
 @dataclass
@@ -160,6 +160,8 @@ class AckTracker:
                 except Exception as error:
                     # resent from here all the same; only another connection cannot adopt it
                     health.request_failed("acks", error, logger, "Keeping pending ACKs failed")
+                else:
+                    health.ok("acks")
         finally:
             self._saving = None
 

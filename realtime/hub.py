@@ -268,6 +268,8 @@ class Hub:
                     pass  # more may be waiting
             except Exception as error:
                 health.request_failed("acks", error, logger, "Sweeping pending ACKs failed")
+            else:
+                health.ok("acks")
 
     async def update(self, connection: LocalConnection) -> None:
         """Rewrite a connection's registry entry (its topics changed), in the background."""

@@ -232,6 +232,26 @@ async def test_acks_of_nothing_pending_are_rate_limited(nodes):
     assert await client.close_code() == 4429
 
 
+async def test_acks_owed_from_another_connection_cost_no_rate_budget(nodes, use_redis, database):
+    # 100 acks, one frame each, of messages sent to alice's connection that is gone: far past
+    # BURST (60) if they were charged. They are hers to acknowledge, from any connection.
+    name, token = topic(), database[1]["alice"]["token"]
+    protocols = ["realtime.v1", f"realtime.token.{token}"]
+    first = await Client.connect(nodes[0], origin=False, subprotocols=protocols)
+    await first.subscribe(name)
+    ids = await asyncio.gather(*(publish(name, "n", n, ack=True) for n in range(100)))
+    seen: set[str] = set()
+    while len(seen) < len(ids):
+        seen.add((await first.receive())["id"])
+    await first.close()
+    second = await Client.connect(nodes[1], origin=False, subprotocols=protocols)
+    for message_id in ids:
+        await second.send({"type": "ack", "ids": [message_id]})
+    assert [(await second.receive())["ids"] for _ in ids] == [[m] for m in ids]
+    assert (await second.subscribe(topic()))["type"] == "subscribed", "still open"
+    await second.close()
+
+
 async def test_retried_client_send_runs_once_across_nodes(nodes, database):
     token = database[1]["alice"]["token"]
     frame = {"type": "send", "id": f"m-{uuid.uuid4().hex[:8]}", "event": "stamp"}

@@ -1295,8 +1295,8 @@ class SseTransport extends HttpTransport {
 }
 
 /** Long-poll: GET `poll/` with the cursor in a loop. Acknowledging is implicit (the next poll
- * starts after what was handled), and the ids are POSTed for the server's `on_ack` hook;
- * client messages go by POST. */
+ * starts after what was handled), and the ids are POSTed too, so that the server's `on_ack`
+ * hook runs without waiting for the next poll; client messages go by POST. */
 class LongPollTransport extends HttpTransport {
   /** @param {TransportHost} host */
   constructor(host) {
@@ -1375,7 +1375,7 @@ class LongPollTransport extends HttpTransport {
 
   /**
    * The next poll's cursor is the acknowledgement; the ids are POSTed as well (no connection
-   * header: there is no stream), so that the server can run its `on_ack` hook.
+   * header: there is no stream), so that the server runs its `on_ack` hook at once.
    * @param {string[]} ids
    */
   async _sendAcks(ids) {
