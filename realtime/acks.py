@@ -226,6 +226,14 @@ class AckTracker:
                 await notify(self._hooks, "on_ack", message_id)
         return taken
 
+    async def acknowledge_quietly(self, message_ids: Iterable[str]) -> None:
+        """:meth:`acknowledge` in the background (ACKs relayed from another node): a failure
+        of the store is logged, not raised."""
+        try:
+            await self.acknowledge(message_ids)
+        except Exception as error:
+            health.request_failed("acks", error, logger, "Taking relayed ACKs failed")
+
     async def acknowledge_through(self, topic: str, epoch: str, offset: int) -> list[str]:
         """Acknowledge the pending messages of ``topic`` at or before ``epoch``/``offset``:
         a long-poll cursor past a message acknowledges it (docs/protocol.md)."""

@@ -254,7 +254,7 @@ class Connection:
         if operation == "ack":
             if message.get("user") != _user_id(self.user):
                 return  # only the connection's own user may acknowledge its messages
-            self._timers.spawn(self.acks.acknowledge(message.get("ids", ())))
+            self._timers.spawn(self.acks.acknowledge_quietly(message.get("ids", ())))
         elif operation == "disconnect":
             self.transport.close(CloseCode.DISCONNECTED, str(message.get("reason", ""))[:100])
         elif operation == "notice":
