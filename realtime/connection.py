@@ -334,6 +334,7 @@ class Connection:
         self.messages_out += 1
         if ack:
             self.acks.track(topic, message_id, epoch, offset, frame)
+            get_hub().sweep_acks(type(self))
 
     def positions(self) -> dict[str, tuple[str, int]]:
         """Each subscribed topic's position: what SSE ids and long-poll cursors carry."""

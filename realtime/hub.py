@@ -255,8 +255,12 @@ class Hub:
         (:class:`~realtime.node.NodeRecord`: never held up by the registry)."""
         self.connections[connection.id] = connection
         self.record.opened(connection)
+
+    def sweep_acks(self, sender: type) -> None:
+        """Start this hub's sweeper of pending ACKs, if it is not running: called once its
+        connections (of class ``sender``) sent an ``ack=True`` message."""
         if self._sweeper is None or self._sweeper.done():
-            self._sweeper = self.loop.create_task(self._sweep(type(connection)))
+            self._sweeper = self.loop.create_task(self._sweep(sender))
 
     async def _sweep(self, sender: type) -> None:
         """Give up on the pending ACKs no connection is left to give up on (see
