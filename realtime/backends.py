@@ -6,8 +6,8 @@ channel layer. Each component is an interface with its implementations side by s
   among subscriptions (``shared.py``);
 - the registry of live connections: :mod:`realtime.registry` (``memory.py``, ``redis.py``);
 - the broker between hubs: :mod:`realtime.broker` (``local.py``, ``layer.py``);
-- the client-message dedup store, the EventSource tickets and the announced presence:
-  :mod:`realtime.stores` (``memory.py``, ``redis.py``).
+- the client-message dedup store, the EventSource tickets, the announced presence and the
+  pending ACKs: :mod:`realtime.stores` (``memory.py``, ``redis.py``).
 
 Each is built once and cached until the settings change (``override_settings`` in tests)."""
 
@@ -31,9 +31,19 @@ from realtime.log.shared import SharedReads
 from realtime.registry.base import Registry
 from realtime.registry.memory import MemoryRegistry
 from realtime.registry.redis import RedisRegistry
-from realtime.stores.base import Dedup, Presence, Tickets
-from realtime.stores.memory import MemoryDedup, MemoryPresence, MemoryTickets
-from realtime.stores.redis import RedisDedup, RedisPresence, RedisTickets
+from realtime.stores.base import Dedup, PendingAcks, Presence, Tickets
+from realtime.stores.memory import (
+    MemoryDedup,
+    MemoryPendingAcks,
+    MemoryPresence,
+    MemoryTickets,
+)
+from realtime.stores.redis import (
+    RedisDedup,
+    RedisPendingAcks,
+    RedisPresence,
+    RedisTickets,
+)
 
 
 @functools.cache
@@ -90,6 +100,16 @@ def get_presence() -> Presence:
     return MemoryPresence()
 
 
+@functools.cache
+def get_pending_acks() -> PendingAcks:
+    """The store of pending ACKs of this process: acknowledged ids are remembered as long as
+    an ACK may still come (``Config.ack_window``)."""
+    config = get_config()
+    if config.redis_url:
+        return RedisPendingAcks(config.redis_url, config.key_prefix, config.ack_window)
+    return MemoryPendingAcks(config.ack_window)
+
+
 # One for the process: every hub of it joins this one.
 _local_broker = LocalBroker()
 
@@ -108,7 +128,15 @@ def get_broker() -> Broker:
 def reset() -> None:
     """Forget the backends built so far: the next use builds them from the settings again
     (in-memory ones start empty). Runs when settings change in tests."""
-    for cached in (get_log, get_shared_reads, get_registry, get_dedup, get_tickets, get_presence):
+    for cached in (
+        get_log,
+        get_shared_reads,
+        get_registry,
+        get_dedup,
+        get_tickets,
+        get_presence,
+        get_pending_acks,
+    ):
         cached.cache_clear()
 
 

@@ -155,6 +155,13 @@ class Config:
         None, "bearer token the metrics endpoint wants; `None` means staff sessions only"
     )
 
+    @property
+    def ack_window(self) -> float:
+        """How long after its first send an ``ack=True`` message is given up on:
+        ``ACK_TIMEOUT * (2**(ACK_MAX_RETRIES + 1) - 1)`` (315 s by default), the resends
+        coming ``ACK_TIMEOUT``, ``2 * ACK_TIMEOUT``, ``4 * ACK_TIMEOUT``, … apart."""
+        return float(self.ack_timeout * (2 ** (self.ack_max_retries + 1) - 1))
+
 
 def _accepted(annotation: Any) -> tuple[type, ...]:
     """The types a value of a field annotated ``annotation`` may have in ``REALTIME``."""

@@ -8,8 +8,7 @@ A transport (WebSocket, SSE, long-poll, or one POST request) owns one :class:`Co
 feeds it inbound frames with :meth:`Connection.handle_text`, and gives it a :class:`Transport`
 to write frames and close. The hub hands it published messages through
 :meth:`Connection.deliver`, synchronously, on the event loop. The frames it sends are built in
-:mod:`realtime.protocol`; the consumer hooks it calls are guarded in :mod:`realtime.hooks`.
-"""
+:mod:`realtime.protocol`; the consumer hooks it calls are guarded in :mod:`realtime.hooks`."""
 
 from __future__ import annotations
 
@@ -108,7 +107,9 @@ class Connection:
         self._timers = Timers(loop)
         self._heartbeat = Heartbeat(self._timers, config, self.send, self._close_for)
         self.token_expiry = TokenExpiry(self._timers, config, self.send, self._close_for)
-        self.acks = AckTracker(self, self.send, config, loop.call_later)
+        # long-poll has no ack frames of its own: a cursor past a message acknowledges it
+        longpoll = transport_name == "longpoll"
+        self.acks = AckTracker(self, self.send, config, hooks=hooks, cursor_acks=longpoll)
         self.client_messages = ClientMessages(
             hooks,
             config,
@@ -186,7 +187,7 @@ class Connection:
         self.messages_in += 1
         kind = ""
         try:
-            frame = self._admit(text)
+            frame = await self._admit(text)
             kind = frame["type"]
             await self._dispatch(frame)
         except RateLimited as error:
@@ -205,18 +206,18 @@ class Connection:
             health.request_failed(component, error, logger, "Handling a frame failed")
             self._close_for(CloseCode.SERVER_ERROR)
 
-    def _admit(self, text: str) -> protocol.ClientFrame:
+    async def _admit(self, text: str) -> protocol.ClientFrame:
         """Parse a frame and charge it to the rate limit (:class:`RateLimited` when the
-        bucket is empty). An ``ack`` of a message this connection waits an ACK for is free: it
-        answers the server's own traffic, so a client that acknowledges every message of a busy
-        topic is never closed for it; an ``ack`` of nothing pending is charged like any
-        frame, so acks cannot flood either."""
+        bucket is empty). An ``ack`` of a message the user owes an ACK for (on this connection
+        or another: :meth:`AckTracker.owed`) is free: it answers the server's own traffic, so
+        a client acking every message of a busy topic is never closed for it; an ``ack`` of
+        nothing pending is charged like any frame, so acks cannot flood either."""
         try:
             frame = protocol.parse_client_frame(text)
         except RealtimeError:
             self._charge()  # a flood of bad frames is limited like any other
             raise
-        if not (frame["type"] == "ack" and self.acks.waits_for(frame["ids"])):
+        if not (frame["type"] == "ack" and await self.acks.owed(frame["ids"])):
             self._charge()
         return frame
 
@@ -239,8 +240,8 @@ class Connection:
         elif kind == "unsubscribe":
             self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
         elif kind == "ack":
-            for message_id in self.acks.acknowledge(frame["ids"]):  # type: ignore[typeddict-item]
-                await notify(self.hooks, "on_ack", message_id)
+            await self.acks.acknowledge(frame["ids"])  # type: ignore[typeddict-item]
+            self.send(protocol.acked_frame(frame["ids"]))  # type: ignore[typeddict-item]
         elif kind == "send":
             await self.client_messages.receive(frame)  # type: ignore[arg-type]
         # "pong": its arrival (last_seen) is all the heartbeat needs
@@ -252,8 +253,7 @@ class Connection:
         if operation == "ack":
             if message.get("user") != _user_id(self.user):
                 return  # only the connection's own user may acknowledge its messages
-            for message_id in self.acks.acknowledge(message.get("ids", ())):
-                self._timers.spawn(notify(self.hooks, "on_ack", message_id))
+            self._timers.spawn(self.acks.acknowledge_quietly(message.get("ids", ())))
         elif operation == "disconnect":
             self.transport.close(CloseCode.DISCONNECTED, str(message.get("reason", ""))[:100])
         elif operation == "notice":
@@ -277,8 +277,11 @@ class Connection:
         )
         if old is None:
             await get_hub().subscribe(topic, self)
-        if await sub.start(cursor) and old is None:
-            await get_hub().update(self)
+        if await sub.start(cursor):
+            # what the user owes an ACK for is sent again, even behind the cursor
+            await self.acks.subscribed(topic, cursor, sub.epoch, sub.offset)
+            if old is None:
+                await get_hub().update(self)
 
     def unsubscribe(self, topic: str) -> None:
         """Stop delivering ``topic``. Raises :class:`NotSubscribed`."""
@@ -326,10 +329,13 @@ class Connection:
         if not await sub.fill_gap(self.config.backend_grace):
             self._close_for(CloseCode.SERVER_ERROR)  # the client resumes from its cursor
 
-    def _sent(self, topic: str, message_id: str, ack: bool, frame: str) -> None:
+    def _sent(
+        self, topic: str, message_id: str, ack: bool, frame: str, epoch: str, offset: int
+    ) -> None:
         self.messages_out += 1
         if ack:
-            self.acks.track(topic, message_id, frame)
+            self.acks.track(topic, message_id, epoch, offset, frame)
+            get_hub().sweep_acks(type(self))
 
     def positions(self) -> dict[str, tuple[str, int]]:
         """Each subscribed topic's position: what SSE ids and long-poll cursors carry."""
@@ -376,7 +382,7 @@ class Connection:
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         self._timers.cancel_all()
-        self.acks.clear()
+        await self.acks.close()  # what still waits an ACK stays pending for the user
         hub = get_hub()
         for topic, sub in self.subscriptions.items():
             sub.stop()

@@ -87,11 +87,12 @@ class RealtimeConsumer:
         return await database_sync_to_async(handler)(data)
 
     async def on_ack(self, message_id: str) -> None:
-        """Runs when the client acknowledges a message published with ``ack=True`` (WebSocket
-        ``ack`` frames; ``ack`` frames POSTed for an SSE stream run it on the stream's node,
-        those POSTed without one on the node that answers the POST). A notification: an
-        exception it raises is logged with its traceback and ignored (the connection carries
-        on, the POST still gets 204)."""
+        """Runs once per message and user (anonymous: per session) when the message,
+        published with ``ack=True``, is first acknowledged by any connection of that user, on
+        the node that took the ACK: a WebSocket ``ack`` frame, an ``ack`` POST (SSE,
+        long-poll), or a long-poll cursor past it (docs/protocol.md, "ACKs"). A notification:
+        an exception it raises is logged with its traceback and ignored (the connection
+        carries on, the POST still gets 204)."""
 
     async def on_connect(self) -> None:
         """Runs after ``welcome`` was sent: the connection is open and authenticated (for a

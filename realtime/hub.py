@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import health, hubs, protocol
+from realtime import acks, health, hubs, protocol
 from realtime.backends import get_broker, get_log
 from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Broker
 from realtime.conf import get_config
@@ -77,6 +77,7 @@ class Hub:
         self._channel: asyncio.Task[str] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._probes: dict[str, asyncio.Future[None]] = {}
         # the layer outages (health.outages) after which this hub caught up
         self._caught_up_outages = health.outages("layer")
@@ -240,10 +241,10 @@ class Hub:
     def stop(self) -> None:
         """Cancel the hub's background tasks (thread-safe)."""
         self.record.stop()
-        for task in (self._reader, self._watcher):
+        for task in (self._reader, self._watcher, self._sweeper):
             if task is not None and not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(task.cancel)
-        self._reader = self._watcher = None
+        self._reader = self._watcher = self._sweeper = None
 
     async def address(self) -> str:
         """Where control messages for this hub's connections are sent."""
@@ -254,6 +255,25 @@ class Hub:
         (:class:`~realtime.node.NodeRecord`: never held up by the registry)."""
         self.connections[connection.id] = connection
         self.record.opened(connection)
+
+    def sweep_acks(self, sender: type) -> None:
+        """Start this hub's sweeper of pending ACKs, if it is not running: called once its
+        connections (of class ``sender``) sent an ``ack=True`` message."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = self.loop.create_task(self._sweep(sender))
+
+    async def _sweep(self, sender: type) -> None:
+        """Give up on the pending ACKs no connection is left to give up on (see
+        :func:`realtime.acks.sweep`), every ``ACK_TIMEOUT`` (at most every 5 s)."""
+        while True:
+            await asyncio.sleep(min(max(get_config().ack_timeout, 0.05), 5.0))
+            try:
+                while await acks.sweep(sender) > 0:
+                    pass  # more may be waiting
+            except Exception as error:
+                health.request_failed("acks", error, logger, "Sweeping pending ACKs failed")
+            else:
+                health.ok("acks")
 
     async def update(self, connection: LocalConnection) -> None:
         """Rewrite a connection's registry entry (its topics changed), in the background."""

@@ -305,6 +305,11 @@ def error_ack(message_id: str, error: ErrorBody) -> str:
     return encode({"type": "ack", "id": message_id, "error": error})
 
 
+def acked_frame(ids: list[str]) -> str:
+    """``acked``: the answer to a client ``ack`` frame; none of ``ids`` will be sent again."""
+    return encode({"type": "acked", "ids": ids})
+
+
 def notice_frame(text: str) -> str:
     """``notice``: an operator's message to the user."""
     return encode({"type": "notice", "text": text})

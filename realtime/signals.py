@@ -1,9 +1,13 @@
 """Signals sent by realtime.
 
 ``message_undelivered(sender, connection, topic, message_id)``
-    A message published with ``ack=True`` was not acknowledged after ``ACK_MAX_RETRIES``
-    retries on one connection. The message stays in the topic log. Sent on the event loop:
-    receivers must not block (use ``asgiref.sync.sync_to_async`` for database work).
+    A message published with ``ack=True`` was not acknowledged by its user (anonymous: the
+    session) within its ACK schedule (``ACK_MAX_RETRIES`` retries, see docs/protocol.md,
+    "ACKs"). Sent once per message and user, cluster-wide: by the node of a connection that
+    still held it (``connection``, ``sender`` its class), or, when no connection of the user
+    was left, by a node's sweeper (``connection`` is ``None``). The message stays in the topic
+    log. Sent on the event loop: receivers must not block (use
+    ``asgiref.sync.sync_to_async`` for database work).
 
 ``publish_failed(sender, topic, event, message_id, error)``
     A ``publish()`` made inside ``transaction.atomic`` failed after the transaction committed

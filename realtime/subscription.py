@@ -25,8 +25,9 @@ MAX_RECOVERY_ROUNDS = 5
 RECOVERY_RETRY_FIRST = 0.25
 RECOVERY_RETRY_MAX = 4.0
 
-# A message frame that was sent: (topic, message id, whether it wants an ACK, the frame).
-Sent = Callable[[str, str, bool, str], None]
+# A message frame that was sent: (topic, message id, whether it wants an ACK, the frame, its
+# epoch and offset).
+Sent = Callable[[str, str, bool, str, str, int], None]
 
 
 class Subscription:
@@ -122,7 +123,7 @@ class Subscription:
     def _send_message(self, offset: int, message_id: str, ack: bool, frame: str) -> None:
         self.offset = offset
         self._send(frame)
-        self._sent(self.topic, message_id, ack, frame)
+        self._sent(self.topic, message_id, ack, frame, self.epoch, offset)
 
     def _send_entry(self, entry: Entry) -> None:
         frame = protocol.message_frame(

@@ -21,7 +21,7 @@ class Timers:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._handles: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def set(self, name: str, delay: float, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback(*args)`` in ``delay`` seconds (now, if negative)."""
@@ -34,7 +34,7 @@ class Timers:
             if handle is not None:
                 handle.cancel()
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task until it ends or :meth:`cancel_all`."""
         task = self._loop.create_task(coro)
         self._tasks.add(task)

@@ -104,7 +104,7 @@ if os.environ.get("RT_SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = tuple(os.environ["RT_SECURE_PROXY_SSL_HEADER"].split(","))
 if os.environ.get("RT_STATIC_ROOT"):
     STATIC_ROOT = os.environ["RT_STATIC_ROOT"]
-for _key in ("BURST", "OUTBOUND_QUEUE_SIZE"):
+for _key in ("BURST", "OUTBOUND_QUEUE_SIZE", "ACK_MAX_RETRIES"):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = int(os.environ[f"RT_{_key}"])
 # Levels and names on stderr, so that ERROR records (and their tracebacks) can be told from the

@@ -203,6 +203,7 @@ async def test_unacked_message_is_sent_again_until_acked(realtime_settings):
     retry = await client.receive_frame()
     assert retry == first
     await client.send_frame({"type": "ack", "ids": [message_id]})
+    assert await client.receive_frame() == {"type": "acked", "ids": [message_id]}
     # after the ACK no further retry comes (the next one was due 0.2 s after the first)
     assert await client.receive_nothing(0.6)
     await client.disconnect()

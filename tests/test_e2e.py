@@ -182,6 +182,9 @@ async def test_unacked_message_is_sent_again_and_stops_after_ack(nodes, use_redi
     again = await client.receive(timeout=3)
     assert again == first
     await client.send({"type": "ack", "ids": [message_id]})
+    while (frame := await client.receive())["type"] == "message":
+        assert frame == first  # a resend already on its way
+    assert frame == {"type": "acked", "ids": [message_id]}
     with pytest.raises(TimeoutError):
         await client.receive(timeout=1.0)
     await client.close()
@@ -202,15 +205,23 @@ async def test_a_client_acking_every_message_of_a_busy_topic_stays_connected(nod
 
     publishing = asyncio.create_task(publisher())
     received: dict[str, int] = {}
+    confirmed: set[str] = set()
     while len(received) < count:
         frame = await client.receive()
+        if frame["type"] == "acked":
+            confirmed.update(frame["ids"])
+            continue
         assert frame["type"] == "message", frame
         await client.send({"type": "ack", "ids": [frame["id"]]})
         received[frame["id"]] = frame["data"]
     await publishing
     assert sorted(received.values()) == list(range(count))
-    # still open, and still answering
-    assert (await client.subscribe(topic()))["type"] == "subscribed"
+    # still open, and still answering: every ack confirmed, then the subscribe's answer
+    await client.send({"type": "subscribe", "topic": topic()})
+    while (frame := await client.receive())["type"] == "acked":
+        confirmed.update(frame["ids"])
+    assert frame["type"] == "subscribed", frame
+    assert confirmed == set(received)
     await client.close()
 
 
@@ -219,6 +230,26 @@ async def test_acks_of_nothing_pending_are_rate_limited(nodes):
     for n in range(100):  # RATE 20/s, BURST 60: the bucket runs dry within the burst
         await client.send({"type": "ack", "ids": [f"never-sent-{n}"]})
     assert await client.close_code() == 4429
+
+
+async def test_acks_owed_from_another_connection_cost_no_rate_budget(nodes, use_redis, database):
+    # 100 acks, one frame each, of messages sent to alice's connection that is gone: far past
+    # BURST (60) if they were charged. They are hers to acknowledge, from any connection.
+    name, token = topic(), database[1]["alice"]["token"]
+    protocols = ["realtime.v1", f"realtime.token.{token}"]
+    first = await Client.connect(nodes[0], origin=False, subprotocols=protocols)
+    await first.subscribe(name)
+    ids = await asyncio.gather(*(publish(name, "n", n, ack=True) for n in range(100)))
+    seen: set[str] = set()
+    while len(seen) < len(ids):
+        seen.add((await first.receive())["id"])
+    await first.close()
+    second = await Client.connect(nodes[1], origin=False, subprotocols=protocols)
+    for message_id in ids:
+        await second.send({"type": "ack", "ids": [message_id]})
+    assert [(await second.receive())["ids"] for _ in ids] == [[m] for m in ids]
+    assert (await second.subscribe(topic()))["type"] == "subscribed", "still open"
+    await second.close()
 
 
 async def test_retried_client_send_runs_once_across_nodes(nodes, database):

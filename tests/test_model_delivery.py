@@ -94,6 +94,7 @@ SERVER_TYPES = {
     "message",
     "unsubscribed",
     "ack",
+    "acked",
     "ping",
     "token-expiring",
     "error",
@@ -515,7 +516,7 @@ class DeliveryModel(RuleBasedStateMachine):
         if kind == "ping":
             await conn.ws.send('{"type":"pong"}')
             return
-        if kind == "token-expiring":
+        if kind in ("token-expiring", "acked"):
             return
         if kind == "welcome":
             if conn.welcomed or set(frame) != WELCOME_FIELDS:

@@ -20,7 +20,9 @@ class Client:
     def send(self, text: str) -> None:
         self.frames.append(json.loads(text))
 
-    def report(self, topic: str, message_id: str, ack: bool, frame: str) -> None:
+    def report(
+        self, topic: str, message_id: str, ack: bool, frame: str, epoch: str, offset: int
+    ) -> None:
         self.sent.append((topic, message_id, ack))
 
     def offsets(self) -> list[int]:

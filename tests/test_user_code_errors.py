@@ -126,6 +126,7 @@ async def test_ws_raising_on_ack_keeps_the_connection(server):
     first = await publish(server, topic, 1, ack=True)
     assert (await client.receive())["id"] == first
     await client.send({"type": "ack", "ids": [first]})
+    assert await client.receive() == {"type": "acked", "ids": [first]}
     second = await publish(server, topic, 2)
     assert (await client.receive())["id"] == second
     await client.close()
@@ -286,12 +287,20 @@ async def test_http_raising_authenticate_is_503_once(server, alice, method, path
 
 
 async def test_post_ack_with_raising_on_ack_is_204_once(server, alice):
-    since = server.mark()
+    topic = name()
+    bearer = {"Authorization": f"Bearer {alice['token']}"}
     async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+        # two messages alice owes an ACK for (sent to her long-poll)
+        started = await http.get("/realtime/poll/", params={"topic": topic}, headers=bearer)
+        ids = [await publish(server, topic, n, ack=True) for n in range(2)]
+        params = {"topic": topic, "cursor": started.json()["cursor"]}
+        polled = await http.get("/realtime/poll/", params=params, headers=bearer)
+        assert [f["id"] for f in polled.json()["frames"]] == ids
+        since = server.mark()
         response = await http.post(
             "/realtime/send/",
-            json={"type": "ack", "ids": ["m-1", "m-2"]},
-            headers={"Authorization": f"Bearer {alice['token']}", "User-Agent": "crash-on_ack"},
+            json={"type": "ack", "ids": ids},
+            headers={**bearer, "User-Agent": "crash-on_ack"},
         )
     assert response.status_code == 204, response.text
     found = await problems(server, since, 2)

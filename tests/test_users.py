@@ -138,6 +138,7 @@ async def test_publish_to_user_reaches_that_users_connections_and_no_one_elses(
         )
         assert message["data"] == {"title": "Shipped"}
         await client.send({"type": "ack", "ids": [message_id]})
+        assert await client.receive() == {"type": "acked", "ids": [message_id]}
     await realtime.apublish_to_user(users["alice"]["pk"], "second")
     assert (await alice.receive())["event"] == "second"
     for client in (alice, alice_too, bob, staff):

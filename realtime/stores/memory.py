@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from realtime.stores.base import CLAIM, State, claim
+from realtime.stores.base import CLAIM, Pending, State, claim
 
 
 class MemoryDedup:
@@ -116,3 +116,69 @@ class MemoryPresence:
             previous = self._announced.get(topic, {})
             self._announced[topic] = now
         return previous
+
+
+class MemoryPendingAcks:
+    """Pending ACKs in dicts: this process is the only node. Acknowledged ids are remembered
+    for ``window`` seconds; ``clock`` (wall-clock seconds) is for tests."""
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.time) -> None:
+        self.window = window
+        self.clock = clock
+        self._pending: dict[str, dict[str, Pending]] = {}  # scope -> id -> entry
+        self._acked: dict[str, dict[str, float]] = {}  # scope -> id -> when acknowledged
+        self._lock = threading.Lock()
+
+    def _trim(self, scope: str, now: float) -> dict[str, float]:
+        acked = self._acked.setdefault(scope, {})
+        for message_id in [m for m, at in acked.items() if at < now - self.window]:
+            del acked[message_id]
+        return acked
+
+    def _take(self, scope: str, ids: list[str]) -> list[str]:
+        kept = self._pending.get(scope, {})
+        taken = [m for m in dict.fromkeys(ids) if kept.pop(m, None) is not None]
+        if not kept:
+            self._pending.pop(scope, None)
+        return taken
+
+    async def put(self, scope: str, entries: list[Pending]) -> None:
+        with self._lock:
+            acked = self._trim(scope, self.clock())
+            kept = self._pending.setdefault(scope, {})
+            for entry in entries:
+                if entry.message_id not in acked:
+                    kept.setdefault(entry.message_id, entry)
+
+    async def pending(self, scope: str, ids: list[str]) -> set[str]:
+        with self._lock:
+            kept = self._pending.get(scope, {})
+            return {m for m in ids if m in kept}
+
+    async def acknowledge(self, scope: str, ids: list[str]) -> list[str]:
+        with self._lock:
+            now = self.clock()
+            taken = self._take(scope, ids)
+            acked = self._trim(scope, now)
+            acked.update(dict.fromkeys(taken, now))
+            if not acked:
+                del self._acked[scope]
+            return taken
+
+    async def give_up(self, scope: str, ids: list[str]) -> list[str]:
+        with self._lock:
+            return self._take(scope, ids)
+
+    async def of_topic(self, scope: str, topic: str) -> list[Pending]:
+        with self._lock:
+            return [e for e in self._pending.get(scope, {}).values() if e.topic == topic]
+
+    async def overdue(self, before: float, limit: int) -> list[tuple[str, Pending]]:
+        with self._lock:
+            found = [
+                (scope, entry)
+                for scope, kept in self._pending.items()
+                for entry in kept.values()
+                if entry.deadline < before
+            ]
+        return found[:limit]

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from realtime import health, protocol, tickets
+from realtime import acks, health, protocol, tickets
 from realtime.broker.base import CONTROL_TYPE
 from realtime.conf import get_config
 from realtime.connection import notify
@@ -90,19 +90,31 @@ def in_progress(message_id: str) -> HttpResponse:
 
 
 async def _acknowledge(request: HttpRequest, caller: Caller, ids: list[str]) -> None:
-    """With the header of an SSE stream: send the ACKs to the node holding it, through the
-    channel layer (it stops redelivering them and runs ``on_ack``). Without it (long-poll,
-    which redelivers by cursor): run the consumer's ``on_ack`` here."""
+    """Take the ACKs from the caller's pending ACKs (any node can: they are kept per user,
+    or per session) and run the consumer's ``on_ack`` here for those taken. With the header
+    of an SSE stream, also tell the node holding it, through the channel layer: it stops
+    resending them at once, and a caller without a session (whose stream's ACKs only that
+    stream knows) gets them taken there."""
+    if caller.scope.startswith(("u:", "s:")):
+        taken = await acks.acknowledge(caller.scope, list(dict.fromkeys(ids)))
+        if taken:
+            _, hooks = open_connection(
+                request, caller, CollectingTransport(), "post", register=False
+            )
+            for message_id in taken:
+                await notify(hooks, "on_ack", message_id)  # a hook that raises is logged
     target = request.headers.get(CONNECTION_HEADER, "")
     _, _, address = target.partition("@")
-    if not address:
-        _, hooks = open_connection(request, caller, CollectingTransport(), "post", register=False)
-        for message_id in ids:
-            await notify(hooks, "on_ack", message_id)  # a hook that raises is logged, not fatal
-        return
-    user_id = caller.user.pk if caller.user.is_authenticated else None
-    message = {"type": CONTROL_TYPE, "connection": target, "op": "ack", "user": user_id, "ids": ids}
-    await get_hub().broker.send_control(address, message)
+    if address:
+        user_id = caller.user.pk if caller.user.is_authenticated else None
+        message = {
+            "type": CONTROL_TYPE,
+            "connection": target,
+            "op": "ack",
+            "user": user_id,
+            "ids": ids,
+        }
+        await get_hub().broker.send_control(address, message)
 
 
 @csrf_exempt

@@ -23,6 +23,10 @@ long-polling client the frame); ``GET /_test/stats`` reports what went over the 
 - ``lose_ack``: the server runs the next client ``send``, but its answer is lost (WebSocket:
   the ``ack`` frame is swallowed and the connection cut; POST: a 502 instead of the answer).
   Once: the fault switches itself off.
+- ``cut_after_ack``: the connection that carries the next ``message`` with ``"ack": true`` is
+  cut right after it, before the client's ``ack`` can come (WebSocket closed with 3000, SSE
+  stream ended); a long-poll answer ends by itself, so there the ``ack`` POST that follows it
+  is lost instead (502, the app never sees it). Once, like ``lose_ack``.
 - ``in_progress``: the next client ``send`` does not reach the app and is answered
   ``in_progress``, as a node answers while another attempt with the id runs its handler
   (WebSocket: that ``ack`` frame; POST: 409 with ``Retry-After``). Once, like ``lose_ack``.
@@ -59,17 +63,20 @@ class Faults:
     hold: bool = False
     duplicate: bool = False
     lose_ack: bool = False
+    cut_after_ack: bool = False
     in_progress: bool = False
 
 
 faults = Faults()
 links: set[Link] = set()
 poll_notices: list[str] = []  # `notice` texts for the next long-poll answer with frames
+lose_next_ack_post: list[str] = []  # cut_after_ack on long-poll: lose the ack POST of these
 stats: dict[str, Any] = {}
 
 
 def reset_stats() -> None:
     poll_notices.clear()
+    lose_next_ack_post.clear()
     stats.update(
         ws_attempts=0,  # WebSocket handshakes, refused and silent ones included
         ws_opened=0,
@@ -213,6 +220,11 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
                 stats["delivered"][json.loads(text)["id"]] += 1
                 if duplicate:
                     await link.send(message)
+                if faults.cut_after_ack and json.loads(text)["ack"]:
+                    faults.cut_after_ack = False
+                    await link.send(message)
+                    await link.drop()
+                    return
         await link.send(message)
 
     links.add(link)
@@ -261,11 +273,17 @@ async def stream(scope: Scope, receive: Any, send: Any) -> None:
                 for event in body.split(b"\n\n")
                 if event.startswith(b"event: message\n") or b"\nevent: message\n" in event
             ]
+            acked = False
             for event in messages:
-                stats["delivered"][json.loads(event.split(b"data: ", 1)[1])["id"]] += 1
+                frame = json.loads(event.split(b"data: ", 1)[1])
+                stats["delivered"][frame["id"]] += 1
+                acked = acked or frame["ack"]
             if messages and duplicate:
                 await link.send({**message, "more_body": True})
             await link.send(message)
+            if acked and faults.cut_after_ack:
+                faults.cut_after_ack = False
+                await link.drop()
             return
         start = held.pop(0) if held else None
         if body.startswith(b'{"frames"'):
@@ -278,6 +296,9 @@ async def stream(scope: Scope, receive: Any, send: Any) -> None:
                     stats["delivered"][frame["id"]] += 1
                     if duplicate:
                         frames.append(frame)
+                    if frame["ack"] and faults.cut_after_ack:
+                        faults.cut_after_ack = False
+                        lose_next_ack_post.append(frame["id"])
             if duplicate or frames != answer["frames"]:
                 body = json.dumps({**answer, "frames": frames}).encode()
         if start is not None:
@@ -316,6 +337,12 @@ async def post(scope: Scope, receive: Any, send: Any) -> None:
             return messages.pop(0)
         return await receive()
 
+    if lose_next_ack_post and body.startswith(b'{"type":"ack"'):
+        lost = set(json.loads(body)["ids"]) & set(lose_next_ack_post)
+        if lost:
+            lose_next_ack_post.clear()
+            await respond(send, 502, b"proxy: the connection was cut")
+            return
     if faults.in_progress and body.startswith(b'{"type":"send"'):
         faults.in_progress = False
         message_id = json.loads(body)["id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -11,6 +12,14 @@ import realtime
 from realtime.conf import get_config
 
 CALLS: list[tuple[str, Any]] = []
+# How many times this process ran on_ack, and reported undelivered, per message id
+# (``GET /test/acks/``: the tests prove "once" with them).
+ACKED: Counter[str] = Counter()
+UNDELIVERED: Counter[str] = Counter()
+
+
+def record_undelivered(sender: Any, message_id: str, **kwargs: Any) -> None:
+    UNDELIVERED[message_id] += 1
 
 
 class EchoConsumer(realtime.RealtimeConsumer):
@@ -31,6 +40,7 @@ class EchoConsumer(realtime.RealtimeConsumer):
 
     async def on_ack(self, message_id: str) -> None:
         self._crash("on_ack")
+        ACKED[message_id] += 1
 
     async def on_connect(self) -> None:
         self._crash("on_connect")

@@ -11,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 import realtime
+from tests.testapp.consumers import ACKED, UNDELIVERED
 
 
 @csrf_exempt
@@ -59,3 +60,8 @@ def log_in(request: HttpRequest) -> HttpResponse:
 def log_out(request: HttpRequest) -> HttpResponse:
     logout(request)
     return HttpResponse(status=204)
+
+
+def acks(request: HttpRequest) -> JsonResponse:
+    """What this process counted: ``on_ack`` runs and undelivered reports per message id."""
+    return JsonResponse({"acked": ACKED, "undelivered": UNDELIVERED})

@@ -141,6 +141,8 @@ const TIMING = Object.freeze({
   longpollOpenMs: 1_000,
   /** A token is renewed this long before it expires. */
   tokenMarginMs: 30_000,
+  /** ACKs kept until the server confirms them, at most (the oldest are dropped past it). */
+  owedAcks: 1_000,
   /** Message ids remembered to drop duplicates. */
   seenIds: 2_000,
   /** Default client frame limits until `welcome` tells the real ones. */
@@ -425,6 +427,62 @@ class SeenIds {
     if (this._ids.size > this.limit) {
       const oldest = this._ids.values().next().value;
       if (oldest !== undefined) this._ids.delete(oldest);
+    }
+  }
+}
+
+/**
+ * The ids of `ack: true` messages this tab handled and still owes the server an ACK for: kept
+ * (in storage too, so a reload keeps them) until the server confirmed the ACK (an `acked`
+ * frame, or a 2xx answer to the POST), and sent again on every new connection.
+ */
+class OwedAcks {
+  /** @param {StorageLike|null} storage @param {string} key */
+  constructor(storage, key) {
+    this._storage = storage;
+    this._key = key;
+    /** @type {Set<string>} */
+    this._ids = new Set();
+    try {
+      const stored = JSON.parse(storage?.getItem(key) || "[]");
+      if (Array.isArray(stored)) {
+        for (const id of stored) if (typeof id === "string") this._ids.add(id);
+      }
+    } catch {
+      // storage disabled or garbage: nothing owed from before
+    }
+  }
+
+  /** @returns {string[]} */
+  ids() {
+    return [...this._ids];
+  }
+
+  /** @param {string} id */
+  add(id) {
+    if (this._ids.has(id)) return;
+    this._ids.add(id);
+    if (this._ids.size > TIMING.owedAcks) {
+      const oldest = this._ids.values().next().value;
+      if (oldest !== undefined) this._ids.delete(oldest);
+    }
+    this._save();
+  }
+
+  /** The server confirmed these. @param {unknown} ids */
+  confirm(ids) {
+    if (!Array.isArray(ids)) return;
+    let changed = false;
+    for (const id of ids) changed = this._ids.delete(id) || changed;
+    if (changed) this._save();
+  }
+
+  _save() {
+    try {
+      if (this._ids.size) this._storage?.setItem(this._key, JSON.stringify([...this._ids]));
+      else this._storage?.removeItem(this._key);
+    } catch {
+      // storage full or disabled: the ids still live in memory
     }
   }
 }
@@ -985,6 +1043,7 @@ class WebSocketTransport extends BaseTransport {
   _sendAcks(ids) {
     // Outside the bucket: the server does not count an ack of messages it waits an ACK for.
     // An ack for a socket that is no longer open is dropped with it, as every frame is.
+    // The server answers `acked`; until then the client keeps the ids (OwedAcks).
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify({ type: "ack", ids }));
     }
@@ -1148,6 +1207,22 @@ class HttpTransport extends BaseTransport {
     }
     if (this.closed || generation !== this._generation) return null;
     return { response, generation };
+  }
+
+  /**
+   * The answer to an ACK POST: 2xx confirms the ids (the client stops keeping them); after a
+   * failure they are POSTed again a while later (a long-poll is not sent a message again).
+   * @param {string[]} ids @param {Response|null} response
+   */
+  _ackAnswered(ids, response) {
+    if (response?.ok) {
+      this._host.frame({ type: "acked", ids });
+      return;
+    }
+    this._host.debug(`${this.name} ack failed`, response?.status);
+    setTimeout(() => {
+      if (!this.closed) for (const id of ids) this.ack(id);
+    }, TIMING.postRetryMs);
   }
 
   /**
@@ -1333,15 +1408,14 @@ class SseTransport extends HttpTransport {
   async _sendAcks(ids) {
     if (!this.connectionId) return;
     const headers = { [WIRE.connectionHeader]: this.connectionId };
-    const response = await this._post({ type: "ack", ids }, headers);
-    // A lost ACK is not lost: the server sends the message again and we ACK it again.
-    if (response === null || !response.ok) this._host.debug("sse ack failed", response?.status);
+    // A lost ACK is not lost: the client keeps the ids until a POST of them succeeds.
+    this._ackAnswered(ids, await this._post({ type: "ack", ids }, headers));
   }
 }
 
 /** Long-poll: GET `poll/` with the cursor in a loop. Acknowledging is implicit (the next poll
- * starts after what was handled), and the ids are POSTed for the server's `on_ack` hook;
- * client messages go by POST. */
+ * starts after what was handled), and the ids are POSTed too, so that the server's `on_ack`
+ * hook runs without waiting for the next poll; client messages go by POST. */
 class LongPollTransport extends HttpTransport {
   /** @param {TransportHost} host */
   constructor(host) {
@@ -1425,12 +1499,11 @@ class LongPollTransport extends HttpTransport {
 
   /**
    * The next poll's cursor is the acknowledgement; the ids are POSTed as well (no connection
-   * header: there is no stream), so that the server can run its `on_ack` hook.
+   * header: there is no stream), so that the server runs its `on_ack` hook at once.
    * @param {string[]} ids
    */
   async _sendAcks(ids) {
-    const response = await this._post({ type: "ack", ids });
-    if (response === null || !response.ok) this._host.debug("poll ack failed", response?.status);
+    this._ackAnswered(ids, await this._post({ type: "ack", ids }));
   }
 }
 
@@ -2201,6 +2274,7 @@ export class Realtime {
     this._storageRef = storage;
     this._cursors = new CursorStore(storage, `${prefix}cursor:`);
     if (this.options.cursors) this._seedCursors(this.options.cursors);
+    this._owedAcks = new OwedAcks(storage, `${prefix}acks`);
 
     this._emitter = new Emitter();
     /** @type {Map<string, Subscription>} */
@@ -2447,7 +2521,14 @@ export class Realtime {
     this.transport = transport.name;
     this._setState(State.OPEN);
     if (previous !== transport.name) this._emitter.emit("transport", transport.name, previous);
+    this._flushOwedAcks(transport);
     this._flush();
+  }
+
+  /** ACKs owed from before (another connection, or before a reload): send them on this one.
+   * @param {BaseTransport} transport */
+  _flushOwedAcks(transport) {
+    for (const id of this._owedAcks.ids()) transport.ack(id);
   }
 
   /** @param {BaseTransport} transport */
@@ -2640,6 +2721,7 @@ export class Realtime {
     this._setRound(probe.name);
     this._emitter.emit("transport", probe.name, previous);
     this._scheduleUpgrade();
+    this._flushOwedAcks(probe);
     this._flush();
   }
 
@@ -2653,6 +2735,10 @@ export class Realtime {
   _frame(transport, frame) {
     if (frame.type === "ack") {
       this._answer(frame);
+      return;
+    }
+    if (frame.type === "acked") {
+      this._owedAcks.confirm(frame.ids); // from any transport: the server has them
       return;
     }
     if (transport !== this._current && transport !== this._probe) return;
@@ -2706,7 +2792,11 @@ export class Realtime {
   _message(transport, frame) {
     const { topic, id, epoch, offset } = frame;
     // Acknowledge even a duplicate: its redelivery means the server missed the first ACK.
-    if (frame.ack && typeof id === "string") transport.ack(id);
+    // Kept until the server confirms it, across reconnects and reloads.
+    if (frame.ack && typeof id === "string") {
+      this._owedAcks.add(id);
+      transport.ack(id);
+    }
     if (typeof id === "string" && this._seen.has(id)) return;
     const positioned = typeof epoch === "string" && Number.isInteger(offset);
     if (typeof id === "string") this._seen.add(id);
