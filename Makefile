@@ -43,6 +43,7 @@ demo-cluster: $(VENV)/.installed-demo
 
 test: $(VENV)/.installed
 	@tests/ensure_redis.sh
+	@tests/ensure_postgres.sh
 	@tests/browser/ensure_chromium.sh
 	@tests/ensure_nginx.sh
 	@tests/ensure_tsc.sh
@@ -56,6 +57,7 @@ test: $(VENV)/.installed
 # `server` marker is added in tests/conftest.py. No lint; `make test` runs everything.
 test-fast: $(VENV)/.installed
 	@tests/ensure_redis.sh
+	@tests/ensure_postgres.sh
 	$(BIN)/python -m pytest -m "not server"
 
 lint:
