@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime import acks, health, hubs, protocol
+from realtime._tasks import stop_if_cancelled
 from realtime.backends import get_broker, get_log
 from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Broker
 from realtime.conf import get_config
@@ -119,6 +120,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                stop_if_cancelled(error)
                 health.failed("layer", error)
                 await asyncio.sleep(1)
                 continue
@@ -158,6 +160,7 @@ class Hub:
             try:
                 await self.probe()
             except Exception as error:
+                stop_if_cancelled(error)
                 health.failed("layer", error)
                 continue
             health.ok("layer")
@@ -271,6 +274,7 @@ class Hub:
                 while await acks.sweep(sender) > 0:
                     pass  # more may be waiting
             except Exception as error:
+                stop_if_cancelled(error)
                 health.request_failed("acks", error, logger, "Sweeping pending ACKs failed")
             else:
                 health.ok("acks")

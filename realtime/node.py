@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from realtime import health, roster
+from realtime._tasks import stop_if_cancelled
 from realtime.backends import get_registry
 from realtime.conf import get_config
 from realtime.registry.base import Entry
@@ -121,6 +122,7 @@ class NodeRecord:
                 async with asyncio.timeout(REGISTRY_TIMEOUT):
                     await get_registry().refresh(self.name, entries, ttl)
             except Exception as error:
+                stop_if_cancelled(error)
                 health.failed("registry", error)
             else:
                 health.ok("registry")
@@ -128,6 +130,7 @@ class NodeRecord:
                 async with asyncio.timeout(max(REGISTRY_TIMEOUT, ttl / 3)):
                     await roster.tick(self.name, self.topics(), ttl / 3)
             except Exception as error:
+                stop_if_cancelled(error)
                 health.failed("presence", error)
             else:
                 health.ok("presence")
