@@ -117,6 +117,7 @@ class NodeRecord:
         ttl = get_config().heartbeat_timeout
         while True:
             await asyncio.sleep(ttl / 3)
+            stop_if_cancelled()  # e.g. swallowed by a presence event's broadcast
             try:
                 entries = [c.entry() for c in self.connections.values()]
                 async with asyncio.timeout(REGISTRY_TIMEOUT):

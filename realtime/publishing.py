@@ -34,6 +34,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from realtime import health, protocol
+from realtime._tasks import stop_if_cancelled
 from realtime.backends import get_broker, get_log
 from realtime.broker.base import MESSAGE_TYPE
 from realtime.conf import get_config
@@ -181,6 +182,7 @@ async def _broadcast(message: dict[str, Any], timeout: float) -> None:
             async with asyncio.timeout(timeout):
                 await broker.broadcast(message["topic"], message)
         except Exception as error:
+            stop_if_cancelled(error)
             if attempt == 1:
                 await broker.reconnect()
                 continue
