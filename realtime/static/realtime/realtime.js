@@ -1042,8 +1042,8 @@ class WebSocketTransport extends BaseTransport {
   /** @param {string[]} ids */
   _sendAcks(ids) {
     // Outside the bucket: the server does not count an ack of messages it waits an ACK for.
-    // An ack for a socket that is no longer open is dropped with it, as every frame is.
-    // The server answers `acked`; until then the client keeps the ids (OwedAcks).
+    // Not sent on a socket that is no longer open: the client keeps the ids (OwedAcks) until
+    // the server answers `acked`, and sends them again on the next connection.
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify({ type: "ack", ids }));
     }
