@@ -17,7 +17,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
-from tests.servers import Client, Daphne, Uvicorn, running_nodes
+from tests.servers import Client, Daphne, SSEReader, Uvicorn, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +70,35 @@ async def follow(
     await again.close()
 
 
+async def follow_sse(name: str, first: Daphne, second: Daphne, follower: Follower) -> None:
+    """The same over SSE: A's stream ends with a `close` event; B's resumes from the last
+    event's id."""
+    last_id = ""
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = f"{first.http}/realtime/sse/"
+        async with http.stream("GET", url, params={"topic": name}) as response:
+            events = SSEReader(response)
+            follower.subscribed.set()
+            while True:
+                frame = await events.frame(timeout=30)
+                last_id = frame["_id"] or last_id
+                if frame["type"] == "message":
+                    follower.offsets.append(frame["offset"])
+                elif frame["type"] == "close":
+                    follower.code = frame["code"]
+                    break
+        url = f"{second.http}/realtime/sse/"
+        params = {"topic": name, "cursor": last_id}
+        async with http.stream("GET", url, params=params) as response:
+            events = SSEReader(response)
+            while not follower.offsets or follower.offsets[-1] < MESSAGES:
+                frame = await events.frame(timeout=15)
+                if frame["type"] == "subscribed":
+                    follower.recovered = frame["recovered"]
+                elif frame["type"] == "message":
+                    follower.offsets.append(frame["offset"])
+
+
 async def publish_steadily(name: str) -> None:
     for n in range(MESSAGES):
         await sync_to_async(realtime.publish)(name, "tick", {"n": n})
@@ -77,17 +106,21 @@ async def publish_steadily(name: str) -> None:
 
 
 async def stop_under_load(
-    nodes: list[Daphne], *, refused: list[Any] | None = None
+    nodes: list[Daphne], *, refused: list[Any] | None = None, streams: int = 0
 ) -> tuple[list[Follower], int]:
     """CLIENTS clients on node A follow a topic published at a steady rate; A gets SIGTERM;
     each client resumes on node B from its cursor. Returns the clients and A's exit status;
     with ``refused``, what A answered meanwhile to a new handshake, stream and readiness check
-    (taken once the first client was closed)."""
+    (taken once the first client was closed). ``streams`` more clients follow over SSE (after
+    the WebSocket ones in the list)."""
     first, second = nodes
     name = f"public.drain-{uuid.uuid4().hex[:8]}"
     followers = [Follower() for _ in range(CLIENTS)]
     closed_one = asyncio.Event()
     tasks = [asyncio.create_task(follow(name, first, second, f, closed_one)) for f in followers]
+    for _ in range(streams):
+        followers.append(Follower())
+        tasks.append(asyncio.create_task(follow_sse(name, first, second, followers[-1])))
     # every client subscribed before the first message: each expects all of them
     async with asyncio.timeout(20):
         await asyncio.gather(*(f.subscribed.wait() for f in followers))
@@ -134,11 +167,12 @@ async def test_a_draining_node_spreads_4012_over_the_window_and_loses_nothing(
     env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": use_redis["prefix"]}
     refused: list[Any] = []
     with running_nodes(database[0], {**env, "RT_DRAIN_WINDOW": str(WINDOW)}, node=server) as nodes:
-        followers, status = await stop_under_load(nodes, refused=refused)
+        followers, status = await stop_under_load(nodes, refused=refused, streams=2)
         nodes[1].assert_no_tracebacks()
-    assert [f.code for f in followers] == [4012] * CLIENTS
+    # every WebSocket closed with 4012, every SSE stream ended with a `close` event saying 4012
+    assert [f.code for f in followers] == [4012] * (CLIENTS + 2)
     # a ramp, not a wall: the closes came one by one, over a good part of the window
-    moments = sorted(f.closed_at for f in followers)
+    moments = sorted(f.closed_at for f in followers[:CLIENTS])
     assert moments[-1] - moments[0] > WINDOW / 10
     assert_everything_once(followers)
     # new connections were refused while it drained: the handshake (uvicorn: 503; daphne can
