@@ -6,6 +6,8 @@ cursors miss nothing and get nothing twice, with or without a drain."""
 from __future__ import annotations
 
 import asyncio
+import configparser
+import shlex
 import signal
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +19,9 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
-from tests.servers import Client, Daphne, SSEReader, Uvicorn, running_nodes
+from realtime.drain import CLOSE_GRACE
+from tests import markdown
+from tests.servers import ROOT, Client, Daphne, SSEReader, Uvicorn, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -190,3 +194,54 @@ async def test_sigterm_without_a_drain_loses_nothing(server, database, redis_url
     # daphne drops its sockets without a close frame; uvicorn sends 1012
     assert {f.code for f in followers} == ({1012} if server is Uvicorn else {None})
     assert_everything_once(followers)
+
+
+# ---- docs/deployment.md: the drain setting and the supervisors' configuration ---------------
+
+
+def documented(name: str) -> str:
+    return markdown.marked_block(
+        (ROOT / "docs" / "deployment.md").read_text(), f"deployment: {name}"
+    )
+
+
+def documented_window() -> float:
+    namespace: dict[str, Any] = {"REALTIME": {}}
+    exec(documented("drain"), namespace)
+    return float(namespace["REALTIME"]["DRAIN_WINDOW"])
+
+
+def daphne_commands() -> list[list[str]]:
+    """docs/deployment.md's daphne command lines (the ones tests/servers.py runs)."""
+    return [shlex.split(line) for line in documented("daphne").strip().splitlines()]
+
+
+def test_the_systemd_unit_waits_out_the_drain_and_runs_the_documented_daphne_command():
+    unit = dict(
+        line.split("=", 1)
+        for line in documented("systemd").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert unit["KillSignal"] == "SIGTERM"
+    assert float(unit["TimeoutStopSec"]) > documented_window() + CLOSE_GRACE
+    assert int(unit["LimitNOFILE"]) > 10_000
+    command = shlex.split(unit["ExecStart"])
+    assert command[0].endswith("/daphne")
+    for documented_command in daphne_commands():  # the port is the instance's name
+        assert ["daphne", *command[1:]] == [*documented_command[:4], "%i", *documented_command[5:]]
+
+
+def test_the_supervisor_program_waits_out_the_drain_and_runs_the_documented_daphne_commands():
+    config = configparser.ConfigParser(interpolation=None)
+    config.read_string(documented("supervisor"))
+    program = config["program:realtime"]
+    assert program["stopsignal"] == "TERM"
+    assert float(program["stopwaitsecs"]) > documented_window() + CLOSE_GRACE
+    assert int(config["supervisord"]["minfds"]) > 10_000
+    first = int(program["numprocs_start"])
+    commands = [
+        shlex.split(program["command"].replace("%(process_num)d", str(n)))
+        for n in range(first, first + int(program["numprocs"]))
+    ]
+    assert [["daphne", *command[1:]] for command in commands] == daphne_commands()
+    assert all(command[0].endswith("/daphne") for command in commands)
