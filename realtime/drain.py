@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import signal
 import threading
@@ -28,6 +29,8 @@ from typing import Any, Protocol, cast
 from realtime import hubs
 from realtime.conf import get_config
 from realtime.exceptions import CloseCode
+
+logger = logging.getLogger("realtime.drain")
 
 # How long after the window the process waits for the last connections to finish closing.
 CLOSE_GRACE = 2.0
@@ -93,6 +96,7 @@ class _Drain:
     async def run(self) -> None:
         window = get_config().drain_window
         ends = self.members()
+        logger.info("Draining %d connections over %g s", len(ends), window)
         random.shuffle(ends)
         # one close per slot of window / n, at a random moment of its slot: an even ramp
         slot = window / max(len(ends), 1)
@@ -105,6 +109,7 @@ class _Drain:
             if not self.open_count():
                 break
             await asyncio.sleep(CHECK_INTERVAL)
+        logger.info("Drained; %d connections left: stopping", self.open_count())
         self.stop_server(signal.SIGTERM, None)
 
     def stop_server(self, signum: int, frame: FrameType | None) -> None:

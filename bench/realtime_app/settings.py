@@ -23,6 +23,12 @@ CHANNEL_LAYERS = {
     }
 }
 REALTIME = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+# daphne's access log is stamped in the process's local time, which Django sets from
+# TIME_ZONE: bench/rolling.py reads it as UTC.
+TIME_ZONE = "UTC"
+# The rolling-restart scenario (bench/rolling.py) drains nodes on SIGTERM.
+if os.environ.get("BENCH_DRAIN_WINDOW"):
+    REALTIME["DRAIN_WINDOW"] = float(os.environ["BENCH_DRAIN_WINDOW"])
 # The HTTP transports (SSE, long-poll) authenticate a request without a bearer token by its
 # session (``request.auser()``), which only AuthenticationMiddleware provides. The benchmark's
 # clients are anonymous and send no cookie; signed-cookie sessions keep the database out of it.

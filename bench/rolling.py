@@ -1,0 +1,200 @@
+"""Rolling restart under load (``python -m bench.rolling``): two realtime nodes (daphne, one
+Redis), N WebSocket clients spread over them, a publisher at 50 messages/s; node A gets
+SIGTERM, is started again once it exited, then node B the same. Run once with a drain window
+(``DRAIN_WINDOW``, docs/deployment.md, "Graceful drain") and once without, and report per run
+the messages lost and received twice over all clients, and the peak of reconnects per second
+the surviving node saw (one-second buckets) while the other restarted.
+
+Direct, without nginx: the clients (``bench.rolling_clients``) play the load balancer, sending
+a reconnect to the node that is in rotation (the orchestrator takes a node out when it sends it
+SIGTERM and puts it back once its replacement answers), as a load balancer checking
+``realtime/ready/`` does. Loopback only; every wait bounded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import redis_url_from_env, require_loopback_redis
+from bench.procs import Child, Children
+from bench.targets import TARGETS
+
+MAX_CLIENTS = 5000
+SETTLE_S = 2.0  # publishing before the first restart, and after the last
+
+
+def server_command(port: int, access_log: Path) -> list[str]:
+    """The realtime target's daphne, writing its access log (one line per WebSocket
+    handshake accepted, ``WSCONNECT``, stamped to the second) to ``access_log``."""
+    command = TARGETS["realtime"].server_command(port, "", "")
+    return [*command[:-1], "--access-log", str(access_log), command[-1]]
+
+
+def handshakes(access_log: Path) -> list[int]:
+    """The second (Unix time) of every WebSocket handshake the node accepted (its log is in
+    UTC: bench/realtime_app/settings.py)."""
+    seconds = []
+    for line in access_log.read_text().splitlines():
+        if '"WSCONNECT ' in line:
+            stamp = line.split("[", 1)[1].split("]", 1)[0]
+            when = datetime.datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S")
+            seconds.append(int(when.replace(tzinfo=datetime.UTC).timestamp()))
+    return seconds
+
+
+def peak_per_second(seconds: list[int], start: float, end: float) -> tuple[int, int]:
+    """How many of ``seconds`` fall in [start, end], and the most in one second."""
+    counts = collections.Counter(s for s in seconds if int(start) <= s <= end)
+    return sum(counts.values()), max(counts.values(), default=0)
+
+
+async def restart(
+    children: Children, servers: list[Child], index: int, port: int, window: float
+) -> tuple[float, float]:
+    """SIGTERM node ``index``, wait until it exits, start it again; return when the SIGTERM
+    was sent and when the new node answered."""
+    from bench.run import wait_ready
+
+    target = TARGETS["realtime"]
+    node = servers[index]
+    sent = time.time()
+    node.proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(node.proc.wait(), window + 30)
+    access_log = children.log_dir / f"access-{port}-{int(sent)}.log"
+    servers[index] = await children.start(
+        f"server{index}-{int(sent)}", server_command(port, access_log)
+    )
+    await wait_ready(servers[index], port, target, 60.0)
+    return sent, time.time()
+
+
+async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> dict[str, Any]:
+    from bench.run import _free_ports, base_env, cleanup_redis
+
+    target = TARGETS["realtime"]
+    prefix = f"bench-{secrets.token_hex(5)}"
+    run_dir = log_root / f"rolling-{window:g}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **base_env(opts.redis_url),
+        **target.process_env(),
+        "BENCH_PREFIX": prefix,
+        "BENCH_DB": str(run_dir / "db.sqlite3"),
+    }
+    if window > 0:
+        env["BENCH_DRAIN_WINDOW"] = str(window)
+    children = Children(run_dir, env)
+    row: dict[str, Any] = {"window": window, "clients": opts.clients, "rate": opts.rate}
+    try:
+        ports = _free_ports(2)
+        servers = [
+            await children.start(f"server{i}", server_command(port, run_dir / f"access-{port}.log"))
+            for i, port in enumerate(ports)
+        ]
+        from bench.run import wait_ready
+
+        for server, port in zip(servers, ports, strict=True):
+            await wait_ready(server, port, target, 60.0)
+        urls = [target.url(port) for port in ports]
+        workers = []
+        share = -(-opts.clients // opts.client_procs)
+        for i, offset in enumerate(range(0, opts.clients, share)):
+            count = min(share, opts.clients - offset)
+            argv = [sys.executable, "-m", "bench.rolling_clients", "--urls", *urls]
+            argv += ["--count", str(count), "--offset", str(offset)]
+            workers.append(await children.start(f"client{i}", argv, pipes=True))
+        await asyncio.gather(*(w.read_event("ready", 60 + opts.clients / 20) for w in workers))
+        messages = int(opts.rate * opts.duration)
+        argv = [sys.executable, "-m", "bench.publisher", "--kind", "realtime"]
+        argv += ["--messages", str(messages), "--rate", str(opts.rate)]
+        argv += ["--prefix", prefix, "--redis-url", opts.redis_url]
+        publisher = await children.start("publisher", argv, pipes=True)
+        await asyncio.sleep(SETTLE_S)
+        phases = []
+        for index in (0, 1):
+            up = [True, True]
+            up[index] = False
+            for worker in workers:
+                await worker.send_line({"up": up})
+            phases.append((index, *await restart(children, servers, index, ports[index], window)))
+            for worker in workers:
+                await worker.send_line({"up": [True, True]})
+        await publisher.read_event("done", messages / opts.rate + 120)
+        row["messages"] = messages
+        row["restart_s"] = round(max(ended - sent for _, sent, ended in phases), 1)
+        for worker in workers:
+            await worker.send_line({"total": messages})
+        results = await asyncio.gather(*(w.read_event("result", 180) for w in workers))
+        row["lost"] = sum(int(r["lost"]) for r in results)
+        row["duplicates"] = sum(int(r["duplicates"]) for r in results)
+        # clients that had not caught up when the workers gave up: their gap counts as lost
+        row["incomplete"] = sum(int(r["incomplete"]) for r in results)
+        peaks = []
+        for index, sent, ended in phases:
+            # what the surviving node accepted while the other restarted: its access logs
+            survivor = ports[1 - index]
+            logs = run_dir.glob(f"access-{survivor}*.log")
+            seconds = [second for log in logs for second in handshakes(log)]
+            moved, peak = peak_per_second(seconds, sent, ended)
+            peaks.append(peak)
+            row[f"moved_{'ab'[index]}"] = moved
+            if opts.verbose:
+                spread = collections.Counter(s - int(sent) for s in seconds if sent <= s <= ended)
+                print(f"window {window:g}, node {'ab'[index]} restarted:", sorted(spread.items()))
+        row["peak_reconnects_per_s"] = max(peaks)
+    finally:
+        await children.stop_all()
+        cleanup_redis(opts.redis_url, prefix)
+    return row
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'drain window':>12} {'clients':>7} {'messages':>8} {'lost':>5} {'dups':>5} "
+        f"{'reconnects':>10} {'peak/s':>6} {'restart s':>9} {'incomplete':>10}"
+    )
+    for row in rows:
+        moved = row["moved_a"] + row["moved_b"]
+        print(
+            f"{row['window']:>12g} {row['clients']:>7} {row['messages']:>8} {row['lost']:>5} "
+            f"{row['duplicates']:>5} {moved:>10} {row['peak_reconnects_per_s']:>6} "
+            f"{row['restart_s']:>9} {row['incomplete']:>10}"
+        )
+
+
+async def main(opts: argparse.Namespace) -> None:
+    log_root = Path(tempfile.mkdtemp(prefix="bench-rolling-"))
+    rows = []
+    for _ in range(opts.repeat):
+        for window in (opts.window, 0.0):
+            rows.append(await run_once(opts, window, log_root))
+    print_table(rows)
+    print(f"logs: {log_root}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--window", type=float, default=10.0, help="DRAIN_WINDOW of the run")
+    parser.add_argument(
+        "--duration", type=float, default=45.0, help="seconds of publishing (rate x this)"
+    )
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="print reconnects per second")
+    parser.add_argument("--redis-url", default=redis_url_from_env())
+    options = parser.parse_args()
+    if not 0 < options.clients <= MAX_CLIENTS:
+        raise SystemExit(f"--clients: 1 to {MAX_CLIENTS}")
+    require_loopback_redis(options.redis_url)
+    asyncio.run(main(options))

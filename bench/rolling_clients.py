@@ -1,0 +1,193 @@
+"""The clients of the rolling-restart scenario (``bench.rolling``), one worker process of many.
+
+Each client follows the topic ``bench`` over WebSocket as the JS client does: it resumes from
+its cursor after every break; after a close with 4012 (service restart, a draining node) or
+1012 it reconnects within a random delay under 1 s, after any other break or a refused
+handshake after a full-jitter backoff (0.5 s doubling up to 20 s). Where it reconnects plays
+the load balancer: to a node the orchestrator says is in rotation (``{"up": [bool, bool]}`` on
+stdin), the other node first.
+
+Protocol on stdout (JSON lines): ``{"event": "ready"}`` once every client is subscribed, then,
+after ``{"total": M}`` on stdin and once every client holds offset M (or ``--max-wait``
+seconds passed), ``{"event": "result", ...}``: lost and duplicate messages over all clients,
+and the time of every reconnect per node as the clients saw it (their own loop may be late:
+the orchestrator counts reconnects from the servers' access logs). With ``BENCH_DEBUG`` set,
+every close and refused handshake is logged on stderr. Loopback only; every loop bounded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import websockets
+
+from bench._common import TOPIC, emit, raise_fd_limit
+
+DEBUG = bool(os.environ.get("BENCH_DEBUG"))
+RESTART_CODES = (4012, 1012)
+RESTART_JITTER_S = 1.0
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 20.0
+
+
+class World:
+    """What every client of this worker shares: the node URLs, which are in rotation, the
+    last offset published (once known), and the reconnect times per node."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.up = [True] * len(urls)
+        self.total: int | None = None
+        self.reconnects: list[list[float]] = [[] for _ in urls]
+        self.changed = asyncio.Event()
+
+    def route(self, previous: int) -> int:
+        """The node a new connection goes to: the other one if it is in rotation."""
+        other = 1 - previous
+        return other if self.up[other] or not self.up[previous] else previous
+
+
+class Follower:
+    def __init__(self, node: int) -> None:
+        self.node = node
+        self.offsets: list[int] = []
+        self.cursor: dict[str, Any] | None = None
+        self.subscribed = asyncio.Event()
+        self.attempts = 0
+
+    def done(self, world: World) -> bool:
+        return world.total is not None and bool(self.offsets) and self.offsets[-1] >= world.total
+
+    async def run(self, world: World) -> None:
+        first = True
+        for _ in range(1000):  # connections, at most
+            url = world.urls[self.node]
+            try:
+                ws = await websockets.connect(
+                    url,
+                    origin=f"http://{urlsplit(url).netloc}",  # type: ignore[arg-type]
+                    subprotocols=["realtime.v1"],  # type: ignore[list-item]
+                    open_timeout=10,
+                    max_queue=None,
+                )
+            except Exception as error:  # refused (draining: 403/503) or nothing listens (stopped)
+                if DEBUG:
+                    print(
+                        f"{time.time():.2f} connect {self.node} failed: {error!r}", file=sys.stderr
+                    )
+                await self._pause(world, None)
+                continue
+            code = await self._follow(ws, world, first)
+            if DEBUG:
+                print(f"{time.time():.2f} node {self.node} closed {code}", file=sys.stderr)
+            first = False
+            if self.done(world):
+                return
+            await self._pause(world, code)
+
+    async def _follow(self, ws: Any, world: World, first: bool) -> int | None:
+        try:
+            welcome = json.loads(await ws.recv())
+            if welcome.get("type") != "welcome":
+                return None
+            if not first:
+                world.reconnects[self.node].append(time.time())
+            frame: dict[str, Any] = {"type": "subscribe", "topic": TOPIC}
+            if self.cursor is not None:
+                frame["cursor"] = self.cursor
+            await ws.send(json.dumps(frame))
+            async for text in ws:
+                message = json.loads(text)
+                kind = message["type"]
+                if kind == "message":
+                    self.offsets.append(message["offset"])
+                    self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
+                    if self.done(world):
+                        await ws.close()
+                        return 1000
+                elif kind == "subscribed":
+                    if self.cursor is None:
+                        self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
+                    self.subscribed.set()
+                    self.attempts = 0
+                elif kind == "ping":
+                    await ws.send('{"type":"pong"}')
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        except Exception:
+            return None
+        return None
+
+    async def _pause(self, world: World, code: int | None) -> None:
+        if code in RESTART_CODES:
+            delay = random.random() * RESTART_JITTER_S
+            self.attempts = 0
+        else:
+            ceiling = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**self.attempts)
+            self.attempts += 1
+            delay = random.random() * ceiling
+        self.node = world.route(self.node)
+        await asyncio.sleep(delay)
+
+
+async def main(args: argparse.Namespace) -> None:
+    raise_fd_limit()
+    world = World(args.urls)
+    followers = [Follower((args.offset + i) % len(args.urls)) for i in range(args.count)]
+    tasks: list[asyncio.Task[None]] = []
+    for follower in followers:  # at most 50 handshakes at a time
+        tasks.append(asyncio.create_task(follower.run(world)))
+        if len(tasks) % 50 == 0:
+            await asyncio.sleep(0.05)
+    async with asyncio.timeout(60 + args.count / 20):
+        await asyncio.gather(*(f.subscribed.wait() for f in followers))
+    emit("ready")
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    for _ in range(100):  # commands, at most
+        line = await stdin.readline()
+        if not line:
+            break
+        command = json.loads(line)
+        if "up" in command:
+            world.up = [bool(up) for up in command["up"]]
+        if "total" in command:
+            world.total = int(command["total"])
+            break
+    for _ in range(int(args.max_wait / 0.2)):  # until every client holds the last offset
+        if all(f.done(world) for f in followers):
+            break
+        await asyncio.sleep(0.2)
+    for task in tasks:
+        task.cancel()
+    total = world.total or 0
+    lost = sum(len(set(range(1, total + 1)) - set(f.offsets)) for f in followers)
+    duplicates = sum(len(f.offsets) - len(set(f.offsets)) for f in followers)
+    incomplete = sum(not f.done(world) for f in followers)  # still catching up at --max-wait
+    emit(
+        "result",
+        lost=lost,
+        duplicates=duplicates,
+        incomplete=incomplete,
+        reconnects=world.reconnects,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--urls", nargs="+", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--max-wait", type=float, default=120.0)
+    arguments = parser.parse_args()
+    for url in arguments.urls:
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
+            raise SystemExit(f"{url}: loopback URLs only")
+    asyncio.run(main(arguments))
