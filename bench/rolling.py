@@ -148,7 +148,9 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
             peaks.append(peak)
             row[f"moved_{'ab'[index]}"] = moved
             if opts.verbose:
-                spread = collections.Counter(s - int(sent) for s in seconds if sent <= s <= ended)
+                spread = collections.Counter(
+                    s - int(sent) for s in seconds if int(sent) <= s <= ended
+                )
                 print(f"window {window:g}, node {'ab'[index]} restarted:", sorted(spread.items()))
         row["peak_reconnects_per_s"] = max(peaks)
     finally:
