@@ -1,17 +1,18 @@
 """Graceful drain: on SIGTERM, a server process sends its clients elsewhere over
 ``DRAIN_WINDOW`` seconds, then lets the server stop (docs/deployment.md, "Graceful drain").
 
-With ``DRAIN_WINDOW`` above 0, the first hub of the process (in the server's main thread)
-puts :func:`_on_signal` in front of the SIGTERM handler the server installed: daphne's
-(Twisted's) and uvicorn's both stop at once, daphne without a close frame. On SIGTERM the
-process starts draining: new WebSocket handshakes, SSE streams and long-polls are refused
-(:func:`draining`), each open WebSocket and SSE stream is closed with 4012 (service restart)
-at its own moment of the window, spread evenly with jitter so the other nodes see a ramp, and
-each waiting long-poll is answered the same way. Once no connection is left, or
-:data:`CLOSE_GRACE` seconds after the window, the server's own handler runs and the server
-stops. A second SIGTERM stops it at once.
+With ``DRAIN_WINDOW`` above 0, the first hub made in the process's main thread (with its first
+realtime connection, once the server runs) puts :meth:`_Drain.on_signal` in front of the
+SIGTERM handler the server installed: daphne's (Twisted's) and uvicorn's both stop at once,
+daphne without a close frame, uvicorn with 1012. On SIGTERM the process starts draining: new
+WebSocket handshakes, SSE streams and long-polls are refused (:func:`draining`), each open
+WebSocket and SSE stream is closed with 4012 (service restart) at its own moment of the
+window, spread evenly with jitter so the other nodes see a ramp, and each waiting long-poll
+is answered (204) the same way. Once no connection is left, or :data:`CLOSE_GRACE` seconds
+after the window, the server's own handler runs and the server stops. A second SIGTERM stops
+it at once.
 
-Only the first hub's event loop is drained: an ASGI server runs one per process."""
+Only that hub's event loop is drained: an ASGI server runs one per process."""
 
 from __future__ import annotations
 
@@ -145,16 +146,6 @@ def install(loop: asyncio.AbstractEventLoop) -> None:
         previous = signal.getsignal(signal.SIGTERM)
         _drain = _Drain(loop, previous)
         signal.signal(signal.SIGTERM, _drain.on_signal)
-
-
-def uninstall() -> None:
-    """Put the server's own SIGTERM handler back (tests)."""
-    global _drain
-    with _lock:
-        if _drain is not None:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, _drain.previous)
-            _drain = None
 
 
 def draining() -> bool:
