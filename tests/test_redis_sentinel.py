@@ -20,6 +20,7 @@ import realtime
 from realtime._redis import get_client
 from realtime.log.redis import RedisLog
 from realtime.loop import close_publisher
+from realtime.management.errors import backend_failed
 from realtime.redis_sentinel import parse_sentinel_url
 from realtime.testing import aclose_redis
 from tests.conftest import _reset_channel_layers
@@ -62,14 +63,28 @@ def test_a_malformed_sentinel_url_says_what_is_wrong(url, problem):
         parse_sentinel_url(url)
 
 
+def test_an_operator_command_names_the_sentinels_not_a_password(realtime_settings):
+    realtime_settings(REDIS_URL="redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2/orders/0")
+    error = backend_failed("the connection registry could not be read", ConnectionError("no"))
+    assert str(error) == (
+        "The connection registry could not be read (Redis at service 'orders' of Sentinel "
+        "10.0.0.1:26379,10.0.0.2:26379): ConnectionError: no. Is Redis running, and is "
+        "REALTIME['REDIS_URL'] right?"
+    )
+
+
 async def test_a_master_that_checks_a_topic_again_keeps_its_epoch(use_redis):
-    """The replication check (once a second per topic) on the master that wrote the topic,
-    never promoted, keeps the epoch and the offsets."""
+    """The replication check (once a second per topic) on a master that was never promoted
+    keeps the epoch and the offsets, even when the topic was written under another
+    replication id: a restart (with persistence) changes it."""
     log = RedisLog(use_redis["url"], use_redis["prefix"], 100, 3600)
     epoch, first = await log.append("t", "m1", "e", "1", False, time.time())
-    # the stamp is a second old: the next append checks the replication id again
-    await get_client(use_redis["url"]).hset(f"{use_redis['prefix']}:meta:t", "seen", 0)
+    # the stamp is a second old, and the id is not this server's (as after a restart)
+    await get_client(use_redis["url"]).hset(
+        f"{use_redis['prefix']}:meta:t", mapping={"seen": 0, "rid": "f" * 40}
+    )
     assert await log.append("t", "m2", "e", "1", False, time.time()) == (epoch, first + 1)
+    assert (await log.read_after("t", epoch, first + 1)).reset is None
 
 
 @pytest.fixture
