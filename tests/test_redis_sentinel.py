@@ -101,6 +101,10 @@ async def test_a_failover_that_lost_appends_starts_a_new_epoch(deployment):
         kept = await log.append("kept", "k1", "e", "1", False, time.time())
         for n in range(3):
             await log.append("lost", f"m{n}", "e", "1", False, time.time())
+        assert await get_client(deployment.url).execute_command("WAIT", 1, 5000) == 1
+        # the replica has the replication id that wrote the topic, never the master's stamp
+        replicated = deployment.replica.client.hgetall(f"{PREFIX}:meta:lost")
+        assert replicated.keys() == {"epoch", "top", "rid"}
         deployment.detach_replica()
         # appended on the master only: the failover loses them
         seen = await log.append("lost", "m3", "e", "1", False, time.time())

@@ -42,10 +42,14 @@ local seen = tonumber(meta[3])
 if not epoch or not seen or now - seen >= """
     + str(REPLICATION_CHECK_MS)
     + """ or now < seen then
-  local info = redis.call('INFO', 'replication')
-  local rid = string.match(info, 'master_replid:(%x+)')
-  local previous = string.match(info, 'master_replid2:(%x+)')
-  if epoch and meta[2] and meta[2] ~= rid and previous and string.find(previous, '[^0]') then
+  local info = redis.pcall('INFO', 'replication')
+  local rid, previous
+  if type(info) == 'string' then  -- a server that refuses INFO to scripts is not checked
+    rid = string.match(info, 'master_replid:(%x+)')
+    previous = string.match(info, 'master_replid2:(%x+)')
+  end
+  if epoch and rid and meta[2] and meta[2] ~= rid and previous and string.find(previous, '[^0]')
+  then
     epoch = nil
   end
   if not epoch then
@@ -53,7 +57,7 @@ if not epoch or not seen or now - seen >= """
     redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
     redis.call('DEL', KEYS[2], KEYS[3])
   end
-  redis.call('HSET', KEYS[1], 'rid', rid)
+  if rid then redis.call('HSET', KEYS[1], 'rid', rid) end
   redis.set_repl(redis.REPL_NONE)
   redis.call('HSET', KEYS[1], 'seen', now)
   redis.set_repl(redis.REPL_ALL)
