@@ -21,9 +21,12 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
+import redis.retry
 import redis.sentinel
 from redis.asyncio.connection import BlockingConnectionPool, SSLConnection
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import NoBackoff
 
 SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel"})
 DEFAULT_PORT = 26379
@@ -160,7 +163,11 @@ def sentinel_client(url: str, **options: Any) -> aioredis.Redis:
     ``options`` (the one-Redis pool's: size, timeouts, retries). Raises ``ValueError`` for a
     malformed URL."""
     target = parse_sentinel_url(url)
-    manager = Sentinel(target.sentinels, sentinel_kwargs=target.sentinel)  # type: ignore[no-untyped-call]
+    # One try per sentinel: redis-py's default retries a dead sentinel for seconds before
+    # asking the next one.
+    manager = Sentinel(  # type: ignore[no-untyped-call]
+        target.sentinels, sentinel_kwargs={**target.sentinel, "retry": Retry(NoBackoff(), 0)}
+    )
     master = dict(target.master)
     tls = master.pop("ssl", False)
     client: aioredis.Redis = manager.master_for(
@@ -197,11 +204,16 @@ def ping_master(url: str, timeout: float) -> None:
     """Ask the sentinels for the master and PING it (blocking; for ``manage.py check``).
     Raises what redis-py raises (``MasterNotFoundError`` when no sentinel knows a master)."""
     target = parse_sentinel_url(url)
+    once = redis.retry.Retry(NoBackoff(), 0)  # one answer, not redis-py's seconds of retries
     manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        target.sentinels, sentinel_kwargs=target.sentinel
+        target.sentinels, sentinel_kwargs={**target.sentinel, "retry": once}
     )
     client = manager.master_for(  # type: ignore[no-untyped-call]
-        target.service, socket_connect_timeout=timeout, socket_timeout=timeout, **target.master
+        target.service,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=once,
+        **target.master,
     )
     try:
         client.ping()

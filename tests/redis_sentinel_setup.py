@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tests.conftest import free_port
 
@@ -169,7 +171,11 @@ class SentinelSetup:
             "sentinels": [("127.0.0.1", s.port) for s in self.sentinels],
             "master_name": SERVICE,
             "db": 0,
-            "sentinel_kwargs": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            "sentinel_kwargs": {
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                "retry": Retry(NoBackoff(), 0),
+            },
         }
 
     def master_ports(self) -> set[int]:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from realtime.redis_sentinel import parse_sentinel_url
 from tests.settings import *  # noqa: F403
 
@@ -18,7 +21,7 @@ CHANNEL_LAYERS = {
                 {
                     "sentinels": _target.sentinels,
                     "master_name": _target.service,
-                    "sentinel_kwargs": _target.sentinel,
+                    "sentinel_kwargs": {**_target.sentinel, "retry": Retry(NoBackoff(), 0)},
                     **_target.master,
                 }
             ],
