@@ -29,7 +29,6 @@ from tests.servers import (
     Client,
     Daphne,
     delete_prefix,
-    make_database,
     running_nodes,
     script_process,
 )
@@ -69,10 +68,9 @@ realtime.publish(sys.argv[1], "marker", message_id="marker")
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    path, _ = make_database()
-    yield path
-    os.unlink(path)
+def path(database: tuple[str, dict[str, object]]) -> str:
+    """The module's database file (tests/conftest.py)."""
+    return database[0]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +81,8 @@ def env(redis_url: str) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def nodes(database: str, env: dict[str, str]) -> Iterator[list[Daphne]]:
-    with running_nodes(database, env) as servers:
+def nodes(path: str, env: dict[str, str]) -> Iterator[list[Daphne]]:
+    with running_nodes(path, env) as servers:
         yield servers
 
 
@@ -121,8 +119,9 @@ def killed_after_append(database: str, env: dict[str, str], topic: str) -> None:
 
 
 async def test_a_relay_killed_between_append_and_finish_is_taken_over_once(
-    nodes, database, env, redis_url
+    nodes, path, env, redis_url
 ):
+    database = path
     topic = f"public.takeover-{uuid.uuid4().hex[:6]}"
     expected = [f"m{n}" for n in range(COUNT)]
     clients = [await Client.connect(node) for node in nodes]
