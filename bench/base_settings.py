@@ -24,6 +24,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 def database(prefix: str) -> dict[str, dict[str, str]]:
-    """A throw-away SQLite file: ``BENCH_DB``, or one named after the run's prefix."""
+    """A throw-away database: the PostgreSQL database ``BENCH_PG`` on 127.0.0.1:5432 (user
+    ``postgres``, trust auth) when set, else the SQLite file ``BENCH_DB``, or one named after
+    the run's prefix."""
+    if pg := os.environ.get("BENCH_PG"):
+        return {
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": pg,
+                "USER": "postgres",
+                "HOST": "127.0.0.1",
+                "PORT": "5432",
+            }
+        }
     name = os.environ.get("BENCH_DB") or os.path.join(tempfile.gettempdir(), f"{prefix}.sqlite3")
     return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": name}}

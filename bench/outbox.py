@@ -13,6 +13,13 @@ dropped afterwards) a child process measures:
 
     python -m bench.outbox [--messages 300] [--rows 5000] [--redis-url redis://127.0.0.1:6379/0]
 
+The publish → receive latency at 1,000 WebSocket connections, durable against plain, is
+measured by the broadcast benchmark (bench/README.md), targets ``realtime-durable`` (SQLite)
+and ``realtime-durable-pg``::
+
+    python -m bench.run --connections 1000 --nodes 1 \
+        --targets realtime,realtime-durable,realtime-durable-pg --repeat 3
+
 Needs Redis and PostgreSQL on 127.0.0.1 (PostgreSQL: user ``postgres``, trust auth)."""
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ One process per run, separate from the servers and the clients. Kinds:
 * ``bare``: Redis ``PUBLISH`` on ``<prefix>:bench`` (what ``bench.bare_server`` subscribes to);
 * ``channels``: ``await channel_layer.group_send("bench", ...)`` with the plain-Channels settings;
 * ``realtime``: ``realtime.publish("bench", "tick", data)``, the sync API a Django view would use
-  (with ``--ack``: ``ack=True``, so every client must acknowledge every message).
+  (with ``--ack``: ``ack=True``, so every client must acknowledge every message; with
+  ``REALTIME["DURABLE"]`` on, an outbox row that the process's relay moves after its commit).
 
 Every kind first makes one warm-up call that reaches no client, so connection set-up is not
 charged to message 0. Prints one JSON line (``{"event": "done", ...}``) and exits.
@@ -159,6 +160,13 @@ def publish_realtime(pacer: Pacer, ack: bool = False) -> None:
         except Exception as exc:
             error = exc
         pacer.record(began, error)
+    # With REALTIME["DURABLE"] (the realtime-durable targets) this process's relay moves the
+    # rows after each commit: let it finish, as a long-lived publisher would. A process that
+    # exits while its relay holds a claim leaves those rows, and the later ones of the topic,
+    # to another relay once the claim's lease has passed.
+    from realtime.outbox.relay import stop_relays
+
+    stop_relays()
 
 
 def main() -> None:

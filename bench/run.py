@@ -47,6 +47,7 @@ from bench._common import (
     require_loopback_redis,
 )
 from bench.ack_report import compare_acks, format_ack_checks
+from bench.databases import target_database
 from bench.loadgen import make_client
 from bench.procs import Child, ChildFailed, Children
 from bench.recording import Stats
@@ -380,7 +381,9 @@ async def run_once(
     }
     workers: list[Child] = []
     servers: list[Child] = []
+    database = contextlib.AsyncExitStack()
     try:
+        await database.enter_async_context(target_database(target, children))
         ports = _free_ports(nodes)
         for i, port in enumerate(ports):
             argv = target.server_command(port, prefix, opts.redis_url, opts.server)
@@ -476,6 +479,7 @@ async def run_once(
         return row
     finally:
         await children.stop_all()
+        await database.aclose()
         row["server_log"] = _scan_logs([s.log_path for s in servers])
         try:
             row["redis_keys_deleted"] = await asyncio.to_thread(

@@ -31,6 +31,9 @@ class Target:
     publish_ack: bool = False
     #: How long the clients gather ACKs into one frame (0: one frame per message).
     ack_batch_ms: float = 0.0
+    #: The database the run migrates before the servers start: ``sqlite`` (the run's file) or
+    #: ``postgresql`` (a database the run creates on 127.0.0.1:5432 and drops); None: none.
+    database: str | None = None
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -92,6 +95,22 @@ class Target:
         return env
 
 
+def _durable(name: str, label: str, database: str) -> Target:
+    """The same server as `realtime` with REALTIME["DURABLE"] on: every publish() inserts an
+    outbox row, which the publisher's relay (woken on commit) moves into the log."""
+    return Target(
+        name=name,
+        description=f"this app as `realtime`, DURABLE on: published through the outbox, {label}",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        env={"BENCH_DURABLE": "1"},
+        database=database,
+    )
+
+
 TARGETS: dict[str, Target] = {
     "realtime": Target(
         name="realtime",
@@ -145,6 +164,8 @@ TARGETS: dict[str, Target] = {
         publish_ack=True,
         ack_batch_ms=20.0,
     ),
+    "realtime-durable": _durable("realtime-durable", "SQLite", "sqlite"),
+    "realtime-durable-pg": _durable("realtime-durable-pg", "PostgreSQL", "postgresql"),
     "channels-core": Target(
         name="channels-core",
         description="plain Channels, group per socket, channels_redis RedisChannelLayer, daphne",
@@ -181,6 +202,8 @@ REALTIME_TARGETS = (
     "realtime-longpoll",
     "realtime-ack",
     "realtime-ack-batch",
+    "realtime-durable",
+    "realtime-durable-pg",
 )
 #: `realtime` with ``ack=True`` messages, compared with `realtime` at the same size.
 ACK_TARGETS = ("realtime-ack", "realtime-ack-batch")

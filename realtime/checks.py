@@ -8,15 +8,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
-from django.core.handlers.asgi import ASGIHandler
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.module_loading import import_string
 
 from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
+from realtime.asgi_structure import routes_to_realtime, starts_relay
 from realtime.consumers import RealtimeConsumer
 from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
 
@@ -210,40 +209,6 @@ def _websocket_path() -> str:
         return WEBSOCKET_PATH  # W004 reports the missing include
 
 
-def _routes_to_realtime(application: Any, path: str) -> bool | None:
-    """Whether ``application`` hands a WebSocket for ``path`` to a RealtimeConsumer: True or
-    False when the structure says so, None when it cannot be followed (a callable of the
-    project's own), since a guess would be a false alarm."""
-    for _ in range(50):  # a bound: a wrapper could point at itself
-        if isinstance(application, ASGIHandler):
-            return False  # Django's handler answers HTTP only
-        if isinstance(application, ProtocolTypeRouter):
-            application = application.application_mapping.get("websocket")
-            if application is None:
-                return False
-        elif isinstance(application, URLRouter):
-            for route in application.routes:
-                try:
-                    match = route.pattern.match(path)
-                except Resolver404:
-                    continue
-                if match:
-                    path, application = match[0], route.callback
-                    break
-            else:
-                return False
-        elif (consumer := getattr(application, "consumer_class", None)) is not None:
-            return isinstance(consumer, type) and issubclass(consumer, RealtimeConsumer)
-        else:
-            # Channels' middleware keeps the wrapped application as ``inner``, its
-            # OriginValidator as ``application``.
-            inner = getattr(application, "inner", None) or getattr(application, "application", None)
-            if inner is None:
-                return None
-            application = inner
-    return None
-
-
 @register(Tags.compatibility)
 def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``ASGI_APPLICATION`` imports, and routes the client's WebSocket path to a
@@ -262,9 +227,10 @@ def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E010",
             )
         ]
+    messages = []
     path = _websocket_path()
-    if _routes_to_realtime(application, path) is False:
-        return [
+    if routes_to_realtime(application, path) is False:
+        messages.append(
             Warning(
                 f"ASGI_APPLICATION {name!r} does not route WebSocket connections for /{path} "
                 "to a RealtimeConsumer: browsers fall back to SSE or long-poll.",
@@ -272,8 +238,42 @@ def check_asgi(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f'path("{path}", YourConsumer.as_asgi()) in its "websocket" URLRouter.',
                 id="realtime.W008",
             )
-        ]
-    return []
+        )
+    try:
+        config = conf.get_config()
+    except Exception:
+        return messages  # check_settings reports it
+    if config.durable and starts_relay(application) is False:
+        messages.append(_no_server_relay(name, config.redis_url is not None))
+    return messages
+
+
+def _no_server_relay(name: str, redis: bool) -> Any:
+    """W011: ``DURABLE`` is on and the server processes start no relay."""
+    if redis:
+        waits = (
+            "messages a publisher left in the outbox (it stopped before its relay ran, or "
+            "Redis was down) wait there until a process that publishes durably runs"
+        )
+        hint = (
+            "Make it with realtime.asgi.get_asgi_application() (your own middleware may wrap "
+            "it), or run manage.py realtime_relay beside the servers and silence this check."
+        )
+    else:
+        waits = (
+            "without REDIS_URL, durable messages of a shell or a worker wait in the outbox "
+            "until a server process publishes durably itself"
+        )
+        hint = (
+            "Make it with realtime.asgi.get_asgi_application() (your own middleware may wrap "
+            "it): without Redis only a server process can relay."
+        )
+    return Warning(
+        f"REALTIME['DURABLE'] is on but ASGI_APPLICATION {name!r} starts no outbox relay in "
+        f"the server processes: {waits}.",
+        hint=hint,
+        id="realtime.W011",
+    )
 
 
 @register(Tags.urls)

@@ -17,7 +17,8 @@ from django.test import override_settings
 from django.urls import include, path, re_path
 from django.views.static import serve as static_serve
 
-from realtime import RealtimeConsumer, checks
+from realtime import RealtimeConsumer, asgi_structure, checks
+from realtime.asgi import RelayStarter, get_asgi_application
 
 MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
@@ -441,3 +442,65 @@ def test_asgi_check_follows_where_realtime_urls_are_included():
         "ASGI_APPLICATION 'tests.asgi.application' does not route WebSocket connections for "
         "/live/ws/ to a RealtimeConsumer"
     )
+
+
+# With DURABLE on: the realtime router as get_asgi_application() builds it (its relay
+# starter around it), behind a middleware of the project's own, and inside a router.
+relayed = RelayStarter(nested)
+relayed_in_middleware = AuthMiddlewareStack(RelayStarter(nested))
+relayed_in_router = ProtocolTypeRouter({"http": django_only, "websocket": RelayStarter(nested)})
+
+NO_RELAY_WITH_REDIS = Warning(
+    "REALTIME['DURABLE'] is on but ASGI_APPLICATION 'tests.test_checks.nested' starts no outbox "
+    "relay in the server processes: messages a publisher left in the outbox (it stopped "
+    "before its relay ran, or Redis was down) wait there until a process that publishes "
+    "durably runs.",
+    hint="Make it with realtime.asgi.get_asgi_application() (your own middleware may wrap it), "
+    "or run manage.py realtime_relay beside the servers and silence this check.",
+    id="realtime.W011",
+)
+NO_RELAY_WITHOUT_REDIS = Warning(
+    "REALTIME['DURABLE'] is on but ASGI_APPLICATION 'tests.test_checks.nested' starts no outbox "
+    "relay in the server processes: without REDIS_URL, durable messages of a shell or a "
+    "worker wait in the outbox until a server process publishes durably itself.",
+    hint="Make it with realtime.asgi.get_asgi_application() (your own middleware may wrap it): "
+    "without Redis only a server process can relay.",
+    id="realtime.W011",
+)
+
+
+@pytest.mark.parametrize(
+    ("realtime", "warning"),
+    [
+        ({"DURABLE": True, "REDIS_URL": "redis://127.0.0.1:6379/0"}, NO_RELAY_WITH_REDIS),
+        ({"DURABLE": True}, NO_RELAY_WITHOUT_REDIS),
+    ],
+    ids=["redis", "no redis"],
+)
+def test_durable_publishing_without_a_relay_in_the_servers(realtime, warning):
+    with override_settings(REALTIME=realtime, ASGI_APPLICATION="tests.test_checks.nested"):
+        assert checks.check_asgi() == [warning]
+
+
+@pytest.mark.parametrize(
+    ("name", "durable"),
+    [
+        ("nested", False),
+        ("relayed", True),
+        ("relayed_in_middleware", True),
+        ("relayed_in_router", True),
+        ("opaque", True),
+    ],
+)
+def test_durable_publishing_with_a_relay_in_the_servers_or_off(name, durable):
+    with override_settings(
+        REALTIME={"DURABLE": durable}, ASGI_APPLICATION=f"tests.test_checks.{name}"
+    ):
+        assert checks.check_asgi() == []
+
+
+def test_the_application_get_asgi_application_builds_with_durable_on_starts_a_relay():
+    with override_settings(REALTIME={"DURABLE": True}):
+        application = get_asgi_application()
+        assert asgi_structure.starts_relay(application) is True
+    assert asgi_structure.starts_relay(get_asgi_application()) is False  # DURABLE off: no relay

@@ -3,7 +3,8 @@ a relay) on a SQLite file and a private redis-server, and publishers in processe
 own. A publisher SIGKILLed right after its commit, before its own relay could run, still
 gets its message to every client exactly once (a node's relay sweeps it up); messages
 committed while Redis is stopped all reach the log, in order and once each, when it is
-started again."""
+started again, and reach the clients that stayed connected through the outage once each, in
+order."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.follower import Follower
 from tests.servers import Client, Daphne, make_database, running_nodes, script_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.clean_server_log]
@@ -125,6 +127,49 @@ async def test_publishes_committed_while_redis_is_down_reach_the_log_in_order(
     assert [frame["id"] for frame in received] == [f"m{n}" for n in range(100)]
     assert [frame["offset"] for frame in received] == list(range(1, 101))
     await client.close()
+
+
+async def test_clients_connected_through_a_redis_outage_get_its_durable_publishes_once(
+    nodes, database, env, private_redis
+):
+    topic = f"public.through-{uuid.uuid4().hex[:6]}"
+    followers = []
+    for node in nodes:
+        client = await Client.connect(node)
+        subscribed = await client.subscribe(topic)
+        assert subscribed["type"] == "subscribed"
+        cursor = {"epoch": subscribed["epoch"], "offset": subscribed["offset"]}
+        followers.append(Follower(nodes, topic, client, cursor))
+    marks = [node.mark() for node in nodes]
+    with private_redis.down():
+        # a worker without Redis settings commits the rows and runs no relay: the nodes'
+        # relays alone meet the outage, and Redis stays down until each of them failed
+        assert run_publisher(database, {}, PUBLISH_MANY, topic, "100") == 0
+        deadline = time.monotonic() + 15
+        while not all(
+            any("Backend 'log' is down" in line for line in node.log[mark:])
+            for node, mark in zip(nodes, marks, strict=True)
+        ):
+            assert time.monotonic() < deadline, "a node's relay never met the outage"
+            await asyncio.sleep(0.05)
+    # Redis is back (empty): the nodes' relays, retrying, move the backlog; the clients get
+    # it live or by the resume a reset or a reconnect brings
+    expected = [f"m{n}" for n in range(100)]
+    marker = f"marker-{uuid.uuid4().hex[:6]}"
+    deadline = time.monotonic() + 30
+    while not all(len(follower.messages()) >= 100 for follower in followers):
+        assert time.monotonic() < deadline, [len(f.messages()) for f in followers]
+        for follower in followers:
+            await follower.drain()
+    # then one more message: whatever came twice would come before it
+    assert run_publisher(database, env, PUBLISH_MANY.replace("m{n}", marker), topic, "1") == 0
+    while not all(follower.messages()[-1]["id"] == marker for follower in followers):
+        assert time.monotonic() < deadline, [f.messages()[-1] for f in followers]
+        for follower in followers:
+            await follower.drain()
+    for follower in followers:
+        assert [frame["id"] for frame in follower.messages()] == [*expected, marker]
+        await follower.client.close()
 
 
 @pytest.fixture(scope="module")

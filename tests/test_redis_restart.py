@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
 from tests.conftest import realtime_on_redis
+from tests.follower import Follower
 from tests.servers import Client, Daphne, make_database, running_nodes
 
 pytestmark = pytest.mark.e2e
@@ -46,35 +46,6 @@ async def publish_until_it_works(topic: str, data: Any, within: float = 15) -> s
         except realtime.PublishError:
             assert time.monotonic() < deadline, "publishing never recovered"
             await asyncio.sleep(0.2)
-
-
-class Follower:
-    """A client as the JS client behaves: it keeps its cursor and, should the server close the
-    socket, reconnects and resumes from it."""
-
-    def __init__(self, nodes: list[Daphne], topic: str, client: Client, cursor: dict[str, Any]):
-        self.nodes, self.topic, self.client, self.cursor = nodes, topic, client, cursor
-        self.frames: list[dict[str, Any]] = []
-        self.closes: list[int | None] = []
-
-    async def drain(self) -> None:
-        """Read what is there now; reconnect and resume if the server closed the socket."""
-        try:
-            while True:
-                frame = await self.client.receive(timeout=0.5)
-                self.frames.append(frame)
-                if frame["type"] in ("message", "reset"):
-                    self.cursor = {"epoch": frame["epoch"], "offset": frame["offset"]}
-        except TimeoutError:
-            return
-        except websockets.ConnectionClosed as closed:
-            self.closes.append(closed.rcvd.code if closed.rcvd else None)
-        node = self.nodes[len(self.closes) % len(self.nodes)]
-        try:
-            self.client = await Client.connect(node)
-            self.frames.append(await self.client.subscribe(self.topic, self.cursor))
-        except (OSError, websockets.WebSocketException, AssertionError, TimeoutError):
-            pass  # the server is still unhappy: the next drain tries again
 
 
 async def test_nodes_and_clients_survive_a_redis_restart(nodes, private_redis, publisher):

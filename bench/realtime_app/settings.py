@@ -1,7 +1,9 @@
 """Django settings for the `realtime` target (served by daphne, also used by its publisher).
 
 Environment: ``REDIS_URL`` and ``BENCH_PREFIX`` (channel-layer prefix and realtime key prefix,
-unique per run so the keys can be deleted afterwards); ``BENCH_DB`` is a throw-away SQLite file.
+unique per run so the keys can be deleted afterwards); ``BENCH_DB`` is a throw-away SQLite file,
+``BENCH_PG`` a throw-away PostgreSQL database (bench/base_settings.py); ``BENCH_DURABLE`` turns
+``REALTIME["DURABLE"]`` on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": PREFIX},
     }
 }
-REALTIME = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+REALTIME: dict[str, object] = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+if os.environ.get("BENCH_DURABLE"):  # the realtime-durable targets: publish through the outbox
+    REALTIME["DURABLE"] = True
 # daphne's access log is stamped in the process's local time, which Django sets from
 # TIME_ZONE: bench/rolling.py reads it as UTC.
 TIME_ZONE = "UTC"
