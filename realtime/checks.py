@@ -17,10 +17,11 @@ from django.utils.module_loading import import_string
 
 from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
+from realtime.broker.redis import CLUSTER_SCHEMES
 from realtime.consumers import RealtimeConsumer
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", *CLUSTER_SCHEMES})
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -90,6 +91,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     messages += _check_consumer(config.consumer)
+    messages += _check_broker(config)
     backend = _layer_backend()
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if layers and backend is None:
@@ -102,7 +104,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     elif backend is None or backend.endswith("InMemoryChannelLayer"):
-        if not settings.DEBUG:
+        if not settings.DEBUG and not (config.broker == "redis" and config.redis_url):
             messages.append(
                 Warning(
                     "No channel layer, or the in-memory one, with DEBUG off: messages reach "
@@ -160,6 +162,30 @@ def _without_password(url: str) -> str:
     if parts.password is None:
         return url
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+def _check_broker(config: conf.Config) -> list[Any]:
+    """The Redis broker needs ``REDIS_URL``; a Redis Cluster needs the Redis broker."""
+    if config.broker == "redis" and config.redis_url is None:
+        return [
+            Error(
+                "REALTIME['BROKER'] is 'redis' but REALTIME['REDIS_URL'] is not set.",
+                hint="Set REALTIME['REDIS_URL'], or leave BROKER at 'layer'.",
+                id="realtime.E011",
+            )
+        ]
+    url = config.redis_url
+    if config.broker != "redis" and url is not None and urlsplit(url).scheme in CLUSTER_SCHEMES:
+        return [
+            Error(
+                "REALTIME['REDIS_URL'] is a Redis Cluster, where the channel layer "
+                "(REALTIME['BROKER'] = 'layer') cannot carry messages between processes.",
+                hint="Set REALTIME['BROKER'] = 'redis': sharded pub/sub on the cluster "
+                "(docs/scaling.md).",
+                id="realtime.E012",
+            )
+        ]
+    return []
 
 
 def _check_consumer(path: str) -> list[Any]:
