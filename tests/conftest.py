@@ -337,9 +337,11 @@ async def _stop_background_tasks() -> None:
 
 @pytest.fixture(scope="module")
 def broker() -> str:
-    """``REALTIME["BROKER"]`` of ``use_redis`` (the test process): a module whose nodes use
-    the Redis broker overrides it (and ``node_settings``)."""
-    return "layer"
+    """``REALTIME["BROKER"]`` of ``use_redis`` (the test process): ``RT_BROKER`` if set (as
+    the daphne nodes read it in tests/settings.py, so ``RT_BROKER=redis pytest …`` runs a
+    suite on the Redis broker), else the layer; a module whose nodes use the Redis broker
+    overrides it (and ``node_settings``)."""
+    return os.environ.get("RT_BROKER", "layer")
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Django settings for the `realtime` target (served by daphne, also used by its publisher).
 
 Environment: ``REDIS_URL`` and ``BENCH_PREFIX`` (channel-layer prefix and realtime key prefix,
-unique per run so the keys can be deleted afterwards); ``BENCH_DB`` is a throw-away SQLite file.
+unique per run so the keys can be deleted afterwards); ``BENCH_DB`` is a throw-away SQLite file;
+``BENCH_BROKER`` sets ``REALTIME["BROKER"]`` (the `realtime-redis` target: ``redis``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": PREFIX},
     }
 }
-REALTIME = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+REALTIME = {
+    "REDIS_URL": REDIS_URL,
+    "KEY_PREFIX": PREFIX,
+    "BROKER": os.environ.get("BENCH_BROKER", "layer"),
+}
 # The HTTP transports (SSE, long-poll) authenticate a request without a bearer token by its
 # session (``request.auser()``), which only AuthenticationMiddleware provides. The benchmark's
 # clients are anonymous and send no cookie; signed-cookie sessions keep the database out of it.

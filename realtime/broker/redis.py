@@ -91,6 +91,8 @@ class RedisBroker:
             weakref.WeakKeyDictionary()
         )
         self._addresses: weakref.WeakKeyDictionary[Endpoint, str] = weakref.WeakKeyDictionary()
+        # the hubs whose control channel Redis confirmed once
+        self._addressed: weakref.WeakSet[Endpoint] = weakref.WeakSet()
 
     def topic_channel(self, topic: str) -> str:
         """The pub/sub channel of ``topic`` (the topic is its hash tag)."""
@@ -114,10 +116,15 @@ class RedisBroker:
         await self.listener().publish(self.topic_channel(topic), message)
 
     async def address(self, hub: Endpoint) -> str:
+        """The hub's control channel, subscribed (and confirmed) on the first call; later
+        calls answer at once, also while Redis is away (the channel is subscribed again when
+        it is back), so that a connection can open during an outage."""
         address = self._addresses.get(hub)
         if address is None:
             address = self._addresses[hub] = f"{self.prefix}:hub:{{{uuid.uuid4().hex}}}"
-        await self.listener().add(address, hub)
+        if hub not in self._addressed:
+            await self.listener().add(address, hub)
+            self._addressed.add(hub)
         return address
 
     async def send_control(self, address: str, message: dict[str, Any]) -> None:
