@@ -13,6 +13,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from realtime import health
 from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE
 from realtime.broker.redis import ClusterURL, RedisBroker, parse_cluster_url
 from tests.conftest import RedisServer
@@ -179,7 +180,13 @@ async def test_after_a_redis_restart_the_broker_subscribes_again_and_resyncs_its
         hub = Hub()
         await broker.join(hub, "after")
         address = await broker.address(hub)
+        health.reset()  # what an earlier test left: "layer" is up until this broker says
         with private_redis.down():
+            for _ in range(100):  # until the broker noticed (no event to await), at most 5 s
+                if not health.is_up("layer"):
+                    break
+                await asyncio.sleep(0.05)
+            assert not health.is_up("layer")
             # a connection opening meanwhile still gets its hub's address
             assert await broker.address(hub) == address
         async with asyncio.timeout(10):
