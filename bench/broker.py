@@ -113,8 +113,18 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
-def measure(url: str, opts: argparse.Namespace) -> dict[str, Any]:
-    """One topology: subscribers ready, publishers at full speed, the figures."""
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes ``pids`` so far (Linux ``/proc``)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, opts: argparse.Namespace, servers: list[int]) -> dict[str, Any]:
+    """One topology: subscribers ready, publishers at full speed, the figures; ``servers``
+    are the redis-server pids, whose CPU time is reported."""
     prefix = f"bench-broker-{uuid.uuid4().hex[:6]}"
     expected = opts.messages * opts.publishers
     subscribers = [
@@ -125,12 +135,14 @@ def measure(url: str, opts: argparse.Namespace) -> dict[str, Any]:
         if process.stdout.readline().strip() != "ready":
             raise SystemExit("a subscriber did not start")
     start = time.time() + 2.0
+    redis_cpu = _cpu_seconds(servers)
     publishers = [
         _child(PUBLISHER, url, prefix, opts.topics, opts.messages, opts.inflight, start)
         for _ in range(opts.publishers)
     ]
     spans = [json.loads(p.communicate(timeout=600)[0].splitlines()[-1]) for p in publishers]
     results = [json.loads(p.communicate(timeout=600)[0].splitlines()[-1]) for p in subscribers]
+    redis_cpu = _cpu_seconds(servers) - redis_cpu
     began = min(s["began"] for s in spans)
     ended = max(s["ended"] for s in spans)
     latencies = [value for r in results for value in r["latencies"]]
@@ -141,6 +153,8 @@ def measure(url: str, opts: argparse.Namespace) -> dict[str, Any]:
         "delivered": f"{len(latencies)}/{expected * opts.subscribers}",
         "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+        # all redis-servers together, per second of the run: 1.0 is one core busy
+        "redis_cpu_share": round(redis_cpu / (last - began), 2),
     }
 
 
@@ -157,12 +171,15 @@ def main() -> None:
     for repeat in range(opts.repeat):
         single = RedisServer()
         try:
-            rows.append({"topology": "1 Redis", "repeat": repeat, **measure(single.url, opts)})
+            assert single.process is not None
+            figures = measure(single.url, opts, [single.process.pid])
+            rows.append({"topology": "1 Redis", "repeat": repeat, **figures})
         finally:
             single.stop()
         cluster = LocalCluster()
         try:
-            rows.append({"topology": "3 masters", "repeat": repeat, **measure(cluster.url, opts)})
+            figures = measure(cluster.url, opts, [p.pid for p in cluster.processes])
+            rows.append({"topology": "3 masters", "repeat": repeat, **figures})
         finally:
             cluster.stop()
         for row in rows[-2:]:
