@@ -17,8 +17,10 @@ from django.utils.module_loading import import_string
 
 from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
+from realtime.broker.checks import check_broker
 from realtime.broker.redis import CLUSTER_SCHEMES
 from realtime.consumers import RealtimeConsumer
+from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", *CLUSTER_SCHEMES})
@@ -80,18 +82,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E007",
             )
         )
-    if config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
+    if config.redis_url is not None and is_sentinel_url(config.redis_url):
+        try:
+            parse_sentinel_url(config.redis_url)
+        except ValueError as problem:
+            messages.append(
+                Error(
+                    f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a "
+                    f"valid Sentinel URL: {problem}.",
+                    hint="Use redis+sentinel://[user:password@]host1:port1,host2:port2/"
+                    "<service_name>/<db> (rediss+sentinel:// for TLS to the master; "
+                    "docs/scaling.md, 'Redis Sentinel').",
+                    id="realtime.E011",
+                )
+            )
+    elif config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
         messages.append(
             Error(
                 f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a Redis "
                 "URL.",
-                hint="Use redis://host:port/db, rediss://host:port/db (TLS) or "
-                "unix:///path/to/redis.sock.",
+                hint="Use redis://host:port/db, rediss://host:port/db (TLS), "
+                "unix:///path/to/redis.sock or, for Sentinel, "
+                "redis+sentinel://host1:port1,host2:port2/<service_name>/<db>.",
                 id="realtime.E008",
             )
         )
     messages += _check_consumer(config.consumer)
-    messages += _check_broker(config)
+    messages += check_broker(config)
     backend = _layer_backend()
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if layers and backend is None:
@@ -162,30 +179,6 @@ def _without_password(url: str) -> str:
     if parts.password is None:
         return url
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
-
-
-def _check_broker(config: conf.Config) -> list[Any]:
-    """The Redis broker needs ``REDIS_URL``; a Redis Cluster needs the Redis broker."""
-    if config.broker == "redis" and config.redis_url is None:
-        return [
-            Error(
-                "REALTIME['BROKER'] is 'redis' but REALTIME['REDIS_URL'] is not set.",
-                hint="Set REALTIME['REDIS_URL'], or leave BROKER at 'layer'.",
-                id="realtime.E011",
-            )
-        ]
-    url = config.redis_url
-    if config.broker != "redis" and url is not None and urlsplit(url).scheme in CLUSTER_SCHEMES:
-        return [
-            Error(
-                "REALTIME['REDIS_URL'] is a Redis Cluster, where the channel layer "
-                "(REALTIME['BROKER'] = 'layer') cannot carry messages between processes.",
-                hint="Set REALTIME['BROKER'] = 'redis': sharded pub/sub on the cluster "
-                "(docs/scaling.md).",
-                id="realtime.E012",
-            )
-        ]
-    return []
 
 
 def _check_consumer(path: str) -> list[Any]:
@@ -351,11 +344,18 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W010",
             )
         )
-    if config.redis_url is not None and urlsplit(config.redis_url).scheme in REDIS_SCHEMES:
+    if config.redis_url is not None and (
+        urlsplit(config.redis_url).scheme in REDIS_SCHEMES or is_sentinel_url(config.redis_url)
+    ):
         try:
-            redis.Redis.from_url(
-                config.redis_url, socket_connect_timeout=2, socket_timeout=2
-            ).ping()
+            if is_sentinel_url(config.redis_url):
+                ping_master(config.redis_url, timeout=2)
+            else:
+                redis.Redis.from_url(
+                    config.redis_url, socket_connect_timeout=2, socket_timeout=2
+                ).ping()
+        except ValueError:
+            pass  # a malformed Sentinel URL: E011 says so
         except (redis.RedisError, OSError) as exc:
             messages.append(
                 Warning(

@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from realtime._tasks import stop_if_cancelled
 from realtime.stores.base import Dedup
 
 logger = logging.getLogger("realtime.dedup")
@@ -103,4 +104,5 @@ async def _renew(dedup: Dedup, key: str, owner: str, lease: float) -> None:
             if not await dedup.renew(key, owner):
                 return
         except Exception as error:  # Redis briefly away: try again at the next tick
+            stop_if_cancelled(error)
             logger.warning("Renewing the claim on a client message failed: %r", error)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from realtime import health, protocol
+from realtime._tasks import stop_if_cancelled
 from realtime.log.base import Entry, Log, Replay
 
 # The connection's logger: what goes wrong here goes wrong for a connection.
@@ -108,6 +109,7 @@ class Subscription:
             try:
                 await self._recover()
             except Exception as error:
+                stop_if_cancelled(error)
                 # an outage is one quiet state change; a bug keeps its traceback
                 health.request_failed("log", error, logger, "Filling a gap from the log failed")
                 if not self.active:

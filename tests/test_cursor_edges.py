@@ -12,6 +12,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 import realtime
+from realtime.exceptions import InvalidFrame
+from realtime.protocol import parse_cursors
 from realtime.testing import RealtimeCommunicator
 from tests.asgi import application
 from tests.servers import Daphne
@@ -87,3 +89,14 @@ async def test_a_bad_offset_in_a_cursor_string_is_400_invalid_frame(node, databa
         response = await http.get(path, params=params, headers=headers)
     assert response.status_code == 400, response.text[:200]
     assert response.json()["error"]["code"] == "invalid_frame"
+
+
+def test_a_cursor_string_over_16384_characters_is_invalid_frame():
+    # one requested topic's position, padded with positions of topics not requested
+    padding = ",".join(f"public.pad{n:05}~abc~1" for n in range(745))
+    cursor = f"public.long~abc~1,{padding}"
+    assert 16384 < len(cursor) < 16384 + 64, len(cursor)
+    with pytest.raises(InvalidFrame, match="too long"):
+        parse_cursors(cursor)
+    at_limit = cursor[:16384].rsplit(",", 1)[0]
+    assert parse_cursors(at_limit)["public.long"] == {"epoch": "abc", "offset": 1}
