@@ -70,6 +70,7 @@ from bench.targets import (
 
 DEFAULT_TARGETS = (
     "realtime",
+    "realtime-redis",
     "channels-core",
     "channels-pubsub",
     "bare",

@@ -121,6 +121,17 @@ TARGETS: dict[str, Target] = {
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
     ),
+    # The same server as `realtime`; the Redis broker instead of the channel layer.
+    "realtime-redis": Target(
+        name="realtime-redis",
+        description="this app as `realtime`, REALTIME['BROKER'] = 'redis' (no channel layer)",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        env={"BENCH_BROKER": "redis"},
+    ),
     # The same server as `realtime`; only the load clients' transport differs.
     "realtime-sse": Target(
         name="realtime-sse",
@@ -198,6 +209,7 @@ CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
 #: Targets served by the realtime app (bench/realtime_app), whatever the client transport.
 REALTIME_TARGETS = (
     "realtime",
+    "realtime-redis",
     "realtime-sse",
     "realtime-longpoll",
     "realtime-ack",

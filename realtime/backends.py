@@ -5,7 +5,8 @@ channel layer. Each component is an interface with its implementations side by s
 - the topic log: :mod:`realtime.log` (``memory.py``, ``redis.py``), and its reads shared
   among subscriptions (``shared.py``);
 - the registry of live connections: :mod:`realtime.registry` (``memory.py``, ``redis.py``);
-- the broker between hubs: :mod:`realtime.broker` (``local.py``, ``layer.py``);
+- the broker between hubs: :mod:`realtime.broker` (``local.py``, ``layer.py``, and
+  ``redis.py`` when ``REALTIME["BROKER"]`` is ``"redis"``);
 - the client-message dedup store, the EventSource tickets, the announced presence and the
   pending ACKs: :mod:`realtime.stores` (``memory.py``, ``redis.py``).
 
@@ -23,6 +24,7 @@ from django.dispatch import receiver
 from realtime.broker.base import Broker
 from realtime.broker.layer import LayerBroker
 from realtime.broker.local import LocalBroker
+from realtime.broker.redis import RedisBroker
 from realtime.conf import WATCHED_SETTINGS, get_config
 from realtime.log.base import Log
 from realtime.log.memory import MemoryLog
@@ -114,11 +116,20 @@ def get_pending_acks() -> PendingAcks:
 _local_broker = LocalBroker()
 
 
+@functools.cache
+def _redis_broker(url: str, prefix: str) -> RedisBroker:
+    return RedisBroker(url, prefix)
+
+
 def get_broker() -> Broker:
-    """The broker for the configured channel layer: in-process delivery when that layer is
-    Channels' in-memory layer or missing. Not cached: the layer it looks at is Channels' own
-    (``channels.layers.channel_layers``), which may be replaced at any time."""
-    alias = get_config().channel_layer
+    """The Redis broker when ``BROKER`` is ``"redis"`` (and ``REDIS_URL`` is set); else the
+    broker for the configured channel layer: in-process delivery when that layer is Channels'
+    in-memory layer or missing. The layer's is not cached: the layer it looks at is Channels'
+    own (``channels.layers.channel_layers``), which may be replaced at any time."""
+    config = get_config()
+    if config.broker == "redis" and config.redis_url:
+        return _redis_broker(config.redis_url, config.key_prefix)
+    alias = config.channel_layer
     layer = get_channel_layer(alias)
     if layer is None or isinstance(layer, InMemoryChannelLayer):
         return _local_broker
@@ -136,6 +147,7 @@ def reset() -> None:
         get_tickets,
         get_presence,
         get_pending_acks,
+        _redis_broker,
     ):
         cached.cache_clear()
 

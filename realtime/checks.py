@@ -16,11 +16,13 @@ from django.utils.module_loading import import_string
 from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
 from realtime.asgi_structure import routes_to_realtime, starts_relay
+from realtime.broker.checks import check_broker
+from realtime.broker.redis import CLUSTER_SCHEMES
 from realtime.consumers import RealtimeConsumer
 from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", *CLUSTER_SCHEMES})
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -105,6 +107,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     messages += _check_consumer(config.consumer)
+    messages += check_broker(config)
     backend = _layer_backend()
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if layers and backend is None:
@@ -117,7 +120,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     elif backend is None or backend.endswith("InMemoryChannelLayer"):
-        if not settings.DEBUG:
+        if not settings.DEBUG and not (config.broker == "redis" and config.redis_url):
             messages.append(
                 Warning(
                     "No channel layer, or the in-memory one, with DEBUG off: messages reach "

@@ -44,6 +44,17 @@ def _networks(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _broker(value: Any) -> str:
+    """``BROKER``: ``"layer"`` or ``"redis"``."""
+    if value not in BROKERS:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(repr, BROKERS))}.")
+    return str(value)
+
+
+# What may carry messages between processes (``BROKER``).
+BROKERS = ("layer", "redis")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The effective settings, typed: one field per ``REALTIME`` key, lower-cased. A value
@@ -61,6 +72,13 @@ class Config:
         "default",
         "channel-layer alias used between processes; no layer, or the in-memory one, means "
         "in-process delivery",
+    )
+    broker: str = setting(
+        "layer",
+        'what carries messages between processes: `"layer"`, the channel layer of '
+        '`CHANNEL_LAYER`; `"redis"`, Redis pub/sub on `REDIS_URL` through redis-py (sharded '
+        "pub/sub on a Redis Cluster, where it is required; docs/scaling.md)",
+        convert=_broker,
     )
     history_size: int = setting(1000, "messages kept per topic for resume")
     history_ttl: float = setting(3600.0, "maximum age of kept messages", convert=float)

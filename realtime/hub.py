@@ -79,6 +79,7 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._resync: asyncio.Task[None] | None = None
         self._probes: dict[str, asyncio.Future[None]] = {}
         # the layer outages (health.outages) after which this hub caught up
         self._caught_up_outages = health.outages("layer")
@@ -190,6 +191,19 @@ class Hub:
             for connection in tuple(subscribers):
                 connection.catch_up(topic, position.epoch, position.offset)
 
+    def resync(self) -> None:
+        """Called by a broker whose connection broke and is back (it may have lost messages
+        meanwhile): catch up in the background, as after a layer outage."""
+        previous = self._resync
+
+        async def run() -> None:
+            if previous is not None:  # one after the other: this one reads the log afresh
+                with contextlib.suppress(Exception):
+                    await previous
+            await self._catch_up()
+
+        self._resync = self.loop.create_task(run())
+
     def _change_membership(
         self, topic: str, change: Callable[[Hub, str], Coroutine[Any, Any, None]]
     ) -> asyncio.Task[None]:
@@ -244,10 +258,10 @@ class Hub:
     def stop(self) -> None:
         """Cancel the hub's background tasks (thread-safe)."""
         self.record.stop()
-        for task in (self._reader, self._watcher, self._sweeper):
+        for task in (self._reader, self._watcher, self._sweeper, self._resync):
             if task is not None and not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(task.cancel)
-        self._reader = self._watcher = self._sweeper = None
+        self._reader = self._watcher = self._sweeper = self._resync = None
 
     async def address(self) -> str:
         """Where control messages for this hub's connections are sent."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime._redis import aclose_clients
+from realtime.backends import get_broker
 from realtime.conf import get_config
 from realtime.redis_sentinel import aclose_layer_sentinels
 
@@ -24,6 +25,7 @@ T = TypeVar("T")
 
 
 async def _close_connections() -> None:
+    await get_broker().aclose()
     await aclose_clients()
     layer = get_channel_layer(get_config().channel_layer)
     if (

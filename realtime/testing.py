@@ -107,6 +107,7 @@ async def aclose_redis() -> None:
     ``REDIS_URL`` set: topic log, dedup store, registry, ``apublish()``). Realtime keeps one
     connection pool per event loop; await this at the end of an async test that used Redis,
     before its event loop closes, so that no connection outlives it."""
+    await backends.get_broker().aclose()
     await aclose_clients()
 
 

@@ -335,10 +335,20 @@ async def _stop_background_tasks() -> None:
         await asyncio.wait(tasks, timeout=0.1)
 
 
+@pytest.fixture(scope="module")
+def broker() -> str:
+    """``REALTIME["BROKER"]`` of ``use_redis`` (the test process): ``RT_BROKER`` if set (as
+    the daphne nodes read it in tests/settings.py, so ``RT_BROKER=redis pytest …`` runs a
+    suite on the Redis broker), else the layer; a module whose nodes use the Redis broker
+    overrides it (and ``node_settings``)."""
+    return os.environ.get("RT_BROKER", "layer")
+
+
 @pytest.fixture
-async def use_redis(redis_url: str, prefix: str) -> AsyncIterator[dict[str, Any]]:
-    """Switch realtime to Redis (log, dedup, pub/sub layer) under a fresh key prefix."""
-    with realtime_on_redis(redis_url, prefix):
+async def use_redis(redis_url: str, prefix: str, broker: str) -> AsyncIterator[dict[str, Any]]:
+    """Switch realtime to Redis (log, dedup, pub/sub layer, ``broker``) under a fresh key
+    prefix."""
+    with realtime_on_redis(redis_url, prefix, BROKER=broker):
         yield {"url": redis_url, "prefix": prefix}
         await hub.get_hub().registry_written()  # background writes hold pool connections
         close_publisher()

@@ -96,6 +96,8 @@ for _key in (
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])
+if os.environ.get("RT_BROKER"):
+    REALTIME["BROKER"] = os.environ["RT_BROKER"]
 if os.environ.get("RT_DURABLE"):
     REALTIME["DURABLE"] = True
 if os.environ.get("RT_TRUSTED_PROXIES"):

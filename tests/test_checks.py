@@ -504,3 +504,51 @@ def test_the_application_get_asgi_application_builds_with_durable_on_starts_a_re
         application = get_asgi_application()
         assert asgi_structure.starts_relay(application) is True
     assert asgi_structure.starts_relay(get_asgi_application()) is False  # DURABLE off: no relay
+
+
+@override_settings(REALTIME={"BROKER": "redis"}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_the_redis_broker_needs_a_redis_url():
+    assert run() == [
+        Error(
+            "REALTIME['BROKER'] is 'redis' but REALTIME['REDIS_URL'] is not set.",
+            hint="Set REALTIME['REDIS_URL'], or leave BROKER at 'layer'.",
+            id="realtime.E012",
+        )
+    ]
+
+
+@override_settings(
+    REALTIME={"REDIS_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/"},
+    CHANNEL_LAYERS=REDIS,
+    DEBUG=True,
+)
+def test_a_redis_cluster_needs_the_redis_broker():
+    assert run() == [
+        Error(
+            "REALTIME['REDIS_URL'] is a Redis Cluster, where the channel layer "
+            "(REALTIME['BROKER'] = 'layer') cannot carry messages between processes.",
+            hint="Set REALTIME['BROKER'] = 'redis': sharded pub/sub on the cluster "
+            "(docs/scaling.md).",
+            id="realtime.E013",
+        )
+    ]
+
+
+@override_settings(
+    REALTIME={"REDIS_URL": "redis+cluster://10.0.0.1:7000/", "BROKER": "redis"},
+    CHANNEL_LAYERS=MEMORY,
+    DEBUG=False,
+)
+def test_the_redis_broker_on_a_cluster_needs_no_channel_layer():
+    assert [m.id for m in run()] == []
+
+
+@override_settings(REALTIME={"BROKER": "kafka"}, CHANNEL_LAYERS=MEMORY, DEBUG=True)
+def test_the_broker_is_layer_or_redis():
+    assert run() == [
+        Error(
+            "REALTIME['BROKER']: 'kafka' is not one of 'layer', 'redis'.",
+            hint="See the configuration table in README.md.",
+            id="realtime.E002",
+        )
+    ]

@@ -12,6 +12,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime import checks, conf
+from realtime.broker import checks as broker_checks
 from tests import markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -82,5 +83,8 @@ def test_a_value_of_the_wrong_type_is_refused_with_the_accepted_types(realtime_s
 
 
 def test_the_readme_names_every_system_check_id_and_no_other():
-    registered = set(re.findall(r'id="(realtime\.[EW]\d{3})"', Path(checks.__file__).read_text()))
+    sources = [Path(checks.__file__), Path(broker_checks.__file__)]
+    registered = {
+        i for p in sources for i in re.findall(r'id="(realtime\.[EW]\d{3})"', p.read_text())
+    }
     assert readme_check_ids() == registered

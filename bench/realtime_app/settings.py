@@ -3,7 +3,8 @@
 Environment: ``REDIS_URL`` and ``BENCH_PREFIX`` (channel-layer prefix and realtime key prefix,
 unique per run so the keys can be deleted afterwards); ``BENCH_DB`` is a throw-away SQLite file,
 ``BENCH_PG`` a throw-away PostgreSQL database (bench/base_settings.py); ``BENCH_DURABLE`` turns
-``REALTIME["DURABLE"]`` on.
+``REALTIME["DURABLE"]`` on; ``BENCH_BROKER`` sets ``REALTIME["BROKER"]`` (the `realtime-redis`
+target: ``redis``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": PREFIX},
     }
 }
-REALTIME: dict[str, object] = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+REALTIME: dict[str, object] = {
+    "REDIS_URL": REDIS_URL,
+    "KEY_PREFIX": PREFIX,
+    "BROKER": os.environ.get("BENCH_BROKER", "layer"),
+}
 if os.environ.get("BENCH_DURABLE"):  # the realtime-durable targets: publish through the outbox
     REALTIME["DURABLE"] = True
 # daphne's access log is stamped in the process's local time, which Django sets from

@@ -37,6 +37,11 @@ class Endpoint(Protocol):
         """The hub's channel in the channel layer."""
         ...
 
+    def resync(self) -> None:
+        """The broker may have lost messages (its connection broke and is back): compare the
+        local subscriptions with the log, which fills what they missed."""
+        ...
+
 
 class Broker(Protocol):
     """Carries messages between hubs. A hub joins a topic while it has local subscribers;
@@ -64,4 +69,8 @@ class Broker(Protocol):
 
     async def reconnect(self) -> None:
         """Drop idle connections, so that the next attempt opens a fresh one."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what the broker opened on the running event loop (before the loop closes)."""
         ...

@@ -53,3 +53,6 @@ class LayerBroker:
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.connection_pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        return None

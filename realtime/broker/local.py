@@ -46,3 +46,6 @@ class LocalBroker:
 
     async def reconnect(self) -> None:
         return None
+
+    async def aclose(self) -> None:
+        return None
