@@ -18,6 +18,8 @@ from django.utils.module_loading import import_string
 from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
 from realtime.consumers import RealtimeConsumer
+from realtime.redis_cluster import CLUSTER_HINT, cluster_problem, is_cluster_url
+from realtime.redis_cluster import ping as ping_cluster
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -79,11 +81,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E007",
             )
         )
-    if config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
+    url = config.redis_url
+    if url is not None and is_cluster_url(url):
+        if wrong := cluster_problem(url, config.key_prefix, _without_password(url)):
+            messages.append(Error(wrong, hint=CLUSTER_HINT, id="realtime.E011"))
+    elif url is not None and urlsplit(url).scheme not in REDIS_SCHEMES:
         messages.append(
             Error(
-                f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a Redis "
-                "URL.",
+                f"REALTIME['REDIS_URL'] {_without_password(url)!r} is not a Redis URL.",
                 hint="Use redis://host:port/db, rediss://host:port/db (TLS) or "
                 "unix:///path/to/redis.sock.",
                 id="realtime.E008",
@@ -325,15 +330,19 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W010",
             )
         )
-    if config.redis_url is not None and urlsplit(config.redis_url).scheme in REDIS_SCHEMES:
+    url = config.redis_url
+    if url is not None and is_cluster_url(url) and cluster_problem(url, config.key_prefix, url):
+        url = None  # check_settings reports it (E011)
+    if url is not None and (is_cluster_url(url) or urlsplit(url).scheme in REDIS_SCHEMES):
         try:
-            redis.Redis.from_url(
-                config.redis_url, socket_connect_timeout=2, socket_timeout=2
-            ).ping()
-        except (redis.RedisError, OSError) as exc:
+            if is_cluster_url(url):
+                ping_cluster(url, timeout=2)
+            else:
+                redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             messages.append(
                 Warning(
-                    f"Redis at {_without_password(config.redis_url)!r} does not answer: "
+                    f"Redis at {_without_password(url)!r} does not answer: "
                     f"{type(exc).__name__}: {exc}",
                     hint="Start Redis, or correct REALTIME['REDIS_URL']: publish() and every "
                     "connection need it.",

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 
 from realtime.conf import get_config
 from realtime.hubs import serves_connections
+from realtime.redis_cluster import is_cluster_url, parse_cluster_url
 
 
 def backend_failed(what: str, exc: BaseException) -> CommandError:
@@ -23,9 +24,17 @@ def backend_failed(what: str, exc: BaseException) -> CommandError:
     if not config.redis_url:
         return CommandError(f"{what}: {cause}.")
     parts = urlsplit(config.redis_url)
-    where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+    if is_cluster_url(config.redis_url):
+        try:
+            where = f"Redis Cluster at {parse_cluster_url(config.redis_url).where()}"
+        except ValueError:  # a malformed URL (manage.py check says what is wrong: E011)
+            where = "Redis Cluster"
+    elif parts.scheme == "unix":
+        where = f"Redis at {parts.path}"
+    else:
+        where = f"Redis at {parts.hostname}:{parts.port or 6379}"
     return CommandError(
-        f"{what} (Redis at {where}): {cause}. Is Redis running, and is REALTIME['REDIS_URL'] right?"
+        f"{what} ({where}): {cause}. Is Redis running, and is REALTIME['REDIS_URL'] right?"
     )
 
 
