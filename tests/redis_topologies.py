@@ -142,12 +142,12 @@ def master_of(client: RedisCluster, key: str) -> str:
 
 
 def topics_on_every_master(client: RedisCluster, prefix: str, stem: str) -> list[str]:
-    """One topic ``<stem>.<n>`` per master: the first ``n`` whose log keys (hash tag: the
-    topic) land on a master not yet covered, in the order of the masters' ports."""
+    """One topic ``<stem><n>`` per master: the first ``n`` whose log keys (hash tag: the
+    topic) land on a master not yet covered, in the order of the masters' names."""
     found: dict[str, str] = {}
     masters = {node.name for node in client.get_primaries()}
     for n in range(10_000):
-        topic = f"{stem}.{n}"
+        topic = f"{stem}{n}"
         found.setdefault(master_of(client, f"{prefix}:log:{{{topic}}}"), topic)
         if set(found) == masters:
             return [found[name] for name in sorted(found)]
