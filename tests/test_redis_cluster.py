@@ -17,8 +17,10 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.http import QueryDict
+from django.test import override_settings
 
 import realtime
+from realtime import checks
 from realtime._redis import get_client
 from realtime.backends import (
     get_dedup,
@@ -33,6 +35,8 @@ from realtime.registry import Entry
 from realtime.stores.base import Pending
 from tests.redis_topologies import LocalCluster, master_of, slots, topics_on_every_master
 from tests.servers import Client, Daphne, SSEReader
+
+LAYER = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
 
 # ---- the backends, in this process, with keys on every master ------------------------------
 
@@ -274,3 +278,9 @@ async def test_a_ticket_issued_on_one_node_is_redeemed_once_on_the_other(
     async with httpx.AsyncClient(base_url=nodes[0].http, timeout=10) as http:
         reused = await http.get("/realtime/sse/", params=params)
     assert reused.status_code == 401
+
+
+def test_deploy_check_pings_every_master_of_a_cluster_that_answers(redis_cluster: LocalCluster):
+    realtime = {"REDIS_URL": redis_cluster.url}
+    with override_settings(REALTIME=realtime, CHANNEL_LAYERS=LAYER, STATIC_ROOT="/srv/static"):
+        assert checks.check_deploy() == []
