@@ -1,4 +1,5 @@
-"""Redis clients: one connection pool per process and event loop, created on first use.
+"""Redis clients: one connection pool per process and event loop, created on first use; for a
+``redis+cluster://`` URL a Redis Cluster client instead (:mod:`realtime.redis_cluster`).
 
 redis-py's asyncio pools are bound to the loop that created them, so a client is cached per
 running loop (daphne's loop, the publisher thread's loop, a test's loop). Timeouts are set on
