@@ -1,4 +1,5 @@
-"""Redis clients: one connection pool per process and event loop, created on first use.
+"""Redis clients: one connection pool per process and event loop, created on first use; for a
+``redis+cluster://`` URL a Redis Cluster client instead (:mod:`realtime.redis_cluster`).
 
 redis-py's asyncio pools are bound to the loop that created them, so a client is cached per
 running loop (daphne's loop, the publisher thread's loop, a test's loop). Timeouts are set on
@@ -24,27 +25,35 @@ import asyncio
 import weakref
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from realtime.redis_cluster import cluster_client, is_cluster_url
 from realtime.redis_sentinel import aclose_sentinels, is_sentinel_url, sentinel_client
 
 # Retries of one command after a connection or timeout error, with backoff 0.1 s, 0.2 s,
 # 0.4 s: a command fails after about 0.7 s while Redis refuses connections.
 RETRIES = 3
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
+# One Redis (redis://) or a Cluster (redis+cluster://): the commands realtime sends, and
+# pipelines of them, are the same on both.
+Client = aioredis.Redis | RedisCluster
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Client]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def get_client(url: str) -> aioredis.Redis:
+def get_client(url: str) -> Client:
     """The shared client for ``url`` on the running event loop."""
     loop = asyncio.get_running_loop()
     per_loop = _clients.setdefault(loop, {})
     client = per_loop.get(url)
+    if client is None and is_cluster_url(url):  # redis+cluster:// (realtime.redis_cluster)
+        client = per_loop[url] = cluster_client(url, RETRIES)
     if client is None:
         # A blocking pool: a burst of requests waits up to 5 s for a free connection
         # instead of failing at once with MaxConnectionsError.

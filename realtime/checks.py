@@ -19,6 +19,8 @@ from realtime.asgi_structure import routes_to_realtime, starts_relay
 from realtime.broker.checks import check_broker
 from realtime.broker.redis import CLUSTER_SCHEMES
 from realtime.consumers import RealtimeConsumer
+from realtime.redis_cluster import CLUSTER_HINT, cluster_problem, is_cluster_url
+from realtime.redis_cluster import ping as ping_cluster
 from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
@@ -81,13 +83,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E007",
             )
         )
-    if config.redis_url is not None and is_sentinel_url(config.redis_url):
+    url = config.redis_url
+    if url is not None and is_sentinel_url(url):
         try:
-            parse_sentinel_url(config.redis_url)
+            parse_sentinel_url(url)
         except ValueError as problem:
             messages.append(
                 Error(
-                    f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a "
+                    f"REALTIME['REDIS_URL'] {_without_password(url)!r} is not a "
                     f"valid Sentinel URL: {problem}.",
                     hint="Use redis+sentinel://[user:password@]host1:port1,host2:port2/"
                     "<service_name>/<db> (rediss+sentinel:// for TLS to the master; "
@@ -95,14 +98,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="realtime.E011",
                 )
             )
-    elif config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
+    elif url is not None and is_cluster_url(url):
+        if wrong := cluster_problem(url, config.key_prefix, _without_password(url)):
+            messages.append(Error(wrong, hint=CLUSTER_HINT, id="realtime.E014"))
+    elif url is not None and urlsplit(url).scheme not in REDIS_SCHEMES:
         messages.append(
             Error(
-                f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a Redis "
-                "URL.",
+                f"REALTIME['REDIS_URL'] {_without_password(url)!r} is not a Redis URL.",
                 hint="Use redis://host:port/db, rediss://host:port/db (TLS), "
-                "unix:///path/to/redis.sock or, for Sentinel, "
-                "redis+sentinel://host1:port1,host2:port2/<service_name>/<db>.",
+                "unix:///path/to/redis.sock, redis+sentinel://host1:port1,host2:port2/"
+                "<service_name>/<db> (Sentinel) or redis+cluster://host1:port1,host2:port2/ "
+                "(Cluster).",
                 id="realtime.E008",
             )
         )
@@ -344,22 +350,25 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W010",
             )
         )
-    if config.redis_url is not None and (
-        urlsplit(config.redis_url).scheme in REDIS_SCHEMES or is_sentinel_url(config.redis_url)
+    url = config.redis_url
+    if url is not None and is_cluster_url(url) and cluster_problem(url, config.key_prefix, url):
+        url = None  # check_settings reports it (E014)
+    if url is not None and (
+        is_sentinel_url(url) or is_cluster_url(url) or urlsplit(url).scheme in REDIS_SCHEMES
     ):
         try:
-            if is_sentinel_url(config.redis_url):
-                ping_master(config.redis_url, timeout=2)
+            if is_sentinel_url(url):
+                ping_master(url, timeout=2)
+            elif is_cluster_url(url):
+                ping_cluster(url, timeout=2)
             else:
-                redis.Redis.from_url(
-                    config.redis_url, socket_connect_timeout=2, socket_timeout=2
-                ).ping()
+                redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
         except ValueError:
             pass  # a malformed Sentinel URL: E011 says so
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             messages.append(
                 Warning(
-                    f"Redis at {_without_password(config.redis_url)!r} does not answer: "
+                    f"Redis at {_without_password(url)!r} does not answer: "
                     f"{type(exc).__name__}: {exc}",
                     hint="Start Redis, or correct REALTIME['REDIS_URL']: publish() and every "
                     "connection need it.",

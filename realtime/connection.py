@@ -278,10 +278,10 @@ class Connection:
         if old is None:
             await get_hub().subscribe(topic, self)
         if await sub.start(cursor):
+            if old is None:  # queued before the next await: listed once `subscribed` is out
+                await get_hub().update(self)
             # what the user owes an ACK for is sent again, even behind the cursor
             await self.acks.subscribed(topic, cursor, sub.epoch, sub.offset)
-            if old is None:
-                await get_hub().update(self)
 
     def unsubscribe(self, topic: str) -> None:
         """Stop delivering ``topic``. Raises :class:`NotSubscribed`."""

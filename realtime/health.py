@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.http import HttpResponseBase
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from realtime.exceptions import HookFailed
 from realtime.metrics import BACKEND_ERRORS, BACKEND_UP
@@ -103,8 +103,14 @@ def ok(component: str) -> None:
 
 
 # What a backend raises when it is unreachable or does not answer in time (redis-py's errors,
-# socket errors, timeouts): an outage, not a bug.
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+# socket errors, timeouts): an outage, not a bug. redis-py's cluster client raises
+# RedisClusterException, which is not a RedisError, when no node of a Redis Cluster answers.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
+)
 
 
 def request_failed(component: str, error: BaseException, log: logging.Logger, what: str) -> None:

@@ -22,10 +22,12 @@ from channels.layers import get_channel_layer
 from django.test import override_settings
 
 from realtime import backends, hub, hubs
+from realtime._redis import get_client
 from realtime.loop import close_publisher
 from realtime.testing import aclose_redis, restore_topics
 
 if TYPE_CHECKING:
+    from tests.redis_topologies import LocalCluster
     from tests.servers import Daphne
 
 
@@ -59,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The fixtures that start a server: the database daphne nodes share, the browser, and a
 # module's own redis-server (the shared Redis of `redis_url` is not started per test).
-SERVER_FIXTURES = frozenset({"database", "chromium", "private_redis"})
+SERVER_FIXTURES = frozenset({"database", "chromium", "private_redis", "redis_cluster"})
 
 
 # Runs before pytest's own -m selection (registered first, so called last).
@@ -229,6 +231,18 @@ def private_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A three-master Redis Cluster on free loopback ports (tests/redis_topologies.py),
+    started once per session by the first test that needs it (1-2 s)."""
+    # lazy: the module imports this one (free_port), and only cluster tests need it
+    from tests.redis_topologies import LocalCluster
+
+    cluster = LocalCluster()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def database() -> Iterator[tuple[str, dict[str, Any]]]:
     """A migrated SQLite file shared by a module's daphne nodes, with users alice, bob and
@@ -298,18 +312,21 @@ def alice(database: tuple[str, dict[str, Any]]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def realtime_on_redis(url: str, prefix: str, **realtime: Any) -> Iterator[None]:
+def realtime_on_redis(
+    url: str, prefix: str, layer_url: str | None = None, **realtime: Any
+) -> Iterator[None]:
     """This process's realtime (log, dedup, registry, pub/sub layer) on the Redis at ``url``
-    under key and channel ``prefix``, as the daphne nodes of a test see it; ``realtime``
-    overrides more REALTIME keys. On exit the publisher loop is closed and every cached
-    backend forgotten."""
+    under key and channel ``prefix``, as the daphne nodes of a test see it; the pub/sub layer
+    on ``layer_url`` instead when given (``url`` a Redis Cluster, which channels_redis does
+    not speak); ``realtime`` overrides more REALTIME keys. On exit the publisher loop is
+    closed and every cached backend forgotten."""
     from django.conf import settings
 
     values = {**settings.REALTIME, "REDIS_URL": url, "KEY_PREFIX": prefix, **realtime}
     layers = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": prefix},
+            "CONFIG": {"hosts": [layer_url or url], "prefix": prefix},
         }
     }
     with override_settings(REALTIME=values, CHANNEL_LAYERS=layers):
@@ -344,28 +361,68 @@ def broker() -> str:
     return os.environ.get("RT_BROKER", "layer")
 
 
-@pytest.fixture
-async def use_redis(redis_url: str, prefix: str, broker: str) -> AsyncIterator[dict[str, Any]]:
-    """Switch realtime to Redis (log, dedup, pub/sub layer, ``broker``) under a fresh key
-    prefix."""
-    with realtime_on_redis(redis_url, prefix, BROKER=broker):
-        yield {"url": redis_url, "prefix": prefix}
+@contextlib.asynccontextmanager
+async def _realtime_switched(
+    url: str, prefix: str, layer_url: str, broker: str
+) -> AsyncIterator[None]:
+    with realtime_on_redis(url, prefix, layer_url, BROKER=broker):
+        yield
         await hub.get_hub().registry_written()  # background writes hold pool connections
         close_publisher()
         await aclose_redis()
         await get_channel_layer().flush()
         await _stop_background_tasks()
+
+
+@pytest.fixture
+async def use_redis(redis_url: str, prefix: str, broker: str) -> AsyncIterator[dict[str, Any]]:
+    """Switch realtime to Redis (log, dedup, pub/sub layer, ``broker``) under a fresh key
+    prefix."""
+    async with _realtime_switched(redis_url, prefix, redis_url, broker):
+        yield {"url": redis_url, "prefix": prefix}
     from tests.servers import delete_prefix
 
     delete_prefix(redis_url, prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture
+async def use_cluster(
+    redis_cluster: LocalCluster, redis_url: str, prefix: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Switch realtime to the Redis Cluster (log, registry, stores, the Redis broker on its
+    sharded pub/sub) under a fresh key prefix; the channel layer, which then carries nothing
+    of realtime's, on the one Redis of ``redis_url`` (channels_redis has no Cluster support)."""
+    async with _realtime_switched(redis_cluster.url, prefix, redis_url, "redis"):
+        # A cluster client's first command reads the slot map and the command table (about
+        # 0.5 s without hiredis): paid here, not inside a test's timing.
+        await get_client(redis_cluster.url).ping()
+        yield {"url": redis_cluster.url, "prefix": prefix}
+    from tests.redis_topologies import delete_prefix
+
+    client = redis_cluster.client()
+    try:
+        delete_prefix(client, prefix)
+    finally:
+        client.close()
+
+
+# The Redis Cluster variant starts a cluster (once per session): `make test-fast` leaves it out.
+BACKENDS = ["memory", "redis", pytest.param("cluster", marks=pytest.mark.server)]
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Any:
-    """Run the test twice: on the in-memory backends, and on Redis (``use_redis``)."""
-    if request.param == "redis":
-        return request.getfixturevalue("use_redis")
-    return None
+    """Run the test three times: on the in-memory backends, on Redis (``use_redis``) and on a
+    Redis Cluster (``use_cluster``)."""
+    return use_backend(request, request.param)
+
+
+def use_backend(request: pytest.FixtureRequest, name: str) -> Any:
+    """The ``use_redis`` or ``use_cluster`` answer for a ``backend`` parameter; None for
+    ``memory``."""
+    if name == "memory":
+        return None
+    return request.getfixturevalue("use_redis" if name == "redis" else "use_cluster")
 
 
 def _reset_channel_layers() -> None:

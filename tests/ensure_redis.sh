@@ -19,8 +19,10 @@ PY
 if [ -n "${REDIS_URL:-}" ]; then
   answers "$REDIS_URL" || { echo "REDIS_URL=$REDIS_URL does not answer PING" >&2; exit 1; }
 fi
-# The binary is needed in any case: the Redis-restart test runs a private server it can stop.
-if ! command -v redis-server >/dev/null; then
+# The binary is needed in any case: the Redis-restart test runs a private server it can stop,
+# and the Redis Cluster tests start three and join them with redis-cli (Debian's redis-server
+# depends on redis-tools, which has it).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "Installing redis-server (Debian package)..."
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null

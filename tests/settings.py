@@ -1,6 +1,6 @@
 """Settings for the test suite (never the demo's). The e2e daphne processes use them too,
 with RT_TEST_DB pointing at a database file they share with the test process, and
-RT_REDIS_URL / RT_PREFIX selecting Redis."""
+RT_REDIS_URL / RT_PREFIX selecting Redis (RT_LAYER_URL another one for the channel layer)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ if _redis:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [_redis], "prefix": _prefix},
+            # RT_LAYER_URL: the layer on one Redis while RT_REDIS_URL names a Redis Cluster
+            "CONFIG": {"hosts": [os.environ.get("RT_LAYER_URL", _redis)], "prefix": _prefix},
         }
     }
     REALTIME.update(REDIS_URL=_redis, KEY_PREFIX=_prefix)

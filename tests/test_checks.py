@@ -145,8 +145,9 @@ def test_redis_url_must_be_a_redis_url_and_the_message_hides_the_password():
         Error(
             "REALTIME['REDIS_URL'] 'http://user:***@cache:6379/0' is not a Redis URL.",
             hint="Use redis://host:port/db, rediss://host:port/db (TLS), "
-            "unix:///path/to/redis.sock or, for Sentinel, "
-            "redis+sentinel://host1:port1,host2:port2/<service_name>/<db>.",
+            "unix:///path/to/redis.sock, redis+sentinel://host1:port1,host2:port2/"
+            "<service_name>/<db> (Sentinel) or redis+cluster://host1:port1,host2:port2/ "
+            "(Cluster).",
             id="realtime.E008",
         )
     ]

@@ -17,18 +17,18 @@ from realtime.backends import get_log
 from realtime.signals import message_undelivered
 from realtime.testing import RealtimeCommunicator
 from tests.asgi import application
+from tests.conftest import BACKENDS, use_backend
 from tests.testapp import consumers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True, params=["memory", "redis"])
+@pytest.fixture(autouse=True, params=BACKENDS)
 def backend(request: Any) -> Any:
-    """Every behaviour holds with the embedded defaults and with Redis (log, dedup store and
-    the channels_redis pub/sub layer between hub and publisher)."""
-    if request.param == "redis":
-        return request.getfixturevalue("use_redis")
-    return None
+    """Every behaviour holds with the embedded defaults, with Redis (log, dedup store and
+    the channels_redis pub/sub layer between hub and publisher), and with the log and
+    stores on a Redis Cluster (the layer on one Redis)."""
+    return use_backend(request, request.param)
 
 
 async def connect(app: Any = application, welcome: bool = True, **kwargs: Any) -> Any:

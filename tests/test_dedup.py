@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from realtime._redis import get_client
 from realtime.dedup import answer_once
 from realtime.stores.base import Dedup
 from realtime.stores.memory import MemoryDedup
@@ -95,14 +96,17 @@ async def test_memory_store_is_bounded():
 # ---- RedisDedup: the same rules, atomically, on the real Redis -----------------------------
 
 
-@pytest.fixture
-async def redis_store(redis_url: str, prefix: str) -> AsyncIterator[tuple[RedisDedup, Any]]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield RedisDedup(redis_url, prefix, ttl=300, lease=60), client
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.server)])
+async def redis_store(
+    request: Any, redis_url: str, prefix: str
+) -> AsyncIterator[tuple[RedisDedup, Any]]:
+    """The store on the one Redis, then on the Redis Cluster; and a client of the same."""
+    url = redis_url if request.param == "redis" else request.getfixturevalue("redis_cluster").url
+    client = get_client(url)
+    yield RedisDedup(url, prefix, ttl=300, lease=60), client
     keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    for key in keys:
+        await client.delete(key)
     await aclose_redis()
 
 
@@ -127,8 +131,8 @@ async def test_redis_renewal_by_the_owner_only_resets_the_lease(redis_store):
     assert await client.pttl(name) > 50_000
 
 
-async def test_redis_expired_claim_is_taken_by_the_next_attempt(redis_url, prefix, redis_store):
-    store = RedisDedup(redis_url, prefix, ttl=300, lease=0.2)
+async def test_redis_expired_claim_is_taken_by_the_next_attempt(prefix, redis_store):
+    store = RedisDedup(redis_store[0].url, prefix, ttl=300, lease=0.2)
     await store.begin("k", "dead")
     assert await store.begin("k", "b") == ("pending", None)
     deadline = time.monotonic() + 10

@@ -164,7 +164,7 @@ async def test_flushed_log_answers_an_old_cursor_with_reset(nodes, use_redis, re
     first = await client.receive()
     await client.close()
     plain = redis.Redis.from_url(redis_url)
-    plain.delete(f"{use_redis['prefix']}:meta:{name}", f"{use_redis['prefix']}:log:{name}")
+    plain.delete(f"{use_redis['prefix']}:meta:{{{name}}}", f"{use_redis['prefix']}:log:{{{name}}}")
 
     again = await Client.connect(nodes[1])
     answer = await again.subscribe(name, {"epoch": first["epoch"], "offset": 1})

@@ -14,15 +14,17 @@ from realtime.log.redis import RedisLog
 from realtime.testing import aclose_redis
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("cluster", marks=pytest.mark.server)])
 async def make_log(request: Any, prefix: str) -> AsyncIterator[Any]:
     created: list[Any] = []
 
     def factory(size: int = 100, ttl: float = 3600.0) -> Any:
         if request.param == "memory":
             log: Any = MemoryLog(size, ttl)
-        else:
+        elif request.param == "redis":
             log = RedisLog(request.getfixturevalue("redis_url"), prefix, size, ttl)
+        else:
+            log = RedisLog(request.getfixturevalue("redis_cluster").url, prefix, size, ttl)
         created.append(log)
         return log
 
@@ -140,7 +142,7 @@ async def test_redis_stream_is_trimmed_to_the_history_size(redis_url, prefix):
     log = RedisLog(redis_url, prefix, 5, 3600)
     for n in range(20):
         await append(log, "t.trim", n)
-    assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:log:t.trim") == 5
+    assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:log:{{t.trim}}") == 5
     await log.clear()
     await aclose_redis()
 

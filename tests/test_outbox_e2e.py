@@ -112,12 +112,12 @@ async def test_publishes_committed_while_redis_is_down_reach_the_log_in_order(
     # Redis is back (empty): the nodes' relays, retrying, move the backlog into the log
     client_redis = redis.Redis.from_url(private_redis.url, decode_responses=True)
     deadline = time.monotonic() + 30
-    while client_redis.xlen(f"{PREFIX}:log:{topic}") < 100:
+    while client_redis.xlen(f"{PREFIX}:log:{{{topic}}}") < 100:
         assert time.monotonic() < deadline, "the backlog was not relayed"
         await asyncio.sleep(0.05)
-    entries = client_redis.xrange(f"{PREFIX}:log:{topic}")
+    entries = client_redis.xrange(f"{PREFIX}:log:{{{topic}}}")
     assert [fields["i"] for _, fields in entries] == [f"m{n}" for n in range(100)]
-    epoch = client_redis.hget(f"{PREFIX}:meta:{topic}", "epoch")
+    epoch = client_redis.hget(f"{PREFIX}:meta:{{{topic}}}", "epoch")
     client_redis.close()
     # a client resuming from the epoch's start gets all of them, in order, once each
     client = await Client.connect(nodes[1])

@@ -128,7 +128,7 @@ def assert_logged_once_in_order(redis_url: str, prefix: str, rows: int, topics: 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         for topic in range(topics):
-            entries = client.xrange(f"{prefix}:log:topic{topic}")
+            entries = client.xrange(f"{prefix}:log:{{topic{topic}}}")
             ids = [fields["i"] for _, fields in entries]
             assert ids == [f"m{n}" for n in range(topic, rows, topics)], f"topic{topic}"
     finally:

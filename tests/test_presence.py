@@ -10,17 +10,19 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 import realtime
+from realtime.hub import get_hub
 from realtime.testing import RealtimeCommunicator
 from tests.asgi import application
+from tests.conftest import BACKENDS, use_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True, params=["memory", "redis"])
+@pytest.fixture(autouse=True, params=BACKENDS)
 def backend(request: Any, realtime_settings: Any) -> Any:
     # settings first, Redis over them: torn down in the reverse order, nothing leaks
     realtime_settings(HEARTBEAT_TIMEOUT=0.3, HEARTBEAT_INTERVAL=5.0)  # a snapshot every 0.1 s
-    return request.getfixturevalue("use_redis") if request.param == "redis" else None
+    return use_backend(request, request.param)
 
 
 @sync_to_async
@@ -36,6 +38,7 @@ async def tab(cookie: Any, topic: str) -> Any:
     assert (await client.connect())[0]
     await client.receive_frame()
     assert (await client.subscribe(topic))["type"] == "subscribed"
+    await get_hub().registry_written()  # presence is read from the registry
     return client
 
 

@@ -304,7 +304,7 @@ async def test_a_paused_redis_makes_publish_time_out_and_a_retry_appends_once(
         private_redis.resume()
     assert await publish(topic, "once", message_id=message_id) == message_id
     plain = redis.Redis.from_url(private_redis.url)
-    stream = plain.xrange(f"{PREFIX}:log:{topic}")
+    stream = plain.xrange(f"{PREFIX}:log:{{{topic}}}")
     assert [fields[b"i"].decode() for _, fields in stream].count(message_id) == 1
     assert [fields[b"d"] for _, fields in stream] == [b'"warm-up"', b'"once"']
 

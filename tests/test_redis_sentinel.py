@@ -81,7 +81,7 @@ async def test_a_master_that_checks_a_topic_again_keeps_its_epoch(use_redis):
     epoch, first = await log.append("t", "m1", "e", "1", False, time.time())
     # the stamp is a second old, and the id is not this server's (as after a restart)
     await get_client(use_redis["url"]).hset(
-        f"{use_redis['prefix']}:meta:t", mapping={"seen": 0, "rid": "f" * 40}
+        f"{use_redis['prefix']}:meta:{{t}}", mapping={"seen": 0, "rid": "f" * 40}
     )
     assert await log.append("t", "m2", "e", "1", False, time.time()) == (epoch, first + 1)
     assert (await log.read_after("t", epoch, first + 1)).reset is None
@@ -103,7 +103,7 @@ async def test_a_failover_that_lost_appends_starts_a_new_epoch(deployment):
             await log.append("lost", f"m{n}", "e", "1", False, time.time())
         assert await get_client(deployment.url).execute_command("WAIT", 1, 5000) == 1
         # the replica has the replication id that wrote the topic, never the master's stamp
-        replicated = deployment.replica.client.hgetall(f"{PREFIX}:meta:lost")
+        replicated = deployment.replica.client.hgetall(f"{PREFIX}:meta:{{lost}}")
         assert replicated.keys() == {"epoch", "top", "rid"}
         deployment.detach_replica()
         # appended on the master only: the failover loses them

@@ -23,15 +23,14 @@ from realtime.registry.memory import MemoryRegistry
 from realtime.registry.redis import RedisRegistry
 from realtime.testing import RealtimeCommunicator
 from tests.asgi import application
+from tests.conftest import BACKENDS, use_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True, params=["memory", "redis"])
+@pytest.fixture(autouse=True, params=BACKENDS)
 def backend(request: Any) -> Any:
-    if request.param == "redis":
-        return request.getfixturevalue("use_redis")
-    return None
+    return use_backend(request, request.param)
 
 
 def entry(n: int, node: str = "n1", **fields: Any) -> Entry:

@@ -133,10 +133,10 @@ class RedisBroker:
     async def reconnect(self) -> None:
         """Drop the publishing pool's idle connections (one Redis): after a Redis restart
         they are dead. The cluster client reconnects by itself."""
-        if self.cluster is None:
+        client = get_client(self.url)
+        if isinstance(client, aioredis.Redis):
             with contextlib.suppress(Exception):
-                pool = get_client(self.url).connection_pool
-                await pool.disconnect(inuse_connections=False)
+                await client.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Close the running loop's pub/sub connections and cluster client (tests)."""

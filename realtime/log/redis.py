@@ -1,15 +1,18 @@
 """Topic log in Redis Streams, shared by every node.
 
-Per topic: a hash ``<prefix>:meta:<topic>`` with the ``epoch`` and the last ``top`` offset, and
-a stream ``<prefix>:log:<topic>`` whose entry ids are ``<offset>-0``, trimmed to
+Per topic: a hash ``<prefix>:meta:{<topic>}`` with the ``epoch`` and the last ``top`` offset,
+a stream ``<prefix>:log:{<topic>}`` whose entry ids are ``<offset>-0``, trimmed to
 ``HISTORY_SIZE`` entries and expiring ``HISTORY_TTL`` after the last append, and a sorted set
-``<prefix>:ids:<topic>`` of the message ids of the last ``HISTORY_SIZE`` entries scored by
+``<prefix>:ids:{<topic>}`` of the message ids of the last ``HISTORY_SIZE`` entries scored by
 offset, with the stream's TTL: an append whose message id is there returns that entry's
 ``(epoch, offset)`` and appends nothing, so a retried publish never creates a second entry.
-The scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
-restarted without persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old
-cursors get ``reset``; so it does when the master was promoted from a replica since the topic's
-last write (a failover, which may have lost its last appends: see ``_ENSURE_EPOCH``)."""
+The scripts run atomically in Redis; they touch the three keys of one topic, which the hash
+tag ``{<topic>}`` puts in one slot, so they run on Redis Cluster too (topic names hold no
+braces, and ``KEY_PREFIX`` must not either: check E014). When the meta hash is missing (Redis
+flushed or restarted without persistence, or the topic idled for ``META_TTL``) a new epoch
+starts, so old cursors get ``reset``; so it does when the master was promoted from a replica
+since the topic's last write (a failover, which may have lost its last appends: see
+``_ENSURE_EPOCH``)."""
 
 from __future__ import annotations
 
@@ -135,9 +138,9 @@ class RedisLog:
 
     def _keys(self, topic: str) -> list[str]:
         return [
-            f"{self.prefix}:meta:{topic}",
-            f"{self.prefix}:log:{topic}",
-            f"{self.prefix}:ids:{topic}",
+            f"{self.prefix}:meta:{{{topic}}}",
+            f"{self.prefix}:log:{{{topic}}}",
+            f"{self.prefix}:ids:{{{topic}}}",
         ]
 
     async def append(

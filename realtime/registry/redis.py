@@ -2,7 +2,14 @@
 
 ``<prefix>:node:<node>`` is a hash of connection id → JSON entry, expiring
 ``HEARTBEAT_TIMEOUT`` after the node's last refresh; ``<prefix>:nodes`` is a sorted set of
-node → last refresh time, so readers find the live nodes without ``SCAN``."""
+node → last refresh time, so readers find the live nodes without ``SCAN``.
+
+On Redis Cluster the index and a node's hash are in different slots, so no transaction holds
+both: each write marks the node in the index first, then writes its hash in a transaction of
+its own (one key). A reader therefore never misses a hash that exists: its node was indexed
+before it was written. A write that fails between the two leaves at worst an index entry
+without a hash, which reads as a node with no connections until the node's next refresh
+writes it (or until the index forgets silent nodes)."""
 
 from __future__ import annotations
 
@@ -22,11 +29,15 @@ class RedisRegistry:
     def _key(self, node: str) -> str:
         return f"{self.prefix}:node:{node}"
 
+    async def _index(self, node: str) -> None:
+        """Mark ``node`` live in the index: before its hash is written (module docstring)."""
+        await get_client(self.url).zadd(f"{self.prefix}:nodes", {node: time.time()})
+
     async def add(self, node: str, entry: Entry) -> None:
+        await self._index(node)
         async with get_client(self.url).pipeline(transaction=True) as pipe:
             pipe.hset(self._key(node), entry.id, json.dumps(entry.to_dict()))
             pipe.pexpire(self._key(node), int(self.ttl * 1000))
-            pipe.zadd(f"{self.prefix}:nodes", {node: time.time()})
             await pipe.execute()
 
     async def remove(self, node: str, connection_id: str) -> None:
@@ -34,23 +45,23 @@ class RedisRegistry:
 
     async def write(self, node: str, entries: list[Entry], removed: list[str]) -> None:
         key = self._key(node)
+        await self._index(node)
         async with get_client(self.url).pipeline(transaction=True) as pipe:
             if entries:
                 pipe.hset(key, mapping={e.id: json.dumps(e.to_dict()) for e in entries})
             if removed:
                 pipe.hdel(key, *removed)
             pipe.pexpire(key, int(self.ttl * 1000))
-            pipe.zadd(f"{self.prefix}:nodes", {node: time.time()})
             await pipe.execute()
 
     async def refresh(self, node: str, entries: list[Entry], ttl: float) -> None:
         key = self._key(node)
+        await self._index(node)
         async with get_client(self.url).pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if entries:
                 pipe.hset(key, mapping={e.id: json.dumps(e.to_dict()) for e in entries})
             pipe.pexpire(key, int(ttl * 1000))
-            pipe.zadd(f"{self.prefix}:nodes", {node: time.time()})
             await pipe.execute()
 
     async def forget_node(self, node: str) -> None:

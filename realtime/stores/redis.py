@@ -136,7 +136,16 @@ class RedisPresence:
 class RedisPendingAcks:
     """Per scope, a hash of its pending entries and a sorted set of the ids it acknowledged
     in the last ``window`` seconds (both keys hash-tagged by scope, so each script touches
-    one slot); a sorted set of every entry by deadline is the sweeper's index."""
+    one slot); a sorted set of every entry by deadline is the sweeper's index.
+
+    The index is in a slot of its own on Redis Cluster, so it is never written in the scope's
+    scripts but by a separate command after them, in an order that keeps the sweeper right:
+    ``put`` indexes only the entries its script added, after adding them, so an index member
+    always had its entry; ``_take`` removes members after its script took the entries, and a
+    member whose entry is gone (taken, or expired with its scope's key) is dropped by
+    :meth:`overdue` when it meets it. A failure between the two steps leaves at worst an
+    entry without an index member: the connections that hold it still resend it, and only a
+    sweep after they all closed would miss it."""
 
     def __init__(self, url: str, prefix: str, window: float) -> None:
         self.url = url
