@@ -150,6 +150,13 @@ class Config:
     sse_keepalive: float = setting(15.0, "interval of SSE keep-alive comments")
     poll_timeout: float = setting(25.0, "how long a long-poll request waits before answering 204")
     ticket_ttl: float = setting(10.0, "lifetime of single-use EventSource tickets")
+    drain_window: float = setting(
+        0.0,
+        "on SIGTERM, the seconds over which a server process closes its connections with 4012 "
+        "(reconnect elsewhere) before it stops; `0`: no drain, the server stops at once "
+        "(docs/deployment.md)",
+        convert=float,
+    )
     metrics: bool = setting(False, "serve Prometheus metrics at `realtime/metrics/`")
     metrics_token: str | None = setting(
         None, "bearer token the metrics endpoint wants; `None` means staff sessions only"

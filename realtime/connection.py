@@ -255,7 +255,7 @@ class Connection:
                 return  # only the connection's own user may acknowledge its messages
             self._timers.spawn(self.acks.acknowledge_quietly(message.get("ids", ())))
         elif operation == "disconnect":
-            self.transport.close(CloseCode.DISCONNECTED, str(message.get("reason", ""))[:100])
+            self.transport.close(CloseCode.DISCONNECTED, str(message.get("reason", "")))
         elif operation == "notice":
             self.send(protocol.notice_frame(str(message.get("text"))))
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import acks, health, hubs, protocol
+from realtime import acks, drain, health, hubs, protocol
 from realtime._tasks import stop_if_cancelled
 from realtime.backends import get_broker, get_log
 from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Broker
@@ -332,4 +332,11 @@ class Hub:
 def get_hub() -> Hub:
     """The hub of the running event loop, created on first use."""
     loop = asyncio.get_running_loop()
-    return hubs.hub_of(loop, lambda: Hub(loop, get_broker()))
+    return hubs.hub_of(loop, lambda: _new_hub(loop))
+
+
+def _new_hub(loop: asyncio.AbstractEventLoop) -> Hub:
+    # the first hub of a server process drains it on SIGTERM (when DRAIN_WINDOW is set): by
+    # now the server has installed its own handler, which the drain runs once done
+    drain.install(loop)
+    return Hub(loop, get_broker())

@@ -315,6 +315,27 @@ def notice_frame(text: str) -> str:
     return encode({"type": "notice", "text": text})
 
 
+# The longest close reason sent, in characters, in a `close` frame or SSE event and in a
+# WebSocket close: longer ones are cut (docs/protocol.md).
+MAX_CLOSE_REASON = 100
+# What a WebSocket close frame can carry of a reason, in UTF-8 bytes (RFC 6455: 125 - 2).
+_MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to :data:`MAX_CLOSE_REASON` characters (and to what a WebSocket close
+    frame can carry), printable."""
+    text = _printable(reason[:MAX_CLOSE_REASON])
+    while len(text.encode()) > _MAX_CLOSE_REASON_BYTES:
+        text = text[:-1]
+    return text
+
+
+def close_frame(code: int, reason: str) -> str:
+    """``close``: the server ends the connection with ``code`` and says why."""
+    return encode({"type": "close", "code": int(code), "reason": close_reason(reason)})
+
+
 def token_expiring_frame(expires_in_ms: int) -> str:
     """``token-expiring``: send a fresh token in an ``auth`` frame within ``expires_in_ms``."""
     return encode({"type": "token-expiring", "expires_in_ms": expires_in_ms})

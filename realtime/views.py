@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from realtime import health
+from realtime import drain, health
 from realtime._redis import get_client
 from realtime.auth import make_token
 from realtime.conf import get_config
@@ -84,12 +84,15 @@ async def ready(request: HttpRequest) -> JsonResponse:
 
     200 ``{"ready": true, "failed": []}`` when this process reaches its topic log (Redis PING,
     when ``REDIS_URL`` is set) and a message sent through the channel layer to its own hub
-    comes back; else 503 with the failed components' names (``"log"``, ``"layer"``) and
-    nothing else. Each check is bounded by :data:`READY_TIMEOUT`; no authentication. Meant for
-    the ASGI server (daphne): each process answers for its own hub."""
+    comes back; else 503 with the failed components' names (``"log"``, ``"layer"``, and
+    ``"draining"`` once the process drains: :mod:`realtime.drain`) and nothing else. Each
+    check is bounded by :data:`READY_TIMEOUT`; no authentication. Meant for the ASGI server
+    (daphne): each process answers for its own hub."""
     checks = {"log": _check_log, "layer": _check_layer}
     results = await asyncio.gather(*(_passes(name, check) for name, check in checks.items()))
     failed = [name for name, passed in zip(checks, results, strict=True) if not passed]
+    if drain.draining():
+        failed.append("draining")  # out of rotation: the node sends its clients elsewhere
     response = JsonResponse({"ready": not failed, "failed": failed}, status=503 if failed else 200)
     # one entry per health check in django.request's error log during an outage would bury it
     return health.outage_answer(response)

@@ -92,6 +92,7 @@ for _key in (
     "BACKEND_GRACE",
     "RELAY_INTERVAL",
     "PUBLISH_TIMEOUT",
+    "DRAIN_WINDOW",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])

@@ -189,3 +189,25 @@ def test_bad_config_raises_improperly_configured():
         conf.get_config()
     with override_settings(REALTIME=[1]), pytest.raises(ImproperlyConfigured):
         conf.get_config()
+
+
+async def test_a_close_reason_is_cut_to_100_characters_wherever_a_close_is_built():
+    from realtime.exceptions import CloseCode
+    from realtime.transports.sse import SSEStream
+    from realtime.transports.websocket import WebSocketTransport
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    WebSocketTransport(send).close(CloseCode.DISCONNECTED, "x" * 300)
+    stream = SSEStream()
+    stream.start()
+    stream.close(CloseCode.DISCONNECTED, "y" * 300)
+    frame = json.loads(str(sent[0]["text"]))
+    event = stream.queue.get_nowait()
+    assert (frame["reason"], sent[1]["reason"]) == ("x" * 100, "x" * 100)
+    assert json.loads(event.split("data: ", 1)[1])["reason"] == "y" * 100
+    # a WebSocket close frame carries at most 123 bytes of reason: fewer characters then
+    assert protocol.close_reason("é" * 100) == "é" * 61

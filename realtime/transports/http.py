@@ -35,6 +35,7 @@ from realtime.proxies import forwarded_client
 from realtime.ratelimit import ScopedBuckets
 from realtime.topics import validate_topic
 from realtime.transports.base import new_connection, new_hooks
+from realtime.transports.refusal import try_later
 
 logger = logging.getLogger("realtime.transports")
 
@@ -58,10 +59,7 @@ def error_response(error: RealtimeError) -> JsonResponse:
 
 def unavailable() -> JsonResponse:
     """503 when a backend (Redis) failed: the client retries from its cursor."""
-    body = {"error": {"code": "unavailable", "reason": "Try again shortly."}}
-    response = JsonResponse(body, status=503)
-    response["Retry-After"] = "1"
-    return health.outage_answer(response)
+    return try_later("Try again shortly.")
 
 
 def failure_response(error: Exception, component: str, what: str) -> HttpResponse:

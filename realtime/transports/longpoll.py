@@ -13,7 +13,7 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from realtime import health, protocol
+from realtime import drain, health, protocol
 from realtime.conf import get_config
 from realtime.exceptions import CloseCode
 from realtime.transports.http import (
@@ -23,6 +23,7 @@ from realtime.transports.http import (
     limits_header,
     open_topics,
 )
+from realtime.transports.refusal import DRAINING_REASON, try_later
 
 LIMITS_HEADER = "X-Realtime-Limits"
 
@@ -34,7 +35,10 @@ def _wanted(text: str) -> bool:
 
 @require_GET
 async def poll(request: HttpRequest) -> HttpResponse:
-    """Answer 200 with the frames after the cursor, or 204 when none came in time."""
+    """Answer 200 with the frames after the cursor, or 204 when none came in time (or, while
+    the node drains, at the poll's moment of the drain window)."""
+    if drain.draining():
+        return try_later(DRAINING_REASON)
     transport = CollectingTransport()
     try:
         # Not registered: a poll lives for one request, and three registry writes per poll
@@ -53,11 +57,14 @@ async def poll(request: HttpRequest) -> HttpResponse:
             transport.frames.clear()
             transport.arrived.clear()
             try:
-                await asyncio.wait_for(transport.arrived.wait(), get_config().poll_timeout)
+                with drain.waiting(transport.arrived.set):
+                    await asyncio.wait_for(transport.arrived.wait(), get_config().poll_timeout)
             except TimeoutError:
                 return _with_limits(HttpResponse(status=204))
             await asyncio.sleep(0)  # let messages that arrived together join the batch
             frames = transport.frames
+            if not frames:  # ended by a drain: poll again (elsewhere)
+                return _with_limits(HttpResponse(status=204))
         cursor = protocol.encode_cursors(connection.positions())
     except Exception as error:
         return failure_response(error, "log", "A long-poll request failed")

@@ -19,7 +19,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from realtime import health, protocol
+from realtime import drain, health, protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
 from realtime.exceptions import (
@@ -27,6 +27,7 @@ from realtime.exceptions import (
     RealtimeError,
 )
 from realtime.transports.http import failure_response, frame_type, open_topics
+from realtime.transports.refusal import DRAINING_REASON, try_later
 
 # Old proxies and some browsers hold the first bytes of a response back: 2 KiB of comment
 # pushes them through at once.
@@ -108,8 +109,8 @@ class SSEStream:
             self._end()
 
     def _end(self) -> None:
-        frame = {"type": "close", "code": self.code, "reason": self._close_reason[:120]}
-        self.queue.put_nowait(f"event: close\ndata: {protocol.encode(frame)}\n\n")
+        frame = protocol.close_frame(self.code, self._close_reason)
+        self.queue.put_nowait(f"event: close\ndata: {frame}\n\n")
         self.queue.put_nowait(_CLOSE)
 
     async def events(self, connection: Connection) -> AsyncIterator[str]:
@@ -141,6 +142,8 @@ class SSEStream:
 @require_GET
 async def sse(request: HttpRequest) -> HttpResponseBase:
     """Open an event stream for the ``topic`` parameters (see docs/protocol.md)."""
+    if drain.draining():
+        return try_later(DRAINING_REASON)
     try:
         stream = SSEStream()
         opened = await open_topics(request, stream, "sse")  # 401/403 before streaming

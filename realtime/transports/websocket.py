@@ -20,12 +20,13 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 
-from realtime import _eager, protocol
+from realtime import _eager, drain, protocol
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import CloseCode, HookFailed, TokenInvalid
 from realtime.proxies import forwarded_client
 from realtime.transports.base import new_connection, new_hooks
+from realtime.transports.refusal import DRAINING_REASON, refuse_handshake
 
 # The name these records had while the transport lived in realtime/consumers.py: a logging
 # configuration may name it.
@@ -101,6 +102,9 @@ class WebSocketTransport:
                 return
 
     async def _connect(self, hooks: Any, scope: dict[str, Any]) -> bool:
+        if drain.draining():
+            await refuse_handshake(scope, self._send, DRAINING_REASON)
+            return False
         headers = dict(scope.get("headers", ()))
         origin = headers.get(b"origin", b"").decode("latin-1") or None
         offered = list(scope.get("subprotocols", ()))
@@ -199,10 +203,11 @@ class WebSocketTransport:
         if code == CloseCode.DISCONNECTED:
             # daphne sends no close reason, and this one is for the user ("disconnected by an
             # operator"): say it in a last `close` frame, as an SSE stream's last event does.
-            frame = {"type": "close", "code": code, "reason": reason[:120]}
-            self._queue.append({"type": "websocket.send", "text": protocol.encode(frame)})
+            frame = protocol.close_frame(code, reason)
+            self._queue.append({"type": "websocket.send", "text": frame})
         # int(): autobahn refuses a close code that is not exactly an int
-        self._queue.append({"type": "websocket.close", "code": int(code), "reason": reason[:120]})
+        reason = protocol.close_reason(reason)
+        self._queue.append({"type": "websocket.close", "code": int(code), "reason": reason})
         self._closing = True
         if self._writer is None:
             self._pump()

@@ -117,6 +117,10 @@ const WIRE = Object.freeze({
 /** WebSocket close codes the client acts on (docs/protocol.md, "Close codes"). */
 const CLOSE = Object.freeze({
   NORMAL: 1000,
+  /** The RFC's "service restart": what uvicorn sends when it stops without a drain. */
+  RESTART: 1012,
+  /** Service restart: the node drains before it stops; reconnect now (elsewhere). */
+  SERVICE_RESTART: 4012,
   PROTOCOL_ERROR: 4400,
   UNAUTHORIZED: 4401,
   DISCONNECTED: 4403,
@@ -135,6 +139,9 @@ const TIMING = Object.freeze({
   lateTimerMs: 1_000,
   /** … so the silence check waits this much more for queued events before giving up. */
   thawGraceMs: 1_500,
+  /** After a service restart (4012, 1012) the client reconnects within this long: a little
+   * jitter on top of the server's own spreading, never the backoff. */
+  restartJitterMs: 1_000,
   /** A connection open at least this long resets the backoff when it breaks. */
   stableMs: 10_000,
   /** A long-poll request held this long without an error counts as connected. */
@@ -2593,6 +2600,15 @@ export class Realtime {
     }
     if (retry) {
       this._attempt(transport.name); // the cause was dealt with (a topic or cursor dropped)
+      return;
+    }
+    if (info.code === CLOSE.SERVICE_RESTART || info.code === CLOSE.RESTART) {
+      // The node is going away (draining: it sent each client off at its own moment):
+      // reconnect at once, through the load balancer to another node, from the cursors.
+      this._backoff.reset();
+      const delay = Math.random() * TIMING.restartJitterMs;
+      this._debug("service restart: reconnecting in", Math.round(delay), "ms");
+      this._reconnectTimer.in(delay);
       return;
     }
     if (transport.proven) {

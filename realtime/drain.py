@@ -1,0 +1,173 @@
+"""Graceful drain: on SIGTERM, a server process sends its clients elsewhere over
+``DRAIN_WINDOW`` seconds, then lets the server stop (docs/deployment.md, "Graceful drain").
+
+With ``DRAIN_WINDOW`` above 0, the first hub of the process (in the server's main thread)
+puts :func:`_on_signal` in front of the SIGTERM handler the server installed: daphne's
+(Twisted's) and uvicorn's both stop at once, daphne without a close frame. On SIGTERM the
+process starts draining: new WebSocket handshakes, SSE streams and long-polls are refused
+(:func:`draining`), each open WebSocket and SSE stream is closed with 4012 (service restart)
+at its own moment of the window, spread evenly with jitter so the other nodes see a ramp, and
+each waiting long-poll is answered the same way. Once no connection is left, or
+:data:`CLOSE_GRACE` seconds after the window, the server's own handler runs and the server
+stops. A second SIGTERM stops it at once.
+
+Only the first hub's event loop is drained: an ASGI server runs one per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any, Protocol, cast
+
+from realtime import hubs
+from realtime.conf import get_config
+from realtime.exceptions import CloseCode
+
+# How long after the window the process waits for the last connections to finish closing.
+CLOSE_GRACE = 2.0
+# How often the drain looks whether any connection is left.
+CHECK_INTERVAL = 0.1
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class _Transport(Protocol):
+    def close(self, code: CloseCode, reason: str = "") -> None: ...
+
+
+class _Closable(Protocol):
+    """What the drain needs of a hub's connection (:class:`realtime.connection.Connection`)."""
+
+    @property
+    def transport(self) -> _Transport: ...
+
+
+class _Drain:
+    """The drain of one process: its loop, the SIGTERM handler it stands in front of, and the
+    long-polls waiting on that loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, previous: _SignalHandler) -> None:
+        self.loop = loop
+        self.previous = previous
+        self.started_at: float | None = None
+        self.waiting: set[Callable[[], None]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.started_at is not None or self.loop.is_closed():
+            self.stop_server(signum, frame)  # a second SIGTERM: stop now
+            return
+        self.started_at = time.monotonic()
+        self.loop.call_soon_threadsafe(self.start)
+
+    def start(self) -> None:
+        self.task = self.loop.create_task(self.run())
+
+    def members(self) -> list[Callable[[], None]]:
+        """How to end each connection of this loop: close a WebSocket or SSE stream with
+        4012, answer a waiting long-poll."""
+        code = CloseCode.SERVICE_RESTART
+        ends = [
+            # every hub's connection is a realtime.connection.Connection
+            _closer(cast(_Closable, connection), code)
+            for hub in hubs.all_hubs()
+            if getattr(hub, "loop", None) is self.loop
+            for connection in list(hub.connections.values())
+        ]
+        return ends + list(self.waiting)
+
+    def open_count(self) -> int:
+        served = sum(
+            len(hub.connections)
+            for hub in hubs.all_hubs()
+            if getattr(hub, "loop", None) is self.loop
+        )
+        return served + len(self.waiting)
+
+    async def run(self) -> None:
+        window = get_config().drain_window
+        ends = self.members()
+        random.shuffle(ends)
+        # one close per slot of window / n, at a random moment of its slot: an even ramp
+        slot = window / max(len(ends), 1)
+        for index, end in enumerate(ends):
+            self.loop.call_later((index + random.random()) * slot, end)
+        await asyncio.sleep(window)
+        for end in self.members():  # opened while the first ones closed, if any
+            end()
+        for _ in range(round(CLOSE_GRACE / CHECK_INTERVAL)):  # until empty, at most CLOSE_GRACE
+            if not self.open_count():
+                break
+            await asyncio.sleep(CHECK_INTERVAL)
+        self.stop_server(signal.SIGTERM, None)
+
+    def stop_server(self, signum: int, frame: FrameType | None) -> None:
+        """Run the handler the server installed for ``signum`` (it stops the server)."""
+        previous = self.previous
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:  # the default action: end the process
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+
+def _closer(connection: _Closable, code: CloseCode) -> Callable[[], None]:
+    return lambda: connection.transport.close(code, code.reason)
+
+
+_drain: _Drain | None = None
+_lock = threading.Lock()
+
+
+def install(loop: asyncio.AbstractEventLoop) -> None:
+    """Drain this process on SIGTERM, serving connections on ``loop``: called with the first
+    hub of the process. Does nothing when ``DRAIN_WINDOW`` is 0, off the main thread (where
+    signals cannot be handled), or when a drain is already installed."""
+    global _drain
+    if get_config().drain_window <= 0 or threading.current_thread() is not threading.main_thread():
+        return
+    with _lock:
+        if _drain is not None:
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        _drain = _Drain(loop, previous)
+        signal.signal(signal.SIGTERM, _drain.on_signal)
+
+
+def uninstall() -> None:
+    """Put the server's own SIGTERM handler back (tests)."""
+    global _drain
+    with _lock:
+        if _drain is not None:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _drain.previous)
+            _drain = None
+
+
+def draining() -> bool:
+    """Whether this process is draining: new connections are refused."""
+    drain = _drain
+    return drain is not None and drain.started_at is not None
+
+
+@contextlib.contextmanager
+def waiting(end: Callable[[], None]) -> Iterator[None]:
+    """Around a long-poll's wait: a drain calls ``end`` (answer now) at the poll's moment of
+    the window."""
+    drain = _drain
+    if drain is None:
+        yield
+        return
+    drain.waiting.add(end)
+    try:
+        yield
+    finally:
+        drain.waiting.discard(end)

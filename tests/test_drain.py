@@ -1,0 +1,192 @@
+"""Graceful drain (realtime/drain.py) on real daphne and uvicorn nodes sharing the real Redis:
+on SIGTERM a node sends its clients elsewhere with 4012, spread over ``DRAIN_WINDOW``, refuses
+new connections meanwhile, then stops; clients that resume on the other node with their
+cursors miss nothing and get nothing twice, with or without a drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+
+import realtime
+from tests.servers import Client, Daphne, SSEReader, Uvicorn, running_nodes
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 3.0
+CLIENTS = 6
+MESSAGES = 80
+INTERVAL = 0.05  # a steady 20 messages/s, for about 4 s: through the whole window
+
+
+@pytest.fixture(params=[Daphne, Uvicorn], ids=["daphne", "uvicorn"])
+def server(request: pytest.FixtureRequest) -> type[Daphne]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@dataclass
+class Follower:
+    """One client: subscribed on node A, moves to node B when A closes it."""
+
+    offsets: list[int] = field(default_factory=list)
+    code: int | None = -1  # the close code A sent (None: no close frame)
+    closed_at: float = 0.0
+    recovered: bool = False
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def follow(
+    name: str, first: Daphne, second: Daphne, follower: Follower, closed_one: asyncio.Event
+) -> None:
+    client = await Client.connect(first)
+    subscribed = await client.subscribe(name)
+    cursor = {"epoch": subscribed["epoch"], "offset": subscribed["offset"]}
+    follower.subscribed.set()
+    try:
+        while True:
+            frame = await client.receive(timeout=30)
+            if frame["type"] == "message":
+                follower.offsets.append(frame["offset"])
+                cursor = {"epoch": frame["epoch"], "offset": frame["offset"]}
+    except websockets.ConnectionClosed as closed:
+        follower.code = closed.rcvd.code if closed.rcvd else None
+        follower.closed_at = asyncio.get_running_loop().time()
+        closed_one.set()
+    again = await Client.connect(second)
+    answer = await again.subscribe(name, cursor)
+    follower.recovered = answer["type"] == "subscribed" and answer["recovered"]
+    while not follower.offsets or follower.offsets[-1] < MESSAGES:
+        frame = await again.receive(timeout=15)
+        if frame["type"] == "message":
+            follower.offsets.append(frame["offset"])
+    await again.close()
+
+
+async def follow_sse(name: str, first: Daphne, second: Daphne, follower: Follower) -> None:
+    """The same over SSE: A's stream ends with a `close` event; B's resumes from the last
+    event's id."""
+    last_id = ""
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = f"{first.http}/realtime/sse/"
+        async with http.stream("GET", url, params={"topic": name}) as response:
+            events = SSEReader(response)
+            follower.subscribed.set()
+            while True:
+                frame = await events.frame(timeout=30)
+                last_id = frame["_id"] or last_id
+                if frame["type"] == "message":
+                    follower.offsets.append(frame["offset"])
+                elif frame["type"] == "close":
+                    follower.code = frame["code"]
+                    break
+        url = f"{second.http}/realtime/sse/"
+        params = {"topic": name, "cursor": last_id}
+        async with http.stream("GET", url, params=params) as response:
+            events = SSEReader(response)
+            while not follower.offsets or follower.offsets[-1] < MESSAGES:
+                frame = await events.frame(timeout=15)
+                if frame["type"] == "subscribed":
+                    follower.recovered = frame["recovered"]
+                elif frame["type"] == "message":
+                    follower.offsets.append(frame["offset"])
+
+
+async def publish_steadily(name: str) -> None:
+    for n in range(MESSAGES):
+        await sync_to_async(realtime.publish)(name, "tick", {"n": n})
+        await asyncio.sleep(INTERVAL)
+
+
+async def stop_under_load(
+    nodes: list[Daphne], *, refused: list[Any] | None = None, streams: int = 0
+) -> tuple[list[Follower], int]:
+    """CLIENTS clients on node A follow a topic published at a steady rate; A gets SIGTERM;
+    each client resumes on node B from its cursor. Returns the clients and A's exit status;
+    with ``refused``, what A answered meanwhile to a new handshake, stream and readiness check
+    (taken once the first client was closed). ``streams`` more clients follow over SSE (after
+    the WebSocket ones in the list)."""
+    first, second = nodes
+    name = f"public.drain-{uuid.uuid4().hex[:8]}"
+    followers = [Follower() for _ in range(CLIENTS)]
+    closed_one = asyncio.Event()
+    tasks = [asyncio.create_task(follow(name, first, second, f, closed_one)) for f in followers]
+    for _ in range(streams):
+        followers.append(Follower())
+        tasks.append(asyncio.create_task(follow_sse(name, first, second, followers[-1])))
+    # every client subscribed before the first message: each expects all of them
+    async with asyncio.timeout(20):
+        await asyncio.gather(*(f.subscribed.wait() for f in followers))
+    publisher = asyncio.create_task(publish_steadily(name))
+    await asyncio.sleep(0.5)
+    first.process.send_signal(signal.SIGTERM)
+    if refused is not None:
+        async with asyncio.timeout(WINDOW + 10):
+            await closed_one.wait()
+        refused.extend(await new_arrivals(first, name))
+    async with asyncio.timeout(60):
+        await asyncio.gather(publisher, *tasks)
+    status = await asyncio.to_thread(first.process.wait, 30)
+    return followers, status
+
+
+async def new_arrivals(node: Daphne, name: str) -> list[Any]:
+    """What a draining node answers to a WebSocket handshake, an SSE stream, a long-poll and
+    its readiness check."""
+    answers: list[Any] = []
+    try:
+        await websockets.connect(node.url, origin=node.origin, open_timeout=5)  # type: ignore[arg-type]
+        answers.append("accepted")
+    except websockets.InvalidStatus as refusal:
+        answers.append(refusal.response.status_code)
+    async with httpx.AsyncClient(base_url=node.http, timeout=5) as http:
+        for path in ("/realtime/sse/", "/realtime/poll/"):
+            response = await http.get(path, params={"topic": name})
+            answers.append((response.status_code, response.headers.get("Retry-After")))
+        ready = await http.get("/realtime/ready/")
+        answers.append((ready.status_code, "draining" in ready.json()["failed"]))
+    return answers
+
+
+def assert_everything_once(followers: list[Follower]) -> None:
+    for follower in followers:
+        assert follower.offsets == list(range(1, MESSAGES + 1)), follower.offsets
+        assert follower.recovered
+
+
+async def test_a_draining_node_spreads_4012_over_the_window_and_loses_nothing(
+    server, database, redis_url, use_redis
+):
+    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": use_redis["prefix"]}
+    refused: list[Any] = []
+    with running_nodes(database[0], {**env, "RT_DRAIN_WINDOW": str(WINDOW)}, node=server) as nodes:
+        followers, status = await stop_under_load(nodes, refused=refused, streams=2)
+        nodes[1].assert_no_tracebacks()
+    # every WebSocket closed with 4012, every SSE stream ended with a `close` event saying 4012
+    assert [f.code for f in followers] == [4012] * (CLIENTS + 2)
+    # a ramp, not a wall: the closes came one by one, over a good part of the window
+    moments = sorted(f.closed_at for f in followers[:CLIENTS])
+    assert moments[-1] - moments[0] > WINDOW / 10
+    assert_everything_once(followers)
+    # new connections were refused while it drained: the handshake (uvicorn: 503; daphne can
+    # only refuse with 403), SSE and long-poll with 503 and Retry-After; not ready
+    handshake = 503 if server is Uvicorn else 403
+    assert refused == [handshake, (503, "1"), (503, "1"), (503, True)]
+    assert status is not None
+
+
+async def test_sigterm_without_a_drain_loses_nothing(server, database, redis_url, use_redis):
+    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": use_redis["prefix"]}
+    with running_nodes(database[0], env, node=server) as nodes:
+        followers, _ = await stop_under_load(nodes)
+        nodes[1].assert_no_tracebacks()
+    # daphne drops its sockets without a close frame; uvicorn sends 1012
+    assert {f.code for f in followers} == ({1012} if server is Uvicorn else {None})
+    assert_everything_once(followers)
