@@ -10,6 +10,8 @@ subprotocol instead of in an ``auth`` frame; they never belong in a URL."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +25,20 @@ from django.http.request import validate_host
 
 from realtime.conf import get_config
 from realtime.exceptions import TokenExpired, TokenInvalid
+from realtime.hub import get_hub
+from realtime.user_cache import CachedUser, users
 
 SALT = "realtime.token"
 
 
 def _signer() -> signing.Signer:
-    return signing.Signer(salt=SALT, sep=".")
+    # one per process and key, not one per token: a signer derives its keys when made
+    return _signer_for(settings.SECRET_KEY, tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ())))
+
+
+@functools.lru_cache(maxsize=4)
+def _signer_for(key: str, fallbacks: tuple[str, ...]) -> signing.Signer:
+    return signing.Signer(key=key, fallback_keys=list(fallbacks), salt=SALT, sep=".")
 
 
 def _auth_hash(user: Any) -> str:
@@ -89,6 +99,12 @@ def load_user(user_pk: str, issued_at: float) -> Any:
     (Unix time). One query: the user's :class:`~realtime.models.TokenCutoff` is joined in.
     Raises :class:`TokenInvalid` when the user does not exist, is inactive, or was deactivated
     after ``issued_at``. Sync: call it through ``database_sync_to_async``."""
+    user, not_before = _user_and_cutoff(user_pk)
+    _check_cutoff(not_before, issued_at)
+    return user
+
+
+def _user_and_cutoff(user_pk: str) -> tuple[Any, float | None]:
     model = get_user_model()
     try:
         user = model._default_manager.select_related(CUTOFF).get(pk=user_pk)
@@ -97,22 +113,42 @@ def load_user(user_pk: str, issued_at: float) -> Any:
     if not getattr(user, "is_active", True):
         raise TokenInvalid("The token's user is inactive.")
     cutoff = getattr(user, CUTOFF, None)  # None when the user was never deactivated
-    if cutoff is not None and issued_at < cutoff.not_before:
+    return user, (None if cutoff is None else cutoff.not_before)
+
+
+def _check_cutoff(not_before: float | None, issued_at: float) -> None:
+    if not_before is not None and issued_at < not_before:
         raise TokenInvalid("The token was issued before the user was deactivated.")
-    return user
 
 
-def _load_user(claims: TokenClaims) -> Any:
-    user = load_user(claims.user_pk, claims.issued_at)
+def _load_user(claims: TokenClaims) -> tuple[Any, float | None]:
+    user, not_before = _user_and_cutoff(claims.user_pk)
+    _check_cutoff(not_before, claims.issued_at)
     if _auth_hash(user) != claims.auth_hash:
         raise TokenInvalid("The token was issued before a password change.")
-    return user
+    return user, not_before
 
 
 async def aauthenticate_token(token: str) -> tuple[Any, float]:
-    """The user a token authenticates and its expiry time. Raises :class:`TokenInvalid`."""
+    """The user a token authenticates and its expiry time. Raises :class:`TokenInvalid`.
+
+    The user of a token verified less than ``TOKEN_CACHE_TTL`` seconds ago in this process
+    comes from :mod:`realtime.user_cache` (a copy, checked against the token's auth hash and
+    the user's token cutoff as a database load is); others are loaded with one query."""
     claims = read_token(token)
-    user = await database_sync_to_async(_load_user)(claims)
+    config = get_config()
+    ttl = config.token_cache_ttl
+    if ttl > 0:
+        cached = users.get(claims.user_pk, ttl)
+        if cached is not None and cached.auth_hash == claims.auth_hash:
+            _check_cutoff(cached.not_before, claims.issued_at)
+            return copy.copy(cached.user), claims.expires_at
+    generation = users.generation()
+    user, not_before = await database_sync_to_async(_load_user)(claims)
+    # kept only while this process hears revocations from the whole cluster
+    if ttl > 0 and config.token_cache_size > 0 and await get_hub().hears_revocations():
+        entry = CachedUser(copy.copy(user), claims.auth_hash, not_before, users.clock())
+        users.put(claims.user_pk, entry, generation, config.token_cache_size)
     return user, claims.expires_at
 
 
