@@ -31,6 +31,9 @@ class Target:
     publish_ack: bool = False
     #: How long the clients gather ACKs into one frame (0: one frame per message).
     ack_batch_ms: float = 0.0
+    #: Clients authenticate with a token each (a user of their own, bench/tokens.py), in the
+    #: ``realtime.token.<token>`` subprotocol, without Origin: a non-browser client.
+    tokens: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -123,6 +126,17 @@ TARGETS: dict[str, Target] = {
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
     ),
+    # The same server as `realtime`; each client brings a token of its own user.
+    "realtime-token": Target(
+        name="realtime-token",
+        description="this app as `realtime`, each client with a token (subprotocol), no Origin",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        tokens=True,
+    ),
     # The same server as `realtime`; every message is published with ack=True.
     "realtime-ack": Target(
         name="realtime-ack",
@@ -177,6 +191,7 @@ CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
 #: Targets served by the realtime app (bench/realtime_app), whatever the client transport.
 REALTIME_TARGETS = (
     "realtime",
+    "realtime-token",
     "realtime-sse",
     "realtime-longpoll",
     "realtime-ack",

@@ -22,7 +22,9 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL], "prefix": PREFIX},
     }
 }
-REALTIME = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+REALTIME: dict[str, object] = {"REDIS_URL": REDIS_URL, "KEY_PREFIX": PREFIX}
+if os.environ.get("BENCH_ADMISSION_RATE"):  # the storm scenario's `admission` variant
+    REALTIME["ADMISSION_RATE"] = float(os.environ["BENCH_ADMISSION_RATE"])
 # The HTTP transports (SSE, long-poll) authenticate a request without a bearer token by its
 # session (``request.auser()``), which only AuthenticationMiddleware provides. The benchmark's
 # clients are anonymous and send no cookie; signed-cookie sessions keep the database out of it.
