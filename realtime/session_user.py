@@ -16,7 +16,7 @@ from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
 
 
-class SessionUserMiddleware(AuthMiddleware):
+class SessionUserMiddleware(AuthMiddleware):  # type: ignore[misc]  # Channels is untyped
     """``scope["user"]``: the session's user (as Channels' ``AuthMiddleware``), and
     ``AnonymousUser`` without a query when the connection has no session key."""
 

@@ -5,6 +5,7 @@ two real daphne nodes, on every node, so a revoked token is refused at the next 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -24,17 +25,31 @@ from tests.test_cluster import listed
 
 
 @pytest.fixture
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The primary keys of the users loaded from the database, query by query."""
+    queries: list[list[str]] = []
+    real = auth._users_and_cutoffs
+
+    def counting(user_pks: list[str]) -> Any:
+        queries.append(list(user_pks))
+        return real(user_pks)
+
+    monkeypatch.setattr(auth, "_users_and_cutoffs", counting)
+    return queries
+
+
+@pytest.fixture
+def loads(batches: list[list[str]]) -> Any:
     """The primary keys of the users loaded from the database, in order."""
-    loaded: list[str] = []
-    real = auth._user_and_cutoff
 
-    def counting(user_pk: str) -> Any:
-        loaded.append(user_pk)
-        return real(user_pk)
+    class Loaded:
+        def __len__(self) -> int:
+            return sum(len(batch) for batch in batches)
 
-    monkeypatch.setattr(auth, "_user_and_cutoff", counting)
-    return loaded
+        def __eq__(self, other: object) -> bool:
+            return [pk for batch in batches for pk in batch] == other
+
+    return Loaded()
 
 
 @sync_to_async
@@ -98,6 +113,18 @@ async def test_the_cache_is_bounded_and_can_be_turned_off(use_redis, loads, real
     await aauthenticate_token(tokens[0])
     await aauthenticate_token(tokens[0])
     assert len(loads) == 6
+
+
+async def test_connects_of_many_users_at_once_share_queries(use_redis, batches):
+    people = [await _user(f"lee{n}") for n in range(20)]
+    tokens = [realtime.make_token(person) for person in people]
+    tokens.append(tokens[0])  # the same user twice at once: one row for both
+    answers = await asyncio.gather(*(aauthenticate_token(token) for token in tokens))
+    assert [user.pk for user, _ in answers] == [p.pk for p in people] + [people[0].pk]
+    assert answers[0][0] is not answers[-1][0]  # each its own copy
+    # the first load runs alone; the others, asked for meanwhile, go together
+    assert len(batches) < 5, batches
+    assert sorted(pk for batch in batches for pk in batch) == sorted(str(p.pk) for p in people)
 
 
 async def test_without_a_channel_layer_between_processes_nothing_is_cached(loads):
