@@ -302,7 +302,7 @@ class Hub:
         cache, which may have missed an order meanwhile); whether this hub hears the
         cluster's revocations, so that the process may cache users (:mod:`realtime.auth`).
         Never with an in-process broker (no channel layer between processes)."""
-        if not self.broker.cluster_wide:
+        if not getattr(self.broker, "cluster_wide", False):  # a broker that does not say
             # no channel layer between processes: a revocation saved by another process (a
             # web worker, a management command) would never reach this one
             return False

@@ -18,6 +18,8 @@ from asgiref.sync import sync_to_async
 
 import realtime
 from realtime.admission import Admission
+from realtime.metrics import REFUSED
+from realtime.transports.refusal import turned_away
 from tests.servers import Client, Daphne, Uvicorn, running_nodes
 
 RATE = 4
@@ -46,6 +48,16 @@ def test_the_budget_admits_a_burst_of_rate_then_refuses_with_a_growing_hint():
     clock.now += 10  # a quiet spell refills the bucket, never beyond the rate
     assert [admission.admit(2) for _ in range(3)] == [None, None, 1]
     assert Admission(clock).admit(0) is None  # 0: no limit
+
+
+def test_every_transport_asks_one_gate_which_counts_its_refusals(realtime_settings):
+    realtime_settings(ADMISSION_RATE=1.0)
+    before = REFUSED.labels("busy")._value.get()
+    assert turned_away() is None
+    refusal = turned_away()
+    assert refusal is not None and (refusal.code, refusal.retry_after) == (4013, 1)
+    assert turned_away(admitting=False) is None  # a long-poll with a cursor is not new
+    assert REFUSED.labels("busy")._value.get() == before + 1
 
 
 @pytest.fixture(params=[Daphne, Uvicorn], ids=["daphne", "uvicorn"])

@@ -16,6 +16,7 @@ from django.http import JsonResponse
 
 from realtime import admission, drain, health, protocol
 from realtime.exceptions import CloseCode
+from realtime.metrics import REFUSED
 
 DRAINING_REASON = "This server is restarting; connect again (to another node)."
 BUSY_REASON = "This server is busy; try again later."
@@ -36,9 +37,11 @@ def turned_away(*, admitting: bool = True) -> Refusal | None:
     the connection is taken from the budget; ``False`` for a long-poll that carries a
     cursor, which continues a client rather than adding one)."""
     if drain.draining():
+        REFUSED.labels("draining").inc()
         return Refusal(DRAINING_REASON, 1, CloseCode.SERVICE_RESTART)
     hint = admission.admit() if admitting else None
     if hint is not None:
+        REFUSED.labels("busy").inc()
         return Refusal(BUSY_REASON, hint, CloseCode.TRY_AGAIN_LATER)
     return None
 
