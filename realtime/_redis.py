@@ -13,7 +13,10 @@ presence and dedup answers (they set or delete keys); a dedup claim (its claim s
 ticket redemption (``GETDEL``) retried that way reads as already taken, as after a reconnect.
 A hung Redis (paused, not down) makes a command wait ``socket_timeout`` per attempt: callers
 that must answer sooner bound their own wait (``publish()`` by ``PUBLISH_TIMEOUT``, the
-readiness checks by 2 s)."""
+readiness checks by 2 s).
+
+A ``redis+sentinel://`` URL gets a client of the Sentinel service's master with the same pool
+options (:mod:`realtime.redis_sentinel`)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from realtime.redis_sentinel import aclose_sentinels, is_sentinel_url, sentinel_client
 
 # Retries of one command after a connection or timeout error, with backoff 0.1 s, 0.2 s,
 # 0.4 s: a command fails after about 0.7 s while Redis refuses connections.
@@ -43,17 +48,20 @@ def get_client(url: str) -> aioredis.Redis:
     if client is None:
         # A blocking pool: a burst of requests waits up to 5 s for a free connection
         # instead of failing at once with MaxConnectionsError.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=256,
-            timeout=5,
-            socket_connect_timeout=5,
-            socket_timeout=15,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        client = per_loop[url] = aioredis.Redis.from_pool(pool)
+        options = {
+            "max_connections": 256,
+            "timeout": 5,
+            "socket_connect_timeout": 5,
+            "socket_timeout": 15,
+            "health_check_interval": 30,
+            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        }
+        if is_sentinel_url(url):
+            client = per_loop[url] = sentinel_client(url, **options)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+            client = per_loop[url] = aioredis.Redis.from_pool(pool)
     return client
 
 
@@ -62,3 +70,4 @@ async def aclose_clients() -> None:
     per_loop = _clients.pop(asyncio.get_running_loop(), {})
     for client in per_loop.values():
         await client.aclose()
+        await aclose_sentinels(client)

@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
 from realtime.consumers import RealtimeConsumer
+from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -79,13 +80,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.E007",
             )
         )
-    if config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
+    if config.redis_url is not None and is_sentinel_url(config.redis_url):
+        try:
+            parse_sentinel_url(config.redis_url)
+        except ValueError as problem:
+            messages.append(
+                Error(
+                    f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a "
+                    f"valid Sentinel URL: {problem}.",
+                    hint="Use redis+sentinel://[user:password@]host1:port1,host2:port2/"
+                    "<service_name>/<db> (rediss+sentinel:// for TLS to the master; "
+                    "docs/scaling.md, 'Redis Sentinel').",
+                    id="realtime.E011",
+                )
+            )
+    elif config.redis_url is not None and urlsplit(config.redis_url).scheme not in REDIS_SCHEMES:
         messages.append(
             Error(
                 f"REALTIME['REDIS_URL'] {_without_password(config.redis_url)!r} is not a Redis "
                 "URL.",
-                hint="Use redis://host:port/db, rediss://host:port/db (TLS) or "
-                "unix:///path/to/redis.sock.",
+                hint="Use redis://host:port/db, rediss://host:port/db (TLS), "
+                "unix:///path/to/redis.sock or, for Sentinel, "
+                "redis+sentinel://host1:port1,host2:port2/<service_name>/<db>.",
                 id="realtime.E008",
             )
         )
@@ -325,11 +341,18 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="realtime.W010",
             )
         )
-    if config.redis_url is not None and urlsplit(config.redis_url).scheme in REDIS_SCHEMES:
+    if config.redis_url is not None and (
+        urlsplit(config.redis_url).scheme in REDIS_SCHEMES or is_sentinel_url(config.redis_url)
+    ):
         try:
-            redis.Redis.from_url(
-                config.redis_url, socket_connect_timeout=2, socket_timeout=2
-            ).ping()
+            if is_sentinel_url(config.redis_url):
+                ping_master(config.redis_url, timeout=2)
+            else:
+                redis.Redis.from_url(
+                    config.redis_url, socket_connect_timeout=2, socket_timeout=2
+                ).ping()
+        except ValueError:
+            pass  # a malformed Sentinel URL: E011 says so
         except (redis.RedisError, OSError) as exc:
             messages.append(
                 Warning(

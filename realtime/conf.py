@@ -53,7 +53,8 @@ class Config:
 
     redis_url: str | None = setting(
         None,
-        "Redis for the topic log and the dedup store; `None` keeps them in process memory",
+        "Redis for the topic log and the dedup store (`redis+sentinel://` for Sentinel: "
+        "docs/scaling.md); `None` keeps them in process memory",
     )
     key_prefix: str = setting("realtime", "prefix of every Redis key")
     channel_layer: str = setting(

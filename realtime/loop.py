@@ -18,6 +18,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime._redis import aclose_clients
 from realtime.conf import get_config
+from realtime.redis_sentinel import aclose_layer_sentinels
 
 T = TypeVar("T")
 
@@ -30,6 +31,7 @@ async def _close_connections() -> None:
         and hasattr(layer, "flush")
         and not isinstance(layer, InMemoryChannelLayer)
     ):
+        await aclose_layer_sentinels(layer)
         await layer.flush()
 
 

@@ -143,11 +143,40 @@ def test_redis_url_must_be_a_redis_url_and_the_message_hides_the_password():
     assert run() == [
         Error(
             "REALTIME['REDIS_URL'] 'http://user:***@cache:6379/0' is not a Redis URL.",
-            hint="Use redis://host:port/db, rediss://host:port/db (TLS) or "
-            "unix:///path/to/redis.sock.",
+            hint="Use redis://host:port/db, rediss://host:port/db (TLS), "
+            "unix:///path/to/redis.sock or, for Sentinel, "
+            "redis+sentinel://host1:port1,host2:port2/<service_name>/<db>.",
             id="realtime.E008",
         )
     ]
+
+
+@override_settings(
+    REALTIME={"REDIS_URL": "redis+sentinel://app:secret@10.0.0.1:26379,10.0.0.2:26379"},
+    CHANNEL_LAYERS=REDIS,
+    DEBUG=True,
+)
+def test_a_sentinel_url_must_name_the_service():
+    assert run() == [
+        Error(
+            "REALTIME['REDIS_URL'] 'redis+sentinel://app:***@10.0.0.1:26379,10.0.0.2:26379' is "
+            "not a valid Sentinel URL: it names no service: add /<service_name>/<db> after the "
+            "sentinels.",
+            hint="Use redis+sentinel://[user:password@]host1:port1,host2:port2/"
+            "<service_name>/<db> (rediss+sentinel:// for TLS to the master; "
+            "docs/scaling.md, 'Redis Sentinel').",
+            id="realtime.E011",
+        )
+    ]
+
+
+@override_settings(
+    REALTIME={"REDIS_URL": "redis+sentinel://10.0.0.1:26379/orders/0"},
+    CHANNEL_LAYERS=REDIS,
+    DEBUG=True,
+)
+def test_a_well_formed_sentinel_url_passes():
+    assert run() == []
 
 
 @override_settings(
@@ -231,6 +260,16 @@ def test_deploy_redis_that_does_not_answer():
     assert warning.hint == (
         "Start Redis, or correct REALTIME['REDIS_URL']: publish() and every connection need it."
     )
+
+
+def test_deploy_sentinels_that_do_not_answer():
+    from tests.conftest import free_port
+
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/orders/0"  # no sentinel there
+    with deployable(REDIS_URL=url):
+        [warning] = checks.check_deploy()
+    assert warning.id == "realtime.W007"
+    assert "MasterNotFoundError: No master found for 'orders'" in warning.msg
 
 
 def test_deploy_redis_that_answers(redis_url):

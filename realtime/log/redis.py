@@ -8,7 +8,8 @@ offset, with the stream's TTL: an append whose message id is there returns that 
 ``(epoch, offset)`` and appends nothing, so a retried publish never creates a second entry.
 The scripts run atomically in Redis. When the meta hash is missing (Redis flushed or
 restarted without persistence, or the topic idled for ``META_TTL``) a new epoch starts, so old
-cursors get ``reset``."""
+cursors get ``reset``; so it does when the master was promoted from a replica since the topic's
+last write (a failover, which may have lost its last appends: see ``_ENSURE_EPOCH``)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,50 @@ from realtime.log.base import Entry, NewEntry, Replay, new_epoch
 
 META_TTL = 30 * 86400.0
 
-_ENSURE_EPOCH = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
-  redis.call('DEL', KEYS[2], KEYS[3])
+# Milliseconds a master trusts its own stamp on a topic before it checks its replication id
+# again (see _ENSURE_EPOCH).
+REPLICATION_CHECK_MS = 1000
+
+# The topic's epoch, a new one when the meta hash is missing or when this master was promoted
+# from a replica since the topic's last write (the replication id that wrote it, ``rid``,
+# differs from this server's, and this server has a previous one, ``master_replid2``: a
+# failover, which may have lost the topic's last appends). A restart keeps the epoch (a new
+# replication id but no previous one). ``INFO`` costs a few microseconds, so a master checks a
+# topic at most once per REPLICATION_CHECK_MS: it stamps the time in the field ``seen``,
+# written with replication off, so that no replica has a fresh stamp when it is promoted.
+_ENSURE_EPOCH = (
+    """
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'rid', 'seen')
+local epoch = meta[1]
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local seen = tonumber(meta[3])
+if not epoch or not seen or now - seen >= """
+    + str(REPLICATION_CHECK_MS)
+    + """ or now < seen then
+  local info = redis.pcall('INFO', 'replication')
+  local rid, previous
+  if type(info) == 'string' then  -- a server that refuses INFO to scripts is not checked
+    rid = string.match(info, 'master_replid:(%x+)')
+    previous = string.match(info, 'master_replid2:(%x+)')
+  end
+  if epoch and rid and meta[2] and meta[2] ~= rid and previous and string.find(previous, '[^0]')
+  then
+    epoch = nil
+  end
+  if not epoch then
+    epoch = ARGV[1]
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+    redis.call('DEL', KEYS[2], KEYS[3])
+  end
+  if rid then redis.call('HSET', KEYS[1], 'rid', rid) end
+  redis.set_repl(redis.REPL_NONE)
+  redis.call('HSET', KEYS[1], 'seen', now)
+  redis.set_repl(redis.REPL_ALL)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
+)
 
 APPEND = (
     _ENSURE_EPOCH

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 
 from realtime.conf import get_config
 from realtime.hubs import serves_connections
+from realtime.redis_sentinel import describe, is_sentinel_url
 
 
 def backend_failed(what: str, exc: BaseException) -> CommandError:
@@ -23,7 +24,12 @@ def backend_failed(what: str, exc: BaseException) -> CommandError:
     if not config.redis_url:
         return CommandError(f"{what}: {cause}.")
     parts = urlsplit(config.redis_url)
-    where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+    if is_sentinel_url(config.redis_url):
+        where = describe(config.redis_url)
+    elif parts.scheme == "unix":
+        where = parts.path
+    else:
+        where = f"{parts.hostname}:{parts.port or 6379}"
     return CommandError(
         f"{what} (Redis at {where}): {cause}. Is Redis running, and is REALTIME['REDIS_URL'] right?"
     )
