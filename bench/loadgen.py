@@ -46,11 +46,12 @@ import sys
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from bench._common import LOOPBACK_HOSTS, TOPIC, emit, machine_cpu_jiffies, raise_fd_limit
@@ -71,6 +72,20 @@ MAX_ACK_IDS = 100
 HTTP_PROTOCOLS = ("sse", "longpoll")
 PROTOCOLS = ("realtime", "plain", *HTTP_PROTOCOLS)
 EXIT_WAIT_S = 30.0
+#: Handshakes a client lets a busy server refuse (4013, 4012 or 503 with a hint) in a row.
+MAX_REFUSALS = 50
+
+
+class Refused(Exception):
+    """The server said "try again later" (docs/protocol.md, "Admission"), after ``hint`` s."""
+
+    def __init__(self, hint: float) -> None:
+        super().__init__(f"refused, retry after {hint:g} s")
+        self.hint = hint
+
+    def pause(self) -> float:
+        """The hint plus up to as much again, as the JS client waits."""
+        return self.hint * (1 + random.random())
 
 
 class Client(Receiver):
@@ -84,9 +99,11 @@ class Client(Receiver):
         stats: Stats,
         open_timeout: float,
         ack_batch_s: float = 0.0,
+        token: str | None = None,
     ) -> None:
         super().__init__(messages, stats)
         self.ack_batch_s = ack_batch_s
+        self.token = token
         self._acks: list[str] = []
         self._ack_flush: asyncio.Task[None] | None = None
         self.url = url
@@ -107,17 +124,27 @@ class Client(Receiver):
 
     async def open(self) -> None:
         """Connect and wait until the server says this socket will get every message."""
-        self.ws = await connect(
-            self.url,
-            origin=self.origin,  # type: ignore[arg-type]
-            subprotocols=[REALTIME_SUBPROTOCOL] if self.protocol == "realtime" else None,
-            compression=None,
-            proxy=None,
-            open_timeout=self.open_timeout,
-            ping_interval=None,  # the servers ping; the client only answers
-            close_timeout=1.0,
-            max_size=1 << 20,
-        )
+        protocols = [REALTIME_SUBPROTOCOL] if self.protocol == "realtime" else None
+        if self.token is not None and protocols is not None:
+            # a non-browser client: no Origin, the token in the subprotocol
+            protocols.append(Subprotocol(f"realtime.token.{self.token}"))
+        try:
+            self.ws = await connect(
+                self.url,
+                origin=None if self.token is not None else self.origin,  # type: ignore[arg-type]
+                subprotocols=protocols,
+                compression=None,
+                proxy=None,
+                open_timeout=self.open_timeout,
+                ping_interval=None,  # the servers ping; the client only answers
+                close_timeout=1.0,
+                max_size=1 << 20,
+            )
+        except InvalidStatus as refusal:  # uvicorn: HTTP 503 with Retry-After
+            response = refusal.response
+            if response.status_code == 503 and response.headers.get("Retry-After"):
+                raise Refused(float(response.headers["Retry-After"])) from None
+            raise
         if self.protocol == "realtime":
             await self._realtime_handshake(self.ws)
         else:
@@ -127,6 +154,10 @@ class Client(Receiver):
 
     async def _realtime_handshake(self, ws: ClientConnection) -> None:
         welcome = json.loads(await ws.recv())
+        if welcome.get("type") == "close" and welcome.get("retry_after_ms"):
+            # daphne: accepted, then `close` with the hint and 4013 (busy) or 4012 (draining)
+            await ws.close()
+            raise Refused(float(welcome["retry_after_ms"]) / 1000)
         if welcome.get("type") != "welcome":
             raise HandshakeError(f"expected welcome, got {str(welcome)[:160]}")
         subscribe: dict[str, Any] = {"type": "subscribe", "topic": TOPIC}
@@ -229,14 +260,25 @@ class Client(Receiver):
             reconnects += 1
             self.stats.reconnects += 1
             first_pause = 0.5 * 2**reconnects if self.storm_jitter is None else self.storm_jitter
-            for attempt in range(1 + CONNECT_RETRIES):  # a refused handshake is tried again
-                # full jitter, the ceiling doubling after each failed handshake
-                await asyncio.sleep(random.uniform(0.0, first_pause * 2**attempt))
+            failures = 0
+            pause = random.uniform(0.0, first_pause)
+            for _ in range(1 + CONNECT_RETRIES + MAX_REFUSALS):  # a refused handshake again
+                await asyncio.sleep(pause)
                 try:
                     await asyncio.wait_for(self.open(), self.open_timeout)
+                except Refused as refused:  # busy: after its hint, not counted as a failure
+                    self.stats.refused += 1
+                    await self.abort()
+                    pause = refused.pause()
+                    continue
                 except Exception as exc:
                     self.stats.errors[f"reconnect: {type(exc).__name__}"] += 1
                     await self.abort()
+                    failures += 1
+                    if failures > CONNECT_RETRIES:
+                        break
+                    # full jitter, the ceiling doubling after each failed handshake
+                    pause = random.uniform(0.0, first_pause * 2**failures)
                     continue
                 if self.storm_jitter is not None:
                     self.storm_jitter, self.resumed_at = None, time.time()
@@ -257,6 +299,7 @@ def make_client(
     stats: Stats,
     open_timeout: float,
     ack_batch_s: float = 0.0,
+    token: str | None = None,
 ) -> Any:
     """Client number ``index`` (counted over all workers) for ``protocol``.
 
@@ -266,7 +309,7 @@ def make_client(
     if protocol in HTTP_PROTOCOLS:
         return make_http_client(protocol, urls, index, messages, stats, open_timeout)
     url = urls[index % len(urls)]
-    return Client(url, protocol, messages, stats, open_timeout, ack_batch_s)
+    return Client(url, protocol, messages, stats, open_timeout, ack_batch_s, token)
 
 
 async def run_worker(args: argparse.Namespace) -> None:
@@ -277,8 +320,21 @@ async def run_worker(args: argparse.Namespace) -> None:
             raise SystemExit(f"bench.loadgen: refusing non-loopback URL {url!r}")
     stats = Stats()
     batch_s = args.ack_batch_ms / 1000.0
+    tokens: list[str] = []
+    if args.tokens:
+        text = await asyncio.to_thread(Path(args.tokens).read_text, encoding="utf-8")
+        tokens = json.loads(text)[args.offset : args.offset + args.count]
     clients = [
-        make_client(args.protocol, urls, args.offset + i, args.messages, stats, 30.0, batch_s)
+        make_client(
+            args.protocol,
+            urls,
+            args.offset + i,
+            args.messages,
+            stats,
+            30.0,
+            batch_s,
+            tokens[i] if tokens else None,
+        )
         for i in range(args.count)
     ]
     gate = asyncio.Semaphore(args.concurrency)
@@ -291,21 +347,30 @@ async def run_worker(args: argparse.Namespace) -> None:
     async def life(client: Client) -> None:
         nonlocal connected, done_connecting
         ok = False
-        for attempt in range(1 + CONNECT_RETRIES):
-            if attempt:  # a real client retries a refused handshake too, after a pause
-                await asyncio.sleep(random.uniform(0.1, 0.4 * 2**attempt))
+        failures = 0
+        pause = 0.0
+        for _ in range(1 + CONNECT_RETRIES + MAX_REFUSALS):
+            if pause:  # a real client retries a refused handshake too, after a pause
+                await asyncio.sleep(pause)
             async with gate:
                 try:
                     await asyncio.wait_for(client.open(), args.handshake_timeout)
                     ok = True
+                except Refused as refused:  # busy: after its hint, not counted as a failure
+                    stats.refused += 1
+                    await client.abort()
+                    pause = refused.pause()
+                    continue
                 except Exception as exc:
                     reason = f"{type(exc).__name__}: {str(exc)[:100]}"
-                    if attempt < CONNECT_RETRIES:
+                    failures += 1
+                    if failures <= CONNECT_RETRIES:
                         retry_reasons[reason] += 1
                     else:
                         fail_reasons[reason] += 1
                     await client.abort()
-            if ok:
+                    pause = random.uniform(0.1, 0.4 * 2**failures)
+            if ok or failures > CONNECT_RETRIES:
                 break
         client.opened = ok
         connected += ok
@@ -339,6 +404,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         fail_reasons=dict(fail_reasons.most_common(5)),
         retries=sum(retry_reasons.values()),
         retry_reasons=dict(retry_reasons.most_common(5)),
+        refused=stats.refused,
         connect_s=round(time.monotonic() - started, 3),
     )
 
@@ -386,6 +452,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         tcp_connects=stats.tcp_connects,
         ack_frames=stats.ack_frames,
         ack_ids=stats.ack_ids,
+        refused=stats.refused,
         closed=dict(stats.closed),
         errors=dict(stats.errors.most_common(5)),
         first_rx=stats.first_rx,
@@ -457,6 +524,7 @@ def main() -> None:
         help="realtime: gather ACKs this long into one frame (0: one frame per message)",
     )
     parser.add_argument("--handshake-timeout", type=float, default=30.0)
+    parser.add_argument("--tokens", help="JSON list of tokens, one per client (bench.tokens)")
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--command-timeout", type=float, default=300.0)
     args = parser.parse_args()

@@ -36,6 +36,8 @@ class Stats:
         # ``ack: true`` messages: ack frames sent and the ids they carried
         self.ack_frames = 0
         self.ack_ids = 0
+        # handshakes the server answered "try again later" (admission, drain)
+        self.refused = 0
 
 
 class Receiver:

@@ -37,6 +37,8 @@ NUMERIC_FIELDS = (
     "server_cpu_s",
     "client_cpu_s",
     "connect_s",
+    "connect_retries",
+    "connect_refused",
     "drain_s",
     "reconnects",
     "publish_call_p99_ms",

@@ -47,6 +47,7 @@ from bench._common import (
     require_loopback_redis,
 )
 from bench.ack_report import compare_acks, format_ack_checks
+from bench.connect_report import format_connect
 from bench.databases import target_database
 from bench.loadgen import make_client
 from bench.procs import Child, ChildFailed, Children
@@ -118,6 +119,8 @@ class Options:
     storm_messages: int = 100
     storm_rate: float = 5.0
     storm_jitter: float = 0.5
+    storm_variants: tuple[str, ...] = ("shared", "admission")
+    storm_admission: float = 300.0
 
     def sizes(self, target: str) -> list[int]:
         """The connection counts ``target`` runs at."""
@@ -187,6 +190,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--storm-jitter", type=float, default=0.5, help="storm: reconnect pause up to (0.5 s)"
     )
+    parser.add_argument(
+        "--storm-variants",
+        default="shared,admission",
+        help="storm: variants to run, of shared, unshared, admission (shared,admission)",
+    )
+    parser.add_argument(
+        "--storm-admission",
+        type=float,
+        default=300.0,
+        help="storm: ADMISSION_RATE of the admission variant (300 connections/s)",
+    )
     parser.add_argument("--redis-url", default=redis_url_from_env())
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -226,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         storm_messages=args.storm_messages,
         storm_rate=args.storm_rate,
         storm_jitter=args.storm_jitter,
+        storm_variants=tuple(v for v in args.storm_variants.split(",") if v),
+        storm_admission=args.storm_admission,
     )
 
 
@@ -355,6 +371,17 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+async def make_tokens(count: int, path: Path, env: dict[str, str]) -> None:
+    """Create ``count`` users and write their tokens to ``path`` (bench/tokens.py)."""
+    argv = [sys.executable, "-m", "bench.tokens", "--count", str(count), "--out", str(path)]
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 120 + count / 100)
+    if process.returncode != 0:
+        raise ChildFailed(f"bench.tokens failed:\n{err.decode()[-2000:]}")
+
+
 async def run_once(
     target: Target, conns: int, nodes: int, repeat: int, opts: Options, log_root: Path
 ) -> dict[str, Any]:
@@ -383,8 +410,11 @@ async def run_once(
     workers: list[Child] = []
     servers: list[Child] = []
     database = contextlib.AsyncExitStack()
+    tokens_path = run_dir / "tokens.json"
     try:
         await database.enter_async_context(target_database(target, children))
+        if target.tokens:  # users and their tokens, in the database the server will use
+            await make_tokens(conns, tokens_path, {**os.environ, **env})
         ports = _free_ports(nodes)
         for i, port in enumerate(ports):
             argv = target.server_command(port, prefix, opts.redis_url, opts.server)
@@ -425,6 +455,8 @@ async def run_once(
                 "--ack-batch-ms",
                 str(target.ack_batch_ms),
             ]
+            if target.tokens:
+                argv += ["--tokens", str(tokens_path)]
             workers.append(await children.start(f"client{i}", argv, pipes=True))
             offset += count
         readies = await asyncio.gather(
@@ -437,6 +469,7 @@ async def run_once(
         row["connect_failures"] = _merge_counts(r["fail_reasons"] for r in readies)
         row["connect_retries"] = sum(int(r["retries"]) for r in readies)
         row["connect_retry_reasons"] = _merge_counts(r["retry_reasons"] for r in readies)
+        row["connect_refused"] = sum(int(r.get("refused", 0)) for r in readies)
         if connected == 0:
             raise ChildFailed(f"no connection could be opened: {row['connect_failures']}")
         await asyncio.sleep(SETTLE_S)
@@ -697,6 +730,9 @@ async def main_async(opts: Options) -> int:
         "logs": str(log_root) if opts.keep_logs else None,
     }
     print(render_report(meta, rows, checks, runs, opts, transport_checks, ack_checks))
+    connect_lines = format_connect(rows)
+    if connect_lines:
+        print("\n" + connect_lines)
     if opts.json_path:
         document = {
             "meta": meta,

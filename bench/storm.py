@@ -33,7 +33,7 @@ from bench.targets import TARGETS
 
 #: Seconds between the first publish and the drop.
 STORM_AFTER_S = 2.0
-VARIANTS = ("shared", "unshared")
+VARIANTS = ("shared", "unshared", "admission")
 STATUS_ORDER = ("complete", "idle", "closed", "cutoff")
 
 
@@ -99,6 +99,8 @@ async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dic
             "BENCH_DB": str(run_dir / "db.sqlite3"),
             "BENCH_UNSHARED_READS": "1" if variant == "unshared" else "0",
         }
+        if variant == "admission":
+            env["BENCH_ADMISSION_RATE"] = str(opts.storm_admission)
         children.base_env = env
         (port,) = _free_ports(1)
         server = await children.start(
@@ -167,17 +169,22 @@ async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dic
         appends_during=appends,
         closed=_merge_counts(r["closed"] for r in results),
         client_errors=_merge_counts(r["errors"] for r in results),
+        # handshakes answered "try again later", fresh and during the storm
+        refused_fresh=sum(int(r.get("refused", 0)) for r in readies),
+        refused=sum(int(r.get("refused", 0)) for r in results)
+        - sum(int(r.get("refused", 0)) for r in readies),
     )
+    row["timeouts"] = sum(n for k, n in row["client_errors"].items() if "Timeout" in k)
     return row
 
 
 def format_storm(rows: list[dict[str, Any]]) -> str:
     """The storm table: medians over repeats, one line per variant."""
     lines = [
-        "variant   conns  msgs  lost  dup  connect fresh s  resume s  resume/fresh  "
-        "log reads  redis cmds  end",
-        "--------  -----  ----  ----  ---  ---------------  --------  ------------  "
-        "---------  ----------  --------",
+        "variant    conns  msgs  lost  dup  connect fresh s  resume s  resume/fresh  "
+        "timed out  refused  log reads  redis cmds  end",
+        "---------  -----  ----  ----  ---  ---------------  --------  ------------  "
+        "---------  -------  ---------  ----------  --------",
     ]
     for variant in VARIANTS:
         same = [r for r in rows if r["variant"] == variant and not r.get("error")]
@@ -187,9 +194,10 @@ def format_storm(rows: list[dict[str, Any]]) -> str:
         ratio = m["resume_s"] / m["connect_s"] if m["resume_s"] and m["connect_s"] else None
         status = max((r["status"] for r in same), key=STATUS_ORDER.index)
         lines.append(
-            f"{variant:<8}  {same[0]['connections']:>5,}  {same[0]['messages']:>4}  "
+            f"{variant:<9}  {same[0]['connections']:>5,}  {same[0]['messages']:>4}  "
             f"{m['lost']:>4,.0f}  {m['dups']:>3,.0f}  {m['connect_s']:>15.2f}  "
             f"{m['resume_s'] or 0:>8.2f}  {f'{ratio:.2f}x' if ratio else '-':>12}  "
+            f"{m['timeouts']:>9,.0f}  {m['refused']:>7,.0f}  "
             f"{m['log_reads']:>9,.0f}  {m['redis_commands']:>10,.0f}  {status}"
         )
     for r in rows:
@@ -207,14 +215,23 @@ def format_storm(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-_NUMERIC = ("lost", "dups", "connect_s", "resume_s", "log_reads", "redis_commands")
+_NUMERIC = (
+    "lost",
+    "dups",
+    "connect_s",
+    "resume_s",
+    "timeouts",
+    "refused",
+    "log_reads",
+    "redis_commands",
+)
 
 
 async def run_storms(opts: Any, log_root: Path) -> list[dict[str, Any]]:
     """Every repeat of both variants, interleaved."""
     rows = []
     for repeat in range(opts.repeat):
-        for variant in VARIANTS:
+        for variant in opts.storm_variants:
             print(f"[storm {repeat + 1}/{opts.repeat}] {variant} ...", file=sys.stderr, flush=True)
             row = await run_storm(opts, variant, repeat, log_root)
             row["repeat"] = repeat

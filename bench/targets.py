@@ -34,6 +34,9 @@ class Target:
     #: The database the run migrates before the servers start: ``sqlite`` (the run's file) or
     #: ``postgresql`` (a database the run creates on 127.0.0.1:5432 and drops); None: none.
     database: str | None = None
+    #: Clients authenticate with a token each (a user of their own, bench/tokens.py), in the
+    #: ``realtime.token.<token>`` subprotocol, without Origin: a non-browser client.
+    tokens: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -153,6 +156,17 @@ TARGETS: dict[str, Target] = {
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
     ),
+    # The same server as `realtime`; each client brings a token of its own user.
+    "realtime-token": Target(
+        name="realtime-token",
+        description="this app as `realtime`, each client with a token (subprotocol), no Origin",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        tokens=True,
+    ),
     # The same server as `realtime`; every message is published with ack=True.
     "realtime-ack": Target(
         name="realtime-ack",
@@ -210,6 +224,7 @@ CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
 REALTIME_TARGETS = (
     "realtime",
     "realtime-redis",
+    "realtime-token",
     "realtime-sse",
     "realtime-longpoll",
     "realtime-ack",

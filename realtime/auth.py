@@ -10,25 +10,37 @@ subprotocol instead of in an ``auth`` frame; they never belong in a URL."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.http.request import validate_host
 
 from realtime.conf import get_config
 from realtime.exceptions import TokenExpired, TokenInvalid
+from realtime.hub import get_hub
+from realtime.user_cache import CachedUser, users
+from realtime.user_loads import Found, loads_of
 
 SALT = "realtime.token"
 
 
 def _signer() -> signing.Signer:
-    return signing.Signer(salt=SALT, sep=".")
+    # one per process and key, not one per token: a signer derives its keys when made
+    return _signer_for(settings.SECRET_KEY, tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ())))
+
+
+@functools.lru_cache(maxsize=4)
+def _signer_for(key: str, fallbacks: tuple[str, ...]) -> signing.Signer:
+    return signing.Signer(key=key, fallback_keys=list(fallbacks), salt=SALT, sep=".")
 
 
 def _auth_hash(user: Any) -> str:
@@ -89,30 +101,75 @@ def load_user(user_pk: str, issued_at: float) -> Any:
     (Unix time). One query: the user's :class:`~realtime.models.TokenCutoff` is joined in.
     Raises :class:`TokenInvalid` when the user does not exist, is inactive, or was deactivated
     after ``issued_at``. Sync: call it through ``database_sync_to_async``."""
+    user, not_before = _user_and_cutoff(user_pk)
+    _check_cutoff(not_before, issued_at)
+    return user
+
+
+def _user_and_cutoff(user_pk: str) -> tuple[Any, float | None]:
+    found = _users_and_cutoffs([user_pk])[user_pk]
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
+def _users_and_cutoffs(user_pks: list[str]) -> dict[str, Found]:
+    """For each primary key, the active user and its token cutoff (``None`` when it was
+    never deactivated), or the :class:`TokenInvalid` that refuses it. One query."""
     model = get_user_model()
-    try:
-        user = model._default_manager.select_related(CUTOFF).get(pk=user_pk)
-    except (model.DoesNotExist, ValueError, TypeError):
-        raise TokenInvalid("The token's user does not exist.") from None
-    if not getattr(user, "is_active", True):
-        raise TokenInvalid("The token's user is inactive.")
-    cutoff = getattr(user, CUTOFF, None)  # None when the user was never deactivated
-    if cutoff is not None and issued_at < cutoff.not_before:
+    valid: dict[Any, str] = {}
+    answers: dict[str, Found] = {}
+    for user_pk in user_pks:
+        try:
+            valid[model._meta.pk.to_python(user_pk)] = user_pk
+        except (ValidationError, ValueError, TypeError):
+            answers[user_pk] = TokenInvalid("The token's user does not exist.")
+    users_by_pk = {
+        user.pk: user
+        for user in model._default_manager.select_related(CUTOFF).filter(pk__in=list(valid))
+    }
+    for pk, user_pk in valid.items():
+        user = users_by_pk.get(pk)
+        if user is None:
+            answers[user_pk] = TokenInvalid("The token's user does not exist.")
+        elif not getattr(user, "is_active", True):
+            answers[user_pk] = TokenInvalid("The token's user is inactive.")
+        else:
+            cutoff = getattr(user, CUTOFF, None)  # None when the user was never deactivated
+            answers[user_pk] = (user, None if cutoff is None else cutoff.not_before)
+    return answers
+
+
+def _check_cutoff(not_before: float | None, issued_at: float) -> None:
+    if not_before is not None and issued_at < not_before:
         raise TokenInvalid("The token was issued before the user was deactivated.")
-    return user
-
-
-def _load_user(claims: TokenClaims) -> Any:
-    user = load_user(claims.user_pk, claims.issued_at)
-    if _auth_hash(user) != claims.auth_hash:
-        raise TokenInvalid("The token was issued before a password change.")
-    return user
 
 
 async def aauthenticate_token(token: str) -> tuple[Any, float]:
-    """The user a token authenticates and its expiry time. Raises :class:`TokenInvalid`."""
+    """The user a token authenticates and its expiry time. Raises :class:`TokenInvalid`.
+
+    The user of a token verified less than ``TOKEN_CACHE_TTL`` seconds ago in this process
+    comes from :mod:`realtime.user_cache` (a copy, checked against the token's auth hash and
+    the user's token cutoff as a database load is); the others are loaded in batches with
+    the loads asked for at the same time (:mod:`realtime.user_loads`)."""
     claims = read_token(token)
-    user = await database_sync_to_async(_load_user)(claims)
+    config = get_config()
+    ttl = config.token_cache_ttl
+    if ttl > 0:
+        cached = users.get(claims.user_pk, ttl)
+        if cached is not None and cached.auth_hash == claims.auth_hash:
+            _check_cutoff(cached.not_before, claims.issued_at)
+            return copy.copy(cached.user), claims.expires_at
+    generation = users.generation()
+    loads = loads_of(asyncio.get_running_loop(), _users_and_cutoffs)
+    user, not_before = await loads.load(claims.user_pk)
+    _check_cutoff(not_before, claims.issued_at)
+    if _auth_hash(user) != claims.auth_hash:
+        raise TokenInvalid("The token was issued before a password change.")
+    # kept only while this process hears revocations from the whole cluster
+    if ttl > 0 and config.token_cache_size > 0 and await get_hub().hears_revocations():
+        entry = CachedUser(copy.copy(user), claims.auth_hash, not_before, users.clock())
+        users.put(claims.user_pk, entry, generation, config.token_cache_size)
     return user, claims.expires_at
 
 

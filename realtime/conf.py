@@ -93,6 +93,13 @@ class Config:
         900.0, "lifetime of tokens from `make_token()` without `expires_in`"
     )
     token_expiry_warning: float = setting(60.0, "how long before expiry `token-expiring` is sent")
+    token_cache_ttl: float = setting(
+        30.0,
+        "how long a server process reuses the user of a verified token without asking the "
+        "database again (revocations clear it at once); `0` turns the cache off",
+        convert=float,
+    )
+    token_cache_size: int = setting(10000, "users a server process keeps for verified tokens")
     ack_timeout: float = setting(
         5.0, "first redelivery of an unacknowledged `ack=True` message; doubles each time"
     )
@@ -169,6 +176,13 @@ class Config:
     sse_keepalive: float = setting(15.0, "interval of SSE keep-alive comments")
     poll_timeout: float = setting(25.0, "how long a long-poll request waits before answering 204")
     ticket_ttl: float = setting(10.0, "lifetime of single-use EventSource tickets")
+    admission_rate: float = setting(
+        0.0,
+        "new connections a server process takes per second (WebSocket handshakes, SSE "
+        "streams, first long-polls), in bursts of as many; beyond, it answers try again later "
+        "(HTTP 503 or close 4013, with a hint; docs/protocol.md, Admission); `0`: no limit",
+        convert=float,
+    )
     drain_window: float = setting(
         0.0,
         "on SIGTERM, the seconds over which a server process closes its connections with 4012 "

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from realtime.backends import get_broker, get_registry
-from realtime.broker.base import CONTROL_TYPE
+from realtime.broker.base import CONTROL_TYPE, EVERY_HUB
 from realtime.loop import run_sync
 from realtime.registry import Entry, Query
+from realtime.user_cache import users
 
 MAX_TARGETS = 100_000
 
@@ -39,6 +40,15 @@ async def adisconnect_user(user_id: Any, reason: str = "access revoked") -> int:
     return await _order(page.entries, "disconnect", reason=reason)
 
 
+async def aforget_user(user_id: Any) -> None:
+    """Make every server process forget the cached user of ``user_id``'s tokens
+    (:mod:`realtime.user_cache`): this one at once, the others as the order reaches their
+    hubs. Called on every revocation."""
+    users.forget(user_id)
+    message = {"type": CONTROL_TYPE, "op": "forget_user", "user": str(user_id)}
+    await get_broker().broadcast(EVERY_HUB, message)
+
+
 async def anotify(connection_ids: list[str], text: str) -> int:
     """Send these connections a ``notice`` frame (the admin's test message)."""
     return await _order(await _find(connection_ids), "notice", text=text[:1000])
@@ -52,6 +62,11 @@ def disconnect(connection_ids: list[str], reason: str = "disconnected") -> int:
 def disconnect_user(user_id: Any, reason: str = "access revoked") -> int:
     """Sync twin of :func:`adisconnect_user`."""
     return run_sync(adisconnect_user(user_id, reason))
+
+
+def forget_user(user_id: Any) -> None:
+    """Sync twin of :func:`aforget_user`."""
+    run_sync(aforget_user(user_id))
 
 
 def notify(connection_ids: list[str], text: str) -> int:

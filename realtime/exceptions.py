@@ -147,14 +147,15 @@ class CloseCode(enum.IntEnum):
     the close site gives a more precise one. docs/protocol.md's "Close codes" table lists
     exactly these (plus 1006, which no server sends); a test compares them.
 
-    The RFC's 1009 (too big), 1011 (server error) and 1012 (service restart) would fit, but
-    daphne (autobahn) lets the server send only 1000 and 3000-4999, so their 4xxx mirrors are
-    used instead."""
+    The RFC's 1009 (too big), 1011 (server error), 1012 (service restart) and 1013 (try again
+    later) would fit, but daphne (autobahn) lets the server send only 1000 and 3000-4999, so
+    their 4xxx mirrors are used instead."""
 
     NORMAL = 1000
     TOO_LARGE = 4009
     SERVER_ERROR = 4011
     SERVICE_RESTART = 4012
+    TRY_AGAIN_LATER = 4013
     PROTOCOL_ERROR = 4400
     UNAUTHORIZED = 4401
     DISCONNECTED = 4403
@@ -174,6 +175,7 @@ _REASONS = {
     CloseCode.TOO_LARGE: "frame too large",
     CloseCode.SERVER_ERROR: "server error",
     CloseCode.SERVICE_RESTART: "service restart",
+    CloseCode.TRY_AGAIN_LATER: "try again later",
     CloseCode.PROTOCOL_ERROR: "protocol error",
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.DISCONNECTED: "disconnected",

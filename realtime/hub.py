@@ -26,11 +26,12 @@ from channels.layers import get_channel_layer
 from realtime import acks, drain, health, hubs, protocol
 from realtime._tasks import stop_if_cancelled
 from realtime.backends import get_broker, get_log
-from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Broker
+from realtime.broker.base import CONTROL_TYPE, EVERY_HUB, MESSAGE_TYPE, Broker
 from realtime.conf import get_config
 from realtime.hubs import Served
 from realtime.metrics import DELIVERED, LATENCY
 from realtime.node import Member, NodeRecord
+from realtime.user_cache import users
 
 logger = logging.getLogger("realtime.hub")
 
@@ -85,6 +86,8 @@ class Hub:
         self._caught_up_outages = health.outages("layer")
         # topics with local subscribers whose last join failed
         self._unjoined: set[str] = set()
+        # the layer outages (health.outages) when this hub last joined EVERY_HUB, or None
+        self._hears_since: int | None = None
 
     async def channel(self) -> str:
         """This hub's channel-layer channel, created (with its reader task) on first use.
@@ -308,8 +311,34 @@ class Hub:
         tests, and for code that reads the registry right after a connection opened."""
         await self.record.written()
 
+    async def hears_revocations(self) -> bool:
+        """Join :data:`EVERY_HUB` (once, and again after a layer outage, emptying the user
+        cache, which may have missed an order meanwhile); whether this hub hears the
+        cluster's revocations, so that the process may cache users (:mod:`realtime.auth`).
+        Never with an in-process broker (no channel layer between processes)."""
+        if not getattr(self.broker, "cluster_wide", False):  # a broker that does not say
+            # no channel layer between processes: a revocation saved by another process (a
+            # web worker, a management command) would never reach this one
+            return False
+        outages = health.outages("layer")
+        if self._hears_since == outages:
+            return True
+        try:
+            await self.broker.join(self, EVERY_HUB)
+        except Exception as error:
+            stop_if_cancelled(error)
+            return False
+        if self._hears_since is not None:
+            users.clear()
+        self._hears_since = outages
+        return True
+
     def control(self, message: dict[str, Any]) -> None:
-        """Hand a control message to the local connection it names, if it is still here."""
+        """Hand a control message to the local connection it names, if it is still here;
+        orders for every hub (:data:`EVERY_HUB`) are carried out here."""
+        if message.get("op") == "forget_user":
+            users.forget(message.get("user"))
+            return
         if message.get("op") == "probe":
             arrived = self._probes.get(str(message.get("probe")))
             if arrived is not None and not arrived.done():

@@ -50,6 +50,11 @@ OUTBOX_OLDEST = Gauge(
     "Age of the oldest message waiting in the outbox table (0 when none waits), as this "
     "process's relay last saw it.",
 )
+REFUSED = Counter(
+    "realtime_connections_refused",
+    "New connections answered 'try again later': 'busy' (over ADMISSION_RATE) or 'draining'.",
+    ["reason"],
+)
 LATENCY = Histogram(
     "realtime_publish_to_deliver_seconds",
     "Time from publish() to the hub's fan-out on this node.",

@@ -331,9 +331,13 @@ def close_reason(reason: str) -> str:
     return text
 
 
-def close_frame(code: int, reason: str) -> str:
-    """``close``: the server ends the connection with ``code`` and says why."""
-    return encode({"type": "close", "code": int(code), "reason": close_reason(reason)})
+def close_frame(code: int, reason: str, retry_after: float | None = None) -> str:
+    """``close``: the server ends the connection with ``code`` and says why; with
+    ``retry_after`` (seconds), when to try again (``retry_after_ms``)."""
+    frame: dict[str, Any] = {"type": "close", "code": int(code), "reason": close_reason(reason)}
+    if retry_after is not None:
+        frame["retry_after_ms"] = round(retry_after * 1000)
+    return encode(frame)
 
 
 def token_expiring_frame(expires_in_ms: int) -> str:

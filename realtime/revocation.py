@@ -2,8 +2,10 @@
 connections are closed on every node (close code 4403). Tokens issued before a password change
 are refused by realtime.auth (they carry a fragment of the password's hash); for a
 deactivation this module records the time in :class:`realtime.models.TokenCutoff`, so the
-tokens issued before it stay refused after a reactivation. Only changes made through
-``save()`` are seen: ``QuerySet.update()`` sends no signal."""
+tokens issued before it stay refused after a reactivation. Every revocation also empties the
+user's entry in the token cache of every server process (:mod:`realtime.user_cache`). Only
+changes made through ``save()`` are seen: ``QuerySet.update()`` sends no signal (the cache
+then forgets the user within ``TOKEN_CACHE_TTL``)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,18 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
-from realtime.control import disconnect_user
+from realtime.control import disconnect_user, forget_user
 from realtime.models import TokenCutoff
 
 logger = logging.getLogger("realtime.revocation")
 
 
 def _revoke(user_id: Any, reason: str) -> None:
+    try:
+        # before the disconnect: a client that reconnects at once is checked afresh
+        forget_user(user_id)
+    except Exception:  # revocation must never break a logout or a save
+        logger.exception("Forgetting the cached user %s failed", user_id)
     try:
         disconnect_user(user_id, reason)
     except Exception:  # revocation must never break a logout or a save

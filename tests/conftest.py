@@ -21,10 +21,11 @@ import redis
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from realtime import backends, hub, hubs
+from realtime import admission, backends, hub, hubs
 from realtime._redis import get_client
 from realtime.loop import close_publisher
 from realtime.testing import aclose_redis, restore_topics
+from realtime.user_cache import users
 
 if TYPE_CHECKING:
     from tests.redis_topologies import LocalCluster
@@ -456,5 +457,7 @@ def _fresh_state() -> Iterator[None]:
     """Each test starts with empty in-memory logs and hubs, and the test app's topics."""
     backends.reset()
     hubs.reset_hubs()
+    users.clear()
+    admission.reset()
     with restore_topics():
         yield

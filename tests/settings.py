@@ -94,6 +94,8 @@ for _key in (
     "RELAY_INTERVAL",
     "PUBLISH_TIMEOUT",
     "DRAIN_WINDOW",
+    "ADMISSION_RATE",
+    "TOKEN_CACHE_TTL",
 ):
     if os.environ.get(f"RT_{_key}"):
         REALTIME[_key] = float(os.environ[f"RT_{_key}"])

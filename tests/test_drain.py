@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import json
 import shlex
 import signal
 import uuid
@@ -146,10 +147,12 @@ async def new_arrivals(node: Daphne, name: str) -> list[Any]:
     its readiness check."""
     answers: list[Any] = []
     try:
-        await websockets.connect(node.url, origin=node.origin, open_timeout=5)  # type: ignore[arg-type]
-        answers.append("accepted")
+        ws = await websockets.connect(node.url, origin=node.origin, open_timeout=5)  # type: ignore[arg-type]
     except websockets.InvalidStatus as refusal:
         answers.append(refusal.response.status_code)
+    else:  # daphne: accepted, then a `close` frame and 4012
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        answers.append((frame["type"], frame["code"], frame["retry_after_ms"]))
     async with httpx.AsyncClient(base_url=node.http, timeout=5) as http:
         for path in ("/realtime/sse/", "/realtime/poll/"):
             response = await http.get(path, params={"topic": name})
@@ -180,9 +183,10 @@ async def test_a_draining_node_spreads_4012_over_the_window_and_loses_nothing(
     moments = sorted(f.closed_at for f in followers[:CLIENTS])
     assert moments[-1] - moments[0] > 0
     assert_everything_once(followers)
-    # new connections were refused while it drained: the handshake (uvicorn: 503; daphne can
-    # only refuse with 403), SSE and long-poll with 503 and Retry-After; not ready
-    handshake = 503 if server is Uvicorn else 403
+    # new connections were refused while it drained: the handshake (uvicorn: 503; daphne,
+    # which can only refuse with a bare 403: accepted, then closed with 4012 after a `close`
+    # frame), SSE and long-poll with 503 and Retry-After; not ready
+    handshake = 503 if server is Uvicorn else ("close", 4012, 1000)
     assert refused == [handshake, (503, "1"), (503, "1"), (503, True)]
     assert status is not None
 

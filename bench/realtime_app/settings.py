@@ -38,6 +38,8 @@ TIME_ZONE = "UTC"
 # The rolling-restart scenario (bench/rolling.py) drains nodes on SIGTERM.
 if os.environ.get("BENCH_DRAIN_WINDOW"):
     REALTIME["DRAIN_WINDOW"] = float(os.environ["BENCH_DRAIN_WINDOW"])
+if os.environ.get("BENCH_ADMISSION_RATE"):  # the storm scenario's `admission` variant
+    REALTIME["ADMISSION_RATE"] = float(os.environ["BENCH_ADMISSION_RATE"])
 # The HTTP transports (SSE, long-poll) authenticate a request without a bearer token by its
 # session (``request.auser()``), which only AuthenticationMiddleware provides. The benchmark's
 # clients are anonymous and send no cookie; signed-cookie sessions keep the database out of it.

@@ -10,6 +10,9 @@ from typing import Any, Protocol
 MESSAGE_TYPE = "realtime.message"
 # An order for one hub's connection (ACK, disconnect, notice) or a probe of the hub itself.
 CONTROL_TYPE = "realtime.control"
+# What every hub joins, as a topic that no client can name (a topic starts with a letter or a
+# digit): orders for every server process, e.g. forget the cached user of a revoked token.
+EVERY_HUB = "_realtime.hubs"
 
 
 class Endpoint(Protocol):
@@ -46,6 +49,9 @@ class Endpoint(Protocol):
 class Broker(Protocol):
     """Carries messages between hubs. A hub joins a topic while it has local subscribers;
     :meth:`broadcast` reaches every hub that joined it, on any node."""
+
+    #: Whether messages reach the hubs of other processes.
+    cluster_wide: bool
 
     async def join(self, hub: Endpoint, topic: str) -> None:
         """Deliver ``topic``'s messages to ``hub`` from now on."""

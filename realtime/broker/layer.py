@@ -15,6 +15,9 @@ from realtime.topics import group_name
 class LayerBroker:
     """Carries messages through a channel layer: one group per topic, one channel per hub."""
 
+    #: Messages reach hubs in other processes (so they may rely on hearing revocations).
+    cluster_wide = True
+
     def __init__(self, alias: str) -> None:
         self.alias = alias
 

@@ -13,6 +13,9 @@ from realtime.broker.base import Endpoint
 class LocalBroker:
     """Delivers to every hub of this process, thread-safely (publish() may run in any thread)."""
 
+    #: Nothing reaches other processes (a revocation saved by another process included).
+    cluster_wide = False
+
     def __init__(self) -> None:
         self._hubs: weakref.WeakSet[Endpoint] = weakref.WeakSet()
         self._lock = threading.Lock()

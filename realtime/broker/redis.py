@@ -83,6 +83,8 @@ class RedisBroker:
     """Carries messages over Redis pub/sub (sharded on a cluster): one channel per topic and
     one per hub, one pub/sub connection per event loop (per master on a cluster)."""
 
+    cluster_wide = True
+
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
         self.prefix = prefix

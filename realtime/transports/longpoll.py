@@ -23,7 +23,7 @@ from realtime.transports.http import (
     limits_header,
     open_topics,
 )
-from realtime.transports.refusal import DRAINING_REASON, try_later
+from realtime.transports.refusal import refuse_request, turned_away
 
 LIMITS_HEADER = "X-Realtime-Limits"
 
@@ -37,8 +37,10 @@ def _wanted(text: str) -> bool:
 async def poll(request: HttpRequest) -> HttpResponse:
     """Answer 200 with the frames after the cursor, or 204 when none came in time (or, while
     the node drains, at the poll's moment of the drain window)."""
-    if drain.draining():
-        return try_later(DRAINING_REASON)
+    # a first poll (no cursor) is a new client, in the admission budget; later polls are not
+    refusal = turned_away(admitting="cursor" not in request.GET)
+    if refusal is not None:
+        return refuse_request(refusal)
     transport = CollectingTransport()
     try:
         # Not registered: a poll lives for one request, and three registry writes per poll

@@ -19,7 +19,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from realtime import drain, health, protocol
+from realtime import health, protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
 from realtime.exceptions import (
@@ -27,7 +27,7 @@ from realtime.exceptions import (
     RealtimeError,
 )
 from realtime.transports.http import failure_response, frame_type, open_topics
-from realtime.transports.refusal import DRAINING_REASON, try_later
+from realtime.transports.refusal import refuse_request, turned_away
 
 # Old proxies and some browsers hold the first bytes of a response back: 2 KiB of comment
 # pushes them through at once.
@@ -142,8 +142,9 @@ class SSEStream:
 @require_GET
 async def sse(request: HttpRequest) -> HttpResponseBase:
     """Open an event stream for the ``topic`` parameters (see docs/protocol.md)."""
-    if drain.draining():
-        return try_later(DRAINING_REASON)
+    refusal = turned_away()  # draining, or over the admission budget: try again later
+    if refusal is not None:
+        return refuse_request(refusal)
     try:
         stream = SSEStream()
         opened = await open_topics(request, stream, "sse")  # 401/403 before streaming

@@ -20,13 +20,13 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 
-from realtime import _eager, drain, protocol
+from realtime import _eager, protocol
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import CloseCode, HookFailed, TokenInvalid
 from realtime.proxies import forwarded_client
 from realtime.transports.base import new_connection, new_hooks
-from realtime.transports.refusal import DRAINING_REASON, refuse_handshake
+from realtime.transports.refusal import refuse_handshake, turned_away
 
 # The name these records had while the transport lived in realtime/consumers.py: a logging
 # configuration may name it.
@@ -102,8 +102,9 @@ class WebSocketTransport:
                 return
 
     async def _connect(self, hooks: Any, scope: dict[str, Any]) -> bool:
-        if drain.draining():
-            await refuse_handshake(scope, self._send, DRAINING_REASON)
+        refusal = turned_away()  # draining, or over the admission budget: try again later
+        if refusal is not None:
+            await refuse_handshake(scope, self._send, refusal)
             return False
         headers = dict(scope.get("headers", ()))
         origin = headers.get(b"origin", b"").decode("latin-1") or None

@@ -121,6 +121,8 @@ const CLOSE = Object.freeze({
   RESTART: 1012,
   /** Service restart: the node drains before it stops; reconnect now (elsewhere). */
   SERVICE_RESTART: 4012,
+  /** Try again later: the node is over its admission budget; a `close` frame says when. */
+  TRY_AGAIN_LATER: 4013,
   PROTOCOL_ERROR: 4400,
   UNAUTHORIZED: 4401,
   DISCONNECTED: 4403,
@@ -142,6 +144,8 @@ const TIMING = Object.freeze({
   /** After a service restart (4012, 1012) the client reconnects within this long: a little
    * jitter on top of the server's own spreading, never the backoff. */
   restartJitterMs: 1_000,
+  /** A busy node (4013) that gave no hint of when to come back: this long, plus jitter. */
+  busyHintMs: 1_000,
   /** A connection open at least this long resets the backoff when it breaks. */
   stableMs: 10_000,
   /** A long-poll request held this long without an error counts as connected. */
@@ -224,6 +228,8 @@ const TIMING = Object.freeze({
  *   this topic: the client drops it (and the transport asks to `retry` without it)
  * @property {boolean} [badCursor] the server could not parse the cursor: if the client had
  *   positions to forget, it forgets them and tries again now (whatever `final` says)
+ * @property {number} [retryAfterMs] the server is busy and said when to try again (a `close`
+ *   frame's `retry_after_ms`, an HTTP 503's `Retry-After`)
  */
 /**
  * What a transport gets from the client at construction, and all it knows of the client
@@ -886,7 +892,11 @@ class BaseTransport {
    * @param {Frame} frame
    */
   _closeFrame(frame) {
-    this._down({ code: Number(frame.code), reason: String(frame.reason ?? "") });
+    /** @type {DownInfo} */
+    const info = { code: Number(frame.code), reason: String(frame.reason ?? "") };
+    const hint = Number(frame.retry_after_ms);
+    if (hint > 0) info.retryAfterMs = hint;
+    this._down(info);
   }
 
   /** @param {DownInfo} info */
@@ -1288,7 +1298,12 @@ class HttpTransport extends BaseTransport {
     const final = [400, 403, 409].includes(status);
     // 400 invalid_frame: maybe a garbled cursor; the client forgets the positions, if any
     const badCursor = status === 400 && error.code === "invalid_frame";
-    this._down({ code: status, reason: error.reason, final, error: failure, badCursor });
+    /** @type {DownInfo} */
+    const info = { code: status, reason: error.reason, final, error: failure, badCursor };
+    // 503 with Retry-After (seconds): the node is busy, draining, or lost a backend
+    const hint = status === 503 ? Number(response.headers.get("Retry-After")) * 1000 : 0;
+    if (hint > 0) info.retryAfterMs = hint;
+    this._down(info);
   }
 }
 
@@ -2608,6 +2623,16 @@ export class Realtime {
       this._backoff.reset();
       const delay = Math.random() * TIMING.restartJitterMs;
       this._debug("service restart: reconnecting in", Math.round(delay), "ms");
+      this._reconnectTimer.in(delay);
+      return;
+    }
+    if (info.retryAfterMs || info.code === CLOSE.TRY_AGAIN_LATER) {
+      // The node is busy and said when to come back: after that hint plus a jitter as long
+      // as the hint at most, so the clients it turned away together do not return together
+      // (and never sooner than the backoff). The same transport again: it is not blocked.
+      const hint = info.retryAfterMs || TIMING.busyHintMs;
+      const delay = Math.max(hint + Math.random() * hint, this._backoff.next());
+      this._debug("server busy: reconnecting in", Math.round(delay), "ms");
       this._reconnectTimer.in(delay);
       return;
     }
