@@ -227,8 +227,9 @@ def deliver_committed(deliver: Deliver, written: list[tuple[int, str]], using: s
     on first use) for the rows left. Never raises: the relay moves what this did not."""
     if not _may_relay(using):
         return
-    left = not health.is_up("log")
-    for start in range(0, 0 if left else len(written), store.LOCK_CHUNK):
+    left = not health.is_up("log")  # while it is down, only the relays try it
+    chunks = [] if left else range(0, len(written), store.LOCK_CHUNK)
+    for start in chunks:
         try:
             left = _move_own(deliver, written[start : start + store.LOCK_CHUNK], using) or left
         except Exception as error:  # the database: the relay's next drain retries
