@@ -11,7 +11,11 @@ claim skips the rows another claim has locked; with ``FOR UPDATE`` alone it wait
 SQLite, which locks the whole database for writing, a claim takes the write lock first, so
 claims run one after the other. The log's append is idempotent by message id, so a relay that
 dies after appending and before :func:`finish` costs a second append of the same id when the
-lease has passed, which the log turns into nothing."""
+lease has passed, which the log turns into nothing.
+
+The thread that committed rows takes them with :func:`lock` instead: row locks (SQLite: the
+write lock) for the length of one transaction in which it appends and deletes them, with the
+same rule of order, so it needs no lease and commits once."""
 
 from __future__ import annotations
 
