@@ -64,9 +64,9 @@ async def _round(client: aioredis.Redis, script: str, calls: int, topics: int) -
             pipe.evalsha(
                 sha,
                 3,
-                f"{PREFIX}:meta:{topic}",
-                f"{PREFIX}:log:{topic}",
-                f"{PREFIX}:ids:{topic}",
+                f"{PREFIX}:meta:{{{topic}}}",
+                f"{PREFIX}:log:{{{topic}}}",
+                f"{PREFIX}:ids:{{{topic}}}",
                 "epoch",
                 86400000,
                 1000,

@@ -5,10 +5,11 @@ dropped afterwards) a child process measures:
 
 - the call: ``publish()`` inside an open transaction, plain (registers the on-commit send)
   and durable (inserts the outbox row), p50/p99;
-- commit → broadcast: from the end of the ``atomic`` block holding one publish (its commit
-  and on-commit callbacks follow) to the moment a Redis subscriber of the topic's
-  channel-layer group gets the broadcast, plain (sent on commit by the committing thread) and
-  durable (the process's relay, woken on commit);
+- commit → broadcast: from the end of an ``atomic`` block holding a write of its own (a row
+  of the test app) and one publish (the commit and its on-commit callbacks follow) to the
+  moment a Redis subscriber of the topic's channel-layer group (another process) gets the
+  broadcast, plain (sent on commit by the committing thread) and durable (moved on commit by
+  the committing thread, or by the process's relay when it cannot);
 - the drain: rows committed while no relay runs, then moved by one relay, rows/s.
 
     python -m bench.outbox [--messages 300] [--rows 5000] [--redis-url redis://127.0.0.1:6379/0]
@@ -37,10 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 CHILD = r"""
-import json, sys, time
+import json, select, subprocess, sys, time
 import django
 django.setup()
-import redis
 from django.core.management import call_command
 from django.db import transaction
 import realtime
@@ -48,6 +48,7 @@ from realtime.models import OutboxMessage
 from realtime.outbox.relay import stop_relays
 from realtime.publishing import new_relay
 from realtime.topics import group_name
+from tests.testapp.models import Parcel
 
 messages, rows, redis_url, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 call_command("migrate", verbosity=0)
@@ -67,23 +68,40 @@ def call_cost(durable):
             transaction.set_rollback(True)  # the cost of the call only
     return percentiles(spent)
 
+# The subscriber: a process of its own (the publishing thread's work after the broadcast, such
+# as the fast path's delete and commit, is then not counted), printing the monotonic clock
+# (one clock for all processes) when each message arrives.
+SUBSCRIBER = '''
+import sys, time, redis
+pubsub = redis.Redis.from_url(sys.argv[1]).pubsub()
+pubsub.subscribe(sys.argv[2])
+for message in pubsub.listen():
+    print("ready" if message["type"] == "subscribe" else time.monotonic(), flush=True)
+'''
+
+def received(subscriber):
+    if not select.select([subscriber.stdout], [], [], 5)[0]:
+        raise SystemExit("no broadcast within 5 s")
+    return subscriber.stdout.readline().strip()
+
 def commit_to_broadcast(durable):
     topic = f"bench.latency.{int(durable)}"
-    subscriber = redis.Redis.from_url(redis_url).pubsub()
-    subscriber.subscribe(f"{prefix}__group__{group_name(topic)}")
-    subscriber.get_message(timeout=5)  # the subscribe confirmation
-    spent = []
-    for n in range(messages):
-        with transaction.atomic():
-            realtime.publish(topic, "e", {"n": n}, durable=durable)
-            start = time.perf_counter()  # the commit (and its callbacks) follows
-        message = None
-        while message is None or message["type"] != "message":
-            message = subscriber.get_message(timeout=5)
-            if message is None:
-                raise SystemExit("no broadcast within 5 s")
-        spent.append(time.perf_counter() - start)
-    subscriber.close()
+    subscriber = subprocess.Popen(
+        [sys.executable, "-c", SUBSCRIBER, redis_url, f"{prefix}__group__{group_name(topic)}"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        if received(subscriber) != "ready":
+            raise SystemExit("the subscriber did not subscribe")
+        spent = []
+        for n in range(messages):
+            with transaction.atomic():
+                Parcel.objects.create(status=str(n))  # the caller's own write
+                realtime.publish(topic, "e", {"n": n}, durable=durable)
+                start = time.monotonic()  # the commit (and its callbacks) follows
+            spent.append(float(received(subscriber)) - start)
+    finally:
+        subscriber.kill()
+        subscriber.wait()
     return percentiles(spent)
 
 result = {

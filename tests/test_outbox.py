@@ -24,7 +24,7 @@ import realtime
 from realtime.backends import get_log
 from realtime.loop import run_sync
 from realtime.models import OutboxMessage
-from realtime.outbox import store
+from realtime.outbox import relay, store
 from realtime.outbox.relay import stop_relays
 from realtime.publishing import new_relay
 from tests.conftest import realtime_on_redis
@@ -144,7 +144,7 @@ def test_a_relay_that_died_after_appending_causes_no_duplicate(durable_redis, re
         assert ids == [f"m{n}" for n in range(30) if f"t{n % 3}" == topic]
 
 
-async def _append_all(relay: Any, rows: list[OutboxMessage]) -> None:
+async def _append_all(relay: Any, rows: list[store.Row]) -> None:
     for row in rows:
         await relay.deliver([store.message_of(row)], 5.0)
 
@@ -161,6 +161,51 @@ def test_rows_of_a_topic_behind_another_relays_claim_wait_for_it(durable_redis):
     store.finish([row.id for row in first], 0, "default")
     third = store.claim("two", 30, "default")
     assert [row.message_id for row in third] == ["m2", "m3"]
+
+
+def test_the_committing_thread_moves_its_rows_into_the_log_before_the_block_returns(
+    durable_redis,
+):
+    stop_relays()
+    with transaction.atomic():
+        first = realtime.publish("orders", "created", {"pk": 1})
+        other = realtime.publish("parcels", "created", {"pk": 2})
+        second = realtime.publish("orders", "updated", {"pk": 1})
+    # no wait: the fast path ran on commit, in this thread, before the relay was started
+    assert logged("orders") == [(first, "created"), (second, "updated")]
+    assert logged("parcels") == [(other, "created")]
+    process_relay = relay._relays["default"][0]  # started for the sweeps
+    stop_relays()
+    assert process_relay.moved == 0  # it found nothing to move
+    assert OutboxMessage.objects.count() == 0
+
+
+def test_the_fast_path_leaves_rows_behind_another_relays_claim_of_their_topic(durable_redis):
+    stop_relays()
+    store.write({"topic": "a", "event": "e", "id": "m0", "ack": False, "data": "{}"}, None)
+    held = store.claim("other", 30, "default")  # another relay holds m0 (a)
+    assert [row.message_id for row in held] == ["m0"]
+    with transaction.atomic():
+        behind = realtime.publish("a", "e", {}, message_id="m1")
+        free = realtime.publish("b", "e", {}, message_id="m2")
+    assert logged("b") == [(free, "e")]  # moved on commit: nothing of b came first
+    assert logged("a") == []  # m0 is not in the log yet: m1 waits for it
+    stop_relays()  # the woken relay left m1 too: a is held
+    run_sync(_append_all(new_relay(), held))
+    store.finish([row.id for row in held], 0, "default")
+    assert new_relay().drain() == 1
+    assert logged("a") == [("m0", "e"), (behind, "e")]
+
+
+def test_rows_of_a_rolled_back_savepoint_are_not_delivered_with_the_transaction(durable_redis):
+    stop_relays()
+    with transaction.atomic():
+        kept = realtime.publish("orders", "created", {"pk": 1})
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            realtime.publish("orders", "cancelled", {"pk": 1})
+            raise RuntimeError
+        later = realtime.publish("orders", "updated", {"pk": 1})
+    assert logged("orders") == [(kept, "created"), (later, "updated")]
 
 
 def test_retention_keeps_delivered_rows_marked_then_purges_them(durable_redis, realtime_settings):
@@ -237,7 +282,6 @@ def test_the_relay_command_refuses_to_run_without_redis():
 
 
 def test_without_redis_a_process_serving_no_connection_leaves_its_rows_to_the_server():
-    from realtime.outbox import relay
 
     message_id = realtime.publish("orders", "created", {"pk": 9}, durable=True)
     assert relay._relays == {}  # no relay started here: it would move the row into this
@@ -249,7 +293,6 @@ async def test_the_server_application_starts_its_relay_on_its_first_call_not_on_
     realtime_settings,
 ):
     from realtime.asgi import RelayStarter, get_asgi_application
-    from realtime.outbox import relay
 
     realtime_settings(DURABLE=True)
     application = get_asgi_application()

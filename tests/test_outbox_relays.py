@@ -157,3 +157,51 @@ def test_relays_on_postgresql_move_each_row_once_in_topic_order(
     postgres_database, redis_url, relays
 ):
     check_race(postgres_database, redis_url, rows=10_000, topics=50, relays=relays)
+
+
+# On commit, the committing thread moves its own rows, but not one that another relay's
+# claimed row of its topic precedes; prints what the log holds then, and at the end.
+FAST_PATH = """
+import json, sys, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+import redis
+from django.db import transaction
+import realtime
+from realtime.loop import run_sync
+from realtime.outbox import store
+from realtime.outbox.relay import stop_relays
+from realtime.publishing import new_relay
+client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
+def logged(topic):
+    return [fields["i"] for _, fields in client.xrange(f"{sys.argv[2]}:log:{{{topic}}}")]
+store.write({"topic": "a", "event": "e", "id": "m0", "ack": False, "data": "{}"}, None)
+held = store.claim("other", 30, "default")
+with transaction.atomic():
+    realtime.publish("a", "e", {}, message_id="m1", durable=True)
+    realtime.publish("b", "e", {}, message_id="m2", durable=True)
+print(json.dumps([logged("a"), logged("b")]))
+stop_relays()
+relay = new_relay()
+run_sync(relay.deliver([store.message_of(row) for row in held], 5.0))
+store.finish([row.id for row in held], 0, "default")
+print(relay.drain(), json.dumps(logged("a")))
+"""
+
+
+def test_on_postgresql_the_committing_thread_keeps_its_rows_behind_a_relays_claim(
+    postgres_database, redis_url
+):
+    import json
+
+    prefix = f"rt-outbox-{uuid.uuid4().hex[:8]}"
+    env = environment(postgres_database, redis_url, prefix)
+    try:
+        done = script_process("", FAST_PATH, redis_url, prefix, env=env)
+        assert done.returncode == 0, done.stderr
+        at_commit, at_end = done.stdout.strip().splitlines()[-2:]
+        assert json.loads(at_commit) == [[], ["m2"]]  # m1 waits for m0, another relay's
+        assert at_end == '1 ["m0", "m1"]'
+    finally:
+        delete_prefix(redis_url, prefix)

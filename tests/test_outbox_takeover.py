@@ -142,7 +142,7 @@ async def test_a_relay_killed_between_append_and_finish_is_taken_over_once(
     assert outbox(database)[0] == 0
 
     client_redis = redis.Redis.from_url(redis_url, decode_responses=True)
-    entries = client_redis.xrange(f"{env['RT_PREFIX']}:log:{topic}")
+    entries = client_redis.xrange(f"{env['RT_PREFIX']}:log:{{{topic}}}")
     client_redis.close()
     logged = [fields["i"] for _, fields in entries]
     assert Counter(logged) == Counter(expected) and logged == expected
