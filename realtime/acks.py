@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +81,70 @@ def _resend_time(entry: Pending, k: int, config: Config) -> float:
     return float(entry.sent_at + config.ack_timeout * (2**k - 1))
 
 
+class DueQueue:
+    """The :class:`PendingAck` of one connection in the order they fall due: O(1) to add one
+    and, per resend pass, O(1) per message due (never a scan of everything pending).
+
+    Messages tracked as they are sent fall due in the order they were sent at each attempt
+    count (same timeout, same doubling), so each attempt count has a FIFO queue; one that
+    would not be in order there (adopted from another connection, or a clock step back) goes
+    in a heap. A queued item whose message left ``pending`` (acknowledged) or was queued again
+    is dropped when it reaches the head."""
+
+    def __init__(self, pending: dict[str, PendingAck]) -> None:
+        self._pending = pending
+        self._levels: dict[int, deque[tuple[float, PendingAck]]] = {}
+        self._heap: list[tuple[float, int, PendingAck]] = []
+        self._order = itertools.count()
+
+    def push(self, waiting: PendingAck) -> None:
+        """Queue ``waiting`` at its ``due`` (after changing it, push it again)."""
+        level = self._levels.get(waiting.attempts)
+        if level is None:
+            level = self._levels[waiting.attempts] = deque()
+        if not level or level[-1][0] <= waiting.due:
+            level.append((waiting.due, waiting))
+        else:
+            heapq.heappush(self._heap, (waiting.due, next(self._order), waiting))
+
+    def _live(self, due: float, waiting: PendingAck) -> bool:
+        return self._pending.get(waiting.entry.message_id) is waiting and waiting.due == due
+
+    def _heads(self) -> None:
+        for level in self._levels.values():
+            while level and not self._live(*level[0]):
+                level.popleft()
+        while self._heap and not self._live(self._heap[0][0], self._heap[0][2]):
+            heapq.heappop(self._heap)
+
+    def pop_due(self, now: float) -> list[PendingAck]:
+        """Take the live items due at ``now``, earliest first per queue."""
+        found = []
+        self._heads()
+        for level in self._levels.values():
+            while level and level[0][0] <= now:
+                due, waiting = level.popleft()
+                if self._live(due, waiting):
+                    found.append(waiting)
+        while self._heap and self._heap[0][0] <= now:
+            due, _, waiting = heapq.heappop(self._heap)
+            if self._live(due, waiting):
+                found.append(waiting)
+        return found
+
+    def next_due(self) -> float | None:
+        """When the earliest live item falls due; None when none is left."""
+        self._heads()
+        heads = [level[0][0] for level in self._levels.values() if level]
+        if self._heap:
+            heads.append(self._heap[0][0])
+        return min(heads, default=None)
+
+    def clear(self) -> None:
+        self._levels.clear()
+        self._heap.clear()
+
+
 def report_undelivered(connection: Any, sender: type, entry: Pending) -> None:
     """``entry`` is given up on: count it, and send the ``message_undelivered`` signal."""
     UNDELIVERED.inc()
@@ -117,6 +184,7 @@ class AckTracker:
         self.connection = connection
         self.config = config
         self.pending: dict[str, PendingAck] = {}
+        self._queue = DueQueue(self.pending)
         self._send = send
         self._scope = scope or (lambda: connection.dedup_scope)
         self._hooks = hooks
@@ -144,7 +212,8 @@ class AckTracker:
             return
         now = self._clock()
         entry = Pending(message_id, topic, epoch, offset, frame, now, now + self.config.ack_window)
-        self.pending[message_id] = PendingAck(entry, 0, now + self.config.ack_timeout)
+        waiting = self.pending[message_id] = PendingAck(entry, 0, now + self.config.ack_timeout)
+        self._queue.push(waiting)
         self._unsaved.append(entry)
         if self._saving is None:
             self._saving = self._loop.create_task(self._save())
@@ -194,8 +263,8 @@ class AckTracker:
                 self._send(entry.frame)
             else:
                 waiting.due = now  # given up on at once, by the timer
-        if self.pending:
-            self._set_timer(min(p.due for p in self.pending.values()) - now)
+            self._queue.push(waiting)
+        self._set_next_timer(now)
 
     # ---- acknowledging -------------------------------------------------------------------
 
@@ -261,12 +330,19 @@ class AckTracker:
             async with asyncio.timeout(SAVE_TIMEOUT):
                 await self.saved()
         self.pending.clear()
+        self._queue.clear()
 
     def stop(self) -> None:
         """Stop the retry timer; :meth:`track` starts it again."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _set_next_timer(self, now: float) -> None:
+        """Set the timer for the earliest message due, if any."""
+        due = self._queue.next_due()
+        if due is not None and not self._closed:
+            self._set_timer(due - now)
 
     def _set_timer(self, delay: float) -> None:
         self.stop()
@@ -289,10 +365,16 @@ class AckTracker:
 
     async def _resend_due(self) -> None:
         now = self._clock()
-        due = [m for m, p in self.pending.items() if p.due <= now]
+        popped = self._queue.pop_due(now)
+        due = [p.entry.message_id for p in popped]
         if due:
-            await self.saved()
-            still = await self._store.pending(self._scope(), due)
+            try:
+                await self.saved()
+                still = await self._store.pending(self._scope(), due)
+            except BaseException:
+                for item in popped:  # still pending: due again at the next pass
+                    self._queue.push(item)
+                raise
             expired = []
             for message_id in due:
                 waiting = self.pending.get(message_id)
@@ -308,11 +390,10 @@ class AckTracker:
                     waiting.attempts += 1
                     self._send(waiting.entry.frame)
                     waiting.due = schedule(waiting.entry, now, self.config).due
+                    self._queue.push(waiting)
             if expired:
                 await self._give_up(expired)
-        if self.pending and not self._closed:
-            now = self._clock()
-            self._set_timer(min(p.due for p in self.pending.values()) - now)
+        self._set_next_timer(self._clock())
 
     async def _give_up(self, entries: list[Pending]) -> None:
         taken = set(await self._store.give_up(self._scope(), [e.message_id for e in entries]))
