@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from realtime import health
+from realtime.ack_schedule import DueQueue, schedule
+from realtime.ack_schedule import PendingAck as PendingAck  # importable from here too
 from realtime.backends import get_pending_acks
 from realtime.conf import Config, get_config
 from realtime.hooks import Hooks, notify
@@ -47,102 +45,6 @@ logger = logging.getLogger("realtime.connection")
 CallLater = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 # How long a closing connection waits for its pending ACKs to reach the store.
 SAVE_TIMEOUT = 2.0
-
-
-@dataclass
-class PendingAck:
-    """A message waiting for its ACK on this connection: ``entry`` as kept in the store, the
-    resends made (or skipped while no connection was there), and when the next is ``due``."""
-
-    entry: Pending
-    attempts: int
-    due: float
-
-    @property
-    def topic(self) -> str:
-        return self.entry.topic
-
-
-def schedule(entry: Pending, now: float, config: Config) -> PendingAck:
-    """Where ``entry`` stands in its schedule at ``now``: the resends whose time has passed
-    count as made, the next is due at its time (the deadline after the last)."""
-    attempts = 0
-    while attempts < config.ack_max_retries and now >= _resend_time(entry, attempts + 1, config):
-        attempts += 1
-    due = (
-        entry.deadline
-        if attempts >= config.ack_max_retries
-        else _resend_time(entry, attempts + 1, config)
-    )
-    return PendingAck(entry, attempts, due)
-
-
-def _resend_time(entry: Pending, k: int, config: Config) -> float:
-    return float(entry.sent_at + config.ack_timeout * (2**k - 1))
-
-
-class DueQueue:
-    """The :class:`PendingAck` of one connection in the order they fall due: O(1) to add one
-    and, per resend pass, O(1) per message due (never a scan of everything pending).
-
-    Messages tracked as they are sent fall due in the order they were sent at each attempt
-    count (same timeout, same doubling), so each attempt count has a FIFO queue; one that
-    would not be in order there (adopted from another connection, or a clock step back) goes
-    in a heap. A queued item whose message left ``pending`` (acknowledged) or was queued again
-    is dropped when it reaches the head."""
-
-    def __init__(self, pending: dict[str, PendingAck]) -> None:
-        self._pending = pending
-        self._levels: dict[int, deque[tuple[float, PendingAck]]] = {}
-        self._heap: list[tuple[float, int, PendingAck]] = []
-        self._order = itertools.count()
-
-    def push(self, waiting: PendingAck) -> None:
-        """Queue ``waiting`` at its ``due`` (after changing it, push it again)."""
-        level = self._levels.get(waiting.attempts)
-        if level is None:
-            level = self._levels[waiting.attempts] = deque()
-        if not level or level[-1][0] <= waiting.due:
-            level.append((waiting.due, waiting))
-        else:
-            heapq.heappush(self._heap, (waiting.due, next(self._order), waiting))
-
-    def _live(self, due: float, waiting: PendingAck) -> bool:
-        return self._pending.get(waiting.entry.message_id) is waiting and waiting.due == due
-
-    def _heads(self) -> None:
-        for level in self._levels.values():
-            while level and not self._live(*level[0]):
-                level.popleft()
-        while self._heap and not self._live(self._heap[0][0], self._heap[0][2]):
-            heapq.heappop(self._heap)
-
-    def pop_due(self, now: float) -> list[PendingAck]:
-        """Take the live items due at ``now``, earliest first per queue."""
-        found = []
-        self._heads()
-        for level in self._levels.values():
-            while level and level[0][0] <= now:
-                due, waiting = level.popleft()
-                if self._live(due, waiting):
-                    found.append(waiting)
-        while self._heap and self._heap[0][0] <= now:
-            due, _, waiting = heapq.heappop(self._heap)
-            if self._live(due, waiting):
-                found.append(waiting)
-        return found
-
-    def next_due(self) -> float | None:
-        """When the earliest live item falls due; None when none is left."""
-        self._heads()
-        heads = [level[0][0] for level in self._levels.values() if level]
-        if self._heap:
-            heads.append(self._heap[0][0])
-        return min(heads, default=None)
-
-    def clear(self) -> None:
-        self._levels.clear()
-        self._heap.clear()
 
 
 def report_undelivered(connection: Any, sender: type, entry: Pending) -> None:
@@ -167,6 +69,26 @@ class AckTracker:
     loop's and :func:`time.time` unless a test gives its own. One timer runs at a time, set
     for the earliest due message; writes to the store go in the background, in order, and
     :meth:`saved` waits for them."""
+
+    __slots__ = (
+        "_call_later",
+        "_clock",
+        "_closed",
+        "_hooks",
+        "_loop",
+        "_queue",
+        "_retrying",
+        "_saving",
+        "_scope",
+        "_send",
+        "_store",
+        "_timer",
+        "_unsaved",
+        "config",
+        "connection",
+        "cursor_acks",
+        "pending",
+    )
 
     def __init__(
         self,
