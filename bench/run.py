@@ -6,6 +6,7 @@
     python -m bench.run --connections 1000 --nodes 1 --targets channels-core,bare
     python -m bench.run --targets realtime-sse,realtime-longpoll   # the HTTP transports only
     python -m bench.run --storm               # reconnect storm: 2,000 clients drop and resume
+    python -m bench.run --idle-scenario       # 10,000 idle sockets: server CPU and RSS/conn
 
 For each (nodes, connections, target) and each repeat: start the server node(s) on free
 127.0.0.1 ports, wait until they answer the target's client, measure their idle RSS, open the
@@ -121,6 +122,10 @@ class Options:
     storm_jitter: float = 0.5
     storm_variants: tuple[str, ...] = ("shared", "admission")
     storm_admission: float = 300.0
+    #: The idle scenario (bench/idle.py) instead of the broadcast one.
+    idle_scenario: bool = False
+    idle_connections: int = 10_000
+    idle_window: float = 60.0
 
     def sizes(self, target: str) -> list[int]:
         """The connection counts ``target`` runs at."""
@@ -201,6 +206,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=300.0,
         help="storm: ADMISSION_RATE of the admission variant (300 connections/s)",
     )
+    parser.add_argument(
+        "--idle-scenario",
+        action="store_true",
+        help="run the idle scenario (bench/idle.py) instead of the broadcast one",
+    )
+    parser.add_argument(
+        "--idle-connections", type=int, help="idle: connections (10,000; quick: 1,000)"
+    )
+    parser.add_argument("--idle-window", type=float, help="idle: CPU window (60 s; quick: 20)")
     parser.add_argument("--redis-url", default=redis_url_from_env())
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -242,6 +256,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         storm_jitter=args.storm_jitter,
         storm_variants=tuple(v for v in args.storm_variants.split(",") if v),
         storm_admission=args.storm_admission,
+        idle_scenario=args.idle_scenario,
+        idle_connections=args.idle_connections or (1000 if quick else 10_000),
+        idle_window=args.idle_window or (20.0 if quick else 60.0),
     )
 
 
@@ -666,10 +683,37 @@ async def main_storm(opts: Options) -> int:
     return 1 if any(r.get("error") for r in rows) else 0
 
 
+async def main_idle(opts: Options) -> int:
+    """The idle scenario only (``--idle-scenario``): run it, print its table."""
+    from bench.idle import format_idle, run_idles
+
+    log_root = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    started = time.time()
+    load_before = os.getloadavg()
+    rows = await run_idles(opts, log_root)
+    print(
+        f"\nIdle connections, {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, "
+        f"{time.time() - started:.0f} s ({opts.idle_connections:,} connections on one node, "
+        f"{opts.idle_window:g} s window, default heartbeats; {opts.repeat} repeat(s), medians; "
+        f"load average before {', '.join(f'{v:.2f}' for v in load_before)})\n"
+    )
+    print(format_idle(rows, opts))
+    if opts.json_path:
+        _write_json(Path(opts.json_path), {"options": asdict(opts), "idle": rows})
+        print(f"JSON written to {opts.json_path}")
+    if opts.keep_logs:
+        print(f"logs kept in {log_root}")
+    else:
+        shutil.rmtree(log_root, ignore_errors=True)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
 async def main_async(opts: Options) -> int:
     """Run everything, print the report; the exit code is 0 unless a run failed."""
     if opts.storm:
         return await main_storm(opts)
+    if opts.idle_scenario:
+        return await main_idle(opts)
     env = base_env(opts.redis_url)
     targets = list(opts.targets)
     unavailable: dict[str, str] = {}

@@ -26,10 +26,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from realtime import health
+from realtime.ack_schedule import DueQueue, schedule
+from realtime.ack_schedule import PendingAck as PendingAck  # importable from here too
 from realtime.backends import get_pending_acks
 from realtime.conf import Config, get_config
 from realtime.hooks import Hooks, notify
@@ -44,38 +45,6 @@ logger = logging.getLogger("realtime.connection")
 CallLater = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 # How long a closing connection waits for its pending ACKs to reach the store.
 SAVE_TIMEOUT = 2.0
-
-
-@dataclass
-class PendingAck:
-    """A message waiting for its ACK on this connection: ``entry`` as kept in the store, the
-    resends made (or skipped while no connection was there), and when the next is ``due``."""
-
-    entry: Pending
-    attempts: int
-    due: float
-
-    @property
-    def topic(self) -> str:
-        return self.entry.topic
-
-
-def schedule(entry: Pending, now: float, config: Config) -> PendingAck:
-    """Where ``entry`` stands in its schedule at ``now``: the resends whose time has passed
-    count as made, the next is due at its time (the deadline after the last)."""
-    attempts = 0
-    while attempts < config.ack_max_retries and now >= _resend_time(entry, attempts + 1, config):
-        attempts += 1
-    due = (
-        entry.deadline
-        if attempts >= config.ack_max_retries
-        else _resend_time(entry, attempts + 1, config)
-    )
-    return PendingAck(entry, attempts, due)
-
-
-def _resend_time(entry: Pending, k: int, config: Config) -> float:
-    return float(entry.sent_at + config.ack_timeout * (2**k - 1))
 
 
 def report_undelivered(connection: Any, sender: type, entry: Pending) -> None:
@@ -101,6 +70,26 @@ class AckTracker:
     for the earliest due message; writes to the store go in the background, in order, and
     :meth:`saved` waits for them."""
 
+    __slots__ = (
+        "_call_later",
+        "_clock",
+        "_closed",
+        "_hooks",
+        "_loop",
+        "_queue",
+        "_retrying",
+        "_saving",
+        "_scope",
+        "_send",
+        "_store",
+        "_timer",
+        "_unsaved",
+        "config",
+        "connection",
+        "cursor_acks",
+        "pending",
+    )
+
     def __init__(
         self,
         connection: Any,
@@ -117,6 +106,7 @@ class AckTracker:
         self.connection = connection
         self.config = config
         self.pending: dict[str, PendingAck] = {}
+        self._queue = DueQueue(self.pending)
         self._send = send
         self._scope = scope or (lambda: connection.dedup_scope)
         self._hooks = hooks
@@ -144,7 +134,8 @@ class AckTracker:
             return
         now = self._clock()
         entry = Pending(message_id, topic, epoch, offset, frame, now, now + self.config.ack_window)
-        self.pending[message_id] = PendingAck(entry, 0, now + self.config.ack_timeout)
+        waiting = self.pending[message_id] = PendingAck(entry, 0, now + self.config.ack_timeout)
+        self._queue.push(waiting)
         self._unsaved.append(entry)
         if self._saving is None:
             self._saving = self._loop.create_task(self._save())
@@ -194,8 +185,8 @@ class AckTracker:
                 self._send(entry.frame)
             else:
                 waiting.due = now  # given up on at once, by the timer
-        if self.pending:
-            self._set_timer(min(p.due for p in self.pending.values()) - now)
+            self._queue.push(waiting)
+        self._set_next_timer(now)
 
     # ---- acknowledging -------------------------------------------------------------------
 
@@ -261,12 +252,19 @@ class AckTracker:
             async with asyncio.timeout(SAVE_TIMEOUT):
                 await self.saved()
         self.pending.clear()
+        self._queue.clear()
 
     def stop(self) -> None:
         """Stop the retry timer; :meth:`track` starts it again."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _set_next_timer(self, now: float) -> None:
+        """Set the timer for the earliest message due, if any."""
+        due = self._queue.next_due()
+        if due is not None and not self._closed:
+            self._set_timer(due - now)
 
     def _set_timer(self, delay: float) -> None:
         self.stop()
@@ -289,10 +287,16 @@ class AckTracker:
 
     async def _resend_due(self) -> None:
         now = self._clock()
-        due = [m for m, p in self.pending.items() if p.due <= now]
+        popped = self._queue.pop_due(now)
+        due = [p.entry.message_id for p in popped]
         if due:
-            await self.saved()
-            still = await self._store.pending(self._scope(), due)
+            try:
+                await self.saved()
+                still = await self._store.pending(self._scope(), due)
+            except BaseException:
+                for item in popped:  # still pending: due again at the next pass
+                    self._queue.push(item)
+                raise
             expired = []
             for message_id in due:
                 waiting = self.pending.get(message_id)
@@ -308,11 +312,10 @@ class AckTracker:
                     waiting.attempts += 1
                     self._send(waiting.entry.frame)
                     waiting.due = schedule(waiting.entry, now, self.config).due
+                    self._queue.push(waiting)
             if expired:
                 await self._give_up(expired)
-        if self.pending and not self._closed:
-            now = self._clock()
-            self._set_timer(min(p.due for p in self.pending.values()) - now)
+        self._set_next_timer(self._clock())
 
     async def _give_up(self, entries: list[Pending]) -> None:
         taken = set(await self._store.give_up(self._scope(), [e.message_id for e in entries]))

@@ -25,6 +25,8 @@ class ClientMessages:
     client, ``spawn`` runs a waiting attempt in the background, and ``fail`` closes the
     connection when the dedup store fails while an attempt waits."""
 
+    __slots__ = ("_fail", "_scope", "_send", "_spawn", "config", "hooks")
+
     def __init__(
         self,
         hooks: Hooks,

@@ -5,14 +5,15 @@ Writes run in the background: the registry is for operators, so a slow or unreac
 never holds up or fails a connection. The entries of connections that opened, changed or closed
 are written in batches (one write at a time, taking all that was queued meanwhile), each
 bounded by :data:`REGISTRY_TIMEOUT`, and
-while the node has connections a refresher rewrites its whole record every
-``HEARTBEAT_TIMEOUT / 3`` seconds (so it expires ``HEARTBEAT_TIMEOUT`` after the process dies)
-and then runs the presence tick (:func:`realtime.roster.tick`)."""
+while the node has connections a refresher renews its record every ``HEARTBEAT_TIMEOUT / 3``
+seconds (so it expires ``HEARTBEAT_TIMEOUT`` after the process dies), rewriting the entries
+whose counters moved since they were last written (a whole rewrite after a failed write, or
+when the record was gone), and then runs the presence tick (:func:`realtime.roster.tick`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from typing import Protocol
 
 from realtime import health, roster
@@ -31,7 +32,19 @@ class Member(Protocol):
     @property
     def id(self) -> str: ...
 
+    # what moves in an entry between writes (its topics are written when they change)
+    messages_in: int
+    messages_out: int
+
+    @property
+    def pending(self) -> Sized: ...
+
     def entry(self) -> Entry: ...
+
+
+def _stamp(member: Member) -> tuple[int, int, int]:
+    """What the refresher compares to tell whether an entry changed since it was written."""
+    return member.messages_in, member.messages_out, len(member.pending)
 
 
 class NodeRecord:
@@ -53,6 +66,9 @@ class NodeRecord:
         # connections whose entry is to be written (None: removed), and the task writing them
         self._pending: dict[str, Member | None] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # each connection's stamp at the last renewal; _whole: rewrite every entry at the next
+        self._stamps: dict[str, tuple[int, int, int]] = {}
+        self._whole = True
 
     def opened(self, connection: Member) -> None:
         """Add a connection that joined ``connections``, and keep the record alive."""
@@ -106,12 +122,28 @@ class NodeRecord:
                 async with asyncio.timeout(REGISTRY_TIMEOUT):
                     await get_registry().write(self.name, entries, removed)
             except Exception as error:  # the next refresh rewrites the record
+                self._whole = True
                 health.failed("registry", error)
             else:
                 health.ok("registry")
 
+    async def _renew(self, ttl: float) -> None:
+        """Keep the record alive for ``ttl``: write the entries that changed since the last
+        renewal, or all of them (after a failed write, or when the record was gone)."""
+        stamps = {i: _stamp(c) for i, c in self.connections.items()}
+        registry = get_registry()
+        if not self._whole:
+            changed = [
+                c.entry() for i, c in self.connections.items() if self._stamps.get(i) != stamps[i]
+            ]
+            self._whole = not await registry.touch(self.name, changed, ttl)
+        if self._whole:
+            await registry.refresh(self.name, [c.entry() for c in self.connections.values()], ttl)
+            self._whole = False
+        self._stamps = stamps
+
     async def _refresh(self) -> None:
-        """Rewrite this node's registry record (fresh counters, topics) and keep it alive.
+        """Renew this node's registry record (fresh counters, topics) and keep it alive.
         It expires ``HEARTBEAT_TIMEOUT`` after the last refresh if the process dies. Each
         write and each presence tick is bounded, so a hung Redis delays nothing else."""
         ttl = get_config().heartbeat_timeout
@@ -119,11 +151,11 @@ class NodeRecord:
             await asyncio.sleep(ttl / 3)
             stop_if_cancelled()  # e.g. swallowed by a presence event's broadcast
             try:
-                entries = [c.entry() for c in self.connections.values()]
                 async with asyncio.timeout(REGISTRY_TIMEOUT):
-                    await get_registry().refresh(self.name, entries, ttl)
+                    await self._renew(ttl)
             except Exception as error:
                 stop_if_cancelled(error)
+                self._whole = True
                 health.failed("registry", error)
             else:
                 health.ok("registry")

@@ -16,6 +16,8 @@ class TokenBucket:
     """``rate`` tokens per second up to ``burst``; one token per inbound frame. Starts full.
     ``clock`` (seconds, monotonic) is :func:`time.monotonic` unless a test gives its own."""
 
+    __slots__ = ("_clock", "burst", "rate", "stamp", "tokens")
+
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
     ) -> None:

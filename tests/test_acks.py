@@ -252,3 +252,33 @@ async def test_the_store_takes_each_id_once_and_does_not_bring_back_an_acknowled
     await store.put(scope, [Pending("m2", "t", "e", 2, "frame", 1.0, 31.0)])
     assert await store.give_up(scope, ["m2"]) == ["m2"]
     assert await store.give_up(scope, ["m2"]) == []
+
+
+async def test_a_resend_pass_looks_at_the_messages_due_not_at_everything_pending(
+    clock, store, monkeypatch
+):
+    reads = 0
+
+    class Counted(acks.PendingAck):
+        """Counts how often a message's due time is looked at."""
+
+        def __getattribute__(self, name: str) -> Any:
+            nonlocal reads
+            if name == "due":
+                reads += 1
+            return super().__getattribute__(name)
+
+    monkeypatch.setattr(acks, "PendingAck", Counted)
+    side = Side(store, clock)
+    for n in range(1000):
+        side.tracker.track("t", f"m{n}", "e", n, f"frame-{n}")
+        clock.now += 0.001
+    await settle(side.tracker)
+    for n in range(3):  # each pass resends the one message due, and sets the next timer
+        reads = 0
+        await side.timer.fire(side.tracker)
+        assert side.sent[-1] == f"frame-{n}" and len(side.sent) == n + 1
+        assert reads < 20, f"a pass looked at {reads} due times for one message due"
+    reads = 0
+    assert await side.tracker.acknowledge(["m500"]) == ["m500"]
+    assert reads < 20, "an ACK costs the same whatever else is pending"

@@ -91,6 +91,17 @@ async def test_removed_and_expired_nodes_disappear(backend):
         await asyncio.sleep(0.05)
 
 
+async def test_touch_renews_a_record_and_says_when_it_was_gone(backend):
+    registry = make_registry(backend)
+    assert not await registry.touch("n1", [], 10), "no record yet"
+    await registry.refresh("n1", [entry(1), entry(2)], 10)
+    assert await registry.touch("n1", [entry(2, messages_in=7)], 10)
+    held = {e.id: e for e in await registry.all()}
+    assert sorted(held) == ["c00001", "c00002"] and held["c00002"].messages_in == 7
+    await registry.forget_node("n1")
+    assert not await registry.touch("n1", [], 10)
+
+
 async def test_one_write_adds_replaces_and_removes_entries(backend):
     registry = make_registry(backend)
     await registry.write("n1", [entry(1), entry(2), entry(3)], [])
@@ -137,6 +148,51 @@ async def test_a_connection_storm_costs_the_registry_a_few_writes(monkeypatch):
     record.stop()
     assert 1 <= len(writes) <= 5, writes
     assert sorted(e.id for e in await registry.all()) == sorted(connections)
+
+
+async def test_a_renewal_rewrites_only_the_entries_that_changed(monkeypatch):
+    """10,000 idle connections must not cost 10,000 entries written every few seconds: a
+    renewal writes the entries whose counters moved, and the whole record only when it was
+    gone (expired, Redis restarted) or a write failed."""
+    from realtime import node
+
+    calls: list[tuple[str, int]] = []
+
+    class Counting(MemoryRegistry):
+        async def refresh(self, node: str, entries: list[Entry], ttl: float) -> None:
+            calls.append(("refresh", len(entries)))
+            await super().refresh(node, entries, ttl)
+
+        async def touch(self, node: str, entries: list[Entry], ttl: float) -> bool:
+            calls.append(("touch", len(entries)))
+            return await super().touch(node, entries, ttl)
+
+    class Member:
+        def __init__(self, n: int) -> None:
+            self.id = entry(n).id
+            self.n = n
+            self.messages_in = self.messages_out = 0
+            self.pending: dict[str, Any] = {}
+
+        def entry(self) -> Entry:
+            return entry(self.n, messages_in=self.messages_in)
+
+    registry = Counting()
+    monkeypatch.setattr(node, "get_registry", lambda: registry)
+    members = [Member(n) for n in range(100)]
+    connections: dict[str, Any] = {m.id: m for m in members}
+    record = node.NodeRecord(asyncio.get_running_loop(), "n1", connections, list)
+    await record._renew(10)
+    await record._renew(10)
+    members[5].messages_in += 1  # a pong arrived
+    await record._renew(10)
+    assert calls == [("refresh", 100), ("touch", 0), ("touch", 1)]
+    held = {e.id: e for e in await registry.all()}
+    assert len(held) == 100 and held[members[5].id].messages_in == 1
+    await registry.forget_node("n1")  # the record expired (or Redis lost it)
+    await record._renew(10)
+    assert calls[3:] == [("touch", 0), ("refresh", 100)]
+    assert len(await registry.all()) == 100
 
 
 # ---- connections in the registry, operator actions ------------------------------------------

@@ -36,6 +36,15 @@ class MemoryRegistry:
         with self._lock:
             self._nodes[node] = (time.monotonic() + ttl, {e.id: e for e in entries})
 
+    async def touch(self, node: str, entries: list[Entry], ttl: float) -> bool:
+        with self._lock:
+            found = self._nodes.get(node)
+            if found is None or found[0] < time.monotonic():
+                return False
+            found[1].update((e.id, e) for e in entries)
+            self._nodes[node] = (time.monotonic() + ttl, found[1])
+            return True
+
     async def forget_node(self, node: str) -> None:
         with self._lock:
             self._nodes.pop(node, None)

@@ -64,6 +64,17 @@ class RedisRegistry:
             pipe.pexpire(key, int(ttl * 1000))
             await pipe.execute()
 
+    async def touch(self, node: str, entries: list[Entry], ttl: float) -> bool:
+        key = self._key(node)
+        await self._index(node)
+        async with get_client(self.url).pipeline(transaction=True) as pipe:
+            pipe.pexpire(key, int(ttl * 1000))  # 0: the hash is gone
+            if entries:
+                pipe.hset(key, mapping={e.id: json.dumps(e.to_dict()) for e in entries})
+                pipe.pexpire(key, int(ttl * 1000))
+            results = await pipe.execute()
+        return bool(results[0])
+
     async def forget_node(self, node: str) -> None:
         client = get_client(self.url)
         await client.delete(self._key(node))

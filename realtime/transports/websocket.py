@@ -66,11 +66,13 @@ class WebSocketTransport:
 
     connection: Connection  # set by the handshake
 
+    __slots__ = ("_background", "_closing", "_queue", "_send", "_writer", "connection")
+
     def __init__(self, send: Send) -> None:
         self._send = send
         self._queue: collections.deque[Message] = collections.deque()
         self._writer: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] | None = None  # made by the first release
         self._closing = False
 
     @property
@@ -265,6 +267,8 @@ class WebSocketTransport:
         connection = getattr(self, "connection", None)
         if connection is not None:
             task = asyncio.get_running_loop().create_task(connection.closed(code))
+            if self._background is None:
+                self._background = set()
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
