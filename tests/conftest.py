@@ -390,10 +390,11 @@ async def use_redis(redis_url: str, prefix: str, broker: str) -> AsyncIterator[d
 async def use_cluster(
     redis_cluster: LocalCluster, redis_url: str, prefix: str
 ) -> AsyncIterator[dict[str, Any]]:
-    """Switch realtime to the Redis Cluster (log, registry, stores, the Redis broker on its
-    sharded pub/sub) under a fresh key prefix; the channel layer, which then carries nothing
-    of realtime's, on the one Redis of ``redis_url`` (channels_redis has no Cluster support)."""
-    async with _realtime_switched(redis_cluster.url, prefix, redis_url, "redis"):
+    """Switch realtime to the Redis Cluster (log, registry, stores) under a fresh key prefix,
+    with the broker on the pub/sub layer on the one Redis of ``redis_url`` (channels_redis has
+    no Cluster support; the Redis broker's sharded pub/sub on the Cluster is tested in
+    tests/test_redis_broker.py and, end to end, tests/test_redis_cluster.py)."""
+    async with _realtime_switched(redis_cluster.url, prefix, redis_url, "layer"):
         # A cluster client's first command reads the slot map and the command table (about
         # 0.5 s without hiredis): paid here, not inside a test's timing.
         await get_client(redis_cluster.url).ping()
