@@ -13,12 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 
 import realtime
 from realtime.publishing import aget_cursors
-from realtime.topics import group_name
+from tests.pubsub import topic_subscriptions
 from tests.servers import Daphne, SSEReader
 
 pytestmark = pytest.mark.e2e
@@ -47,14 +46,15 @@ async def stream(node: Daphne, params: Any, headers: Any = None) -> AsyncIterato
         yield SSEReader(response)
 
 
-async def subscribed_on_redis(redis_url: str, name: str, present: bool = True) -> None:
-    """Wait until a node has (or no longer has) the topic's pub/sub subscription."""
-    plain = redis.Redis.from_url(redis_url)
+async def subscribed_on_redis(
+    redis_url: str, prefix: str, broker: str, name: str, present: bool = True
+) -> None:
+    """Wait until a node has (or no longer has) the topic's pub/sub subscription, on either
+    broker (Redis' own state, no event to await: polled, at most 5 s)."""
     deadline = time.monotonic() + 5
-    while bool(plain.pubsub_channels(f"*{group_name(name)}*")) != present:
+    while bool(topic_subscriptions(redis_url, prefix, broker, name)) != present:
         assert time.monotonic() < deadline, f"subscription present={not present} after 5 s"
         await asyncio.sleep(0.02)
-    plain.close()
 
 
 # ---- SSE -----------------------------------------------------------------------------------
@@ -161,14 +161,14 @@ async def test_sse_ack_posted_to_another_node_stops_redelivery(nodes, use_redis,
 
 
 async def test_sse_disconnect_is_detected_and_the_node_leaves_the_topic(
-    nodes, use_redis, alice, redis_url
+    nodes, use_redis, alice, redis_url, cluster_prefix, broker
 ):
     name = topic()
     async with stream(nodes[0], {"topic": name}, alice) as events:
         await events.frame()
         await events.frame()
-        await subscribed_on_redis(redis_url, name)
-    await subscribed_on_redis(redis_url, name, present=False)
+        await subscribed_on_redis(redis_url, cluster_prefix, broker, name)
+    await subscribed_on_redis(redis_url, cluster_prefix, broker, name, present=False)
 
 
 async def test_sse_ticket_is_single_use(nodes, use_redis, alice):
@@ -216,7 +216,9 @@ async def test_bad_requests_get_documented_statuses(
 # ---- long-poll -----------------------------------------------------------------------------
 
 
-async def test_poll_waits_for_the_first_message(nodes, use_redis, alice, redis_url):
+async def test_poll_waits_for_the_first_message(
+    nodes, use_redis, alice, redis_url, cluster_prefix, broker
+):
     name = topic()
     position = (await aget_cursors([name]))[name]
     cursor = f"{name}~{position['epoch']}~0"
@@ -224,7 +226,8 @@ async def test_poll_waits_for_the_first_message(nodes, use_redis, alice, redis_u
         waiting = asyncio.create_task(
             http.get("/realtime/poll/", params={"topic": name, "cursor": cursor})
         )
-        await subscribed_on_redis(redis_url, name)  # the poll is waiting on its node
+        # the poll is waiting on its node
+        await subscribed_on_redis(redis_url, cluster_prefix, broker, name)
         message_id = await publish(name, "hi", 1)
         response = await waiting
     assert response.status_code == 200
