@@ -28,7 +28,7 @@ from typing import Any
 
 # the local servers the test suite starts, on free loopback ports
 from tests.conftest import RedisServer
-from tests.redis_cluster_local import LocalCluster
+from tests.redis_topologies import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 

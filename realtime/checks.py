@@ -17,9 +17,8 @@ from realtime import conf
 from realtime.asgi import WEBSOCKET_PATH
 from realtime.asgi_structure import routes_to_realtime, starts_relay
 from realtime.broker.checks import check_broker
-from realtime.broker.redis import CLUSTER_SCHEMES
 from realtime.consumers import RealtimeConsumer
-from realtime.redis_cluster import CLUSTER_HINT, cluster_problem, is_cluster_url
+from realtime.redis_cluster import CLUSTER_HINT, CLUSTER_SCHEMES, cluster_problem, is_cluster_url
 from realtime.redis_cluster import ping as ping_cluster
 from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
 

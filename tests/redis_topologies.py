@@ -130,6 +130,14 @@ class LocalCluster:
         """A synchronous cluster client (close it after use)."""
         return RedisCluster(host="127.0.0.1", port=self.ports[0])
 
+    def owner(self, slot: int) -> int:
+        """The port of the master that owns ``slot`` now (``CLUSTER SLOTS``, no cached map)."""
+        with redis.Redis(port=self.ports[0]) as client:
+            for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return int(master[1])
+        raise LookupError(slot)
+
 
 def _cluster_ok(client: redis.Redis) -> bool:
     info = client.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py

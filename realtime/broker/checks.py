@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from django.core.checks import CheckMessage, Error
 
-from realtime.broker.redis import CLUSTER_SCHEMES
 from realtime.conf import Config
+from realtime.redis_cluster import is_cluster_url
 
 
 def check_broker(config: Config) -> list[CheckMessage]:
@@ -22,7 +20,7 @@ def check_broker(config: Config) -> list[CheckMessage]:
             )
         ]
     url = config.redis_url
-    if config.broker != "redis" and url is not None and urlsplit(url).scheme in CLUSTER_SCHEMES:
+    if config.broker != "redis" and url is not None and is_cluster_url(url):
         return [
             Error(
                 "REALTIME['REDIS_URL'] is a Redis Cluster, where the channel layer "

@@ -26,57 +26,16 @@ import contextlib
 import json
 import uuid
 import weakref
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from realtime._redis import get_client
 from realtime.broker.base import Endpoint
 from realtime.broker.subscriber import Subscriber, resync_when_confirmed
-
-# The URL scheme of a Redis Cluster: ``redis+cluster://host1:port1,host2:port2/``.
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-
-
-@dataclass(frozen=True)
-class ClusterURL:
-    """A parsed ``redis+cluster://`` URL: the startup nodes and the credentials."""
-
-    nodes: tuple[tuple[str, int], ...]
-    username: str | None = None
-    password: str | None = None
-    ssl: bool = False
-
-
-def parse_cluster_url(url: str) -> ClusterURL | None:
-    """The startup nodes of ``redis+cluster://[user:password@]host1:port1,host2:port2/``
-    (port 6379 when left out), or None for any other URL (one Redis). Raises ``ValueError``
-    for a cluster URL without a node or with a port that is not a number."""
-    parts = urlsplit(url)
-    if parts.scheme not in CLUSTER_SCHEMES:
-        return None
-    credentials, _, hosts = parts.netloc.rpartition("@")
-    user, _, password = credentials.partition(":")
-    nodes = []
-    for item in filter(None, hosts.split(",")):
-        host, colon, port = item.rpartition(":")
-        if not colon:
-            host, port = item, "6379"
-        if not port.isdigit():
-            raise ValueError(f"{item!r} in {url!r} is not host:port.")
-        nodes.append((host.strip("[]"), int(port)))
-    if not nodes:
-        raise ValueError(f"{url!r} names no node: redis+cluster://host1:port1,host2:port2/")
-    return ClusterURL(
-        tuple(nodes),
-        unquote(user) or None,
-        unquote(password) or None,
-        parts.scheme.startswith("rediss"),
-    )
+from realtime.redis_cluster import is_cluster_url, parse_cluster_url
 
 
 class RedisBroker:
@@ -88,7 +47,8 @@ class RedisBroker:
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
         self.prefix = prefix
-        self.cluster = parse_cluster_url(url)
+        # the startup nodes and credentials of a Cluster (realtime.redis_cluster); None on one Redis
+        self.cluster = parse_cluster_url(url) if is_cluster_url(url) else None
         self._listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = (
             weakref.WeakKeyDictionary()
         )
@@ -141,41 +101,36 @@ class RedisBroker:
                 await client.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
-        """Close the running loop's pub/sub connections and cluster client (tests)."""
+        """Close the running loop's pub/sub connections (tests); the shared clients are
+        :func:`realtime._redis.aclose_clients`'s to close."""
         listener = self._listeners.pop(asyncio.get_running_loop(), None)
         if listener is not None:
             await listener.aclose()
 
 
 class _Listener:
-    """One event loop's side of the broker: its pub/sub connections (one per shard), the
-    hubs of each channel, and on a cluster the client that publishes and knows the slots."""
+    """One event loop's side of the broker: its pub/sub connections (one per shard) and the
+    hubs of each channel."""
 
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
         self.shards: dict[tuple[str, int], Subscriber] = {}
-        self._client: RedisCluster | None = None
 
     @property
     def sharded(self) -> bool:
         return self.broker.cluster is not None
 
     async def client(self) -> RedisCluster:
-        """The cluster client of this loop, with the slot map read."""
-        if self._client is None:
-            cluster = self.broker.cluster
-            if cluster is None:
-                raise RuntimeError("The cluster client of a broker on one Redis")
-            self._client = RedisCluster(
-                startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
-                username=cluster.username,
-                password=cluster.password,
-                ssl=cluster.ssl,
-                socket_connect_timeout=5,
-                socket_timeout=15,
-            )
-        await self._client.initialize()
-        return self._client
+        """The loop's shared cluster client (:func:`realtime._redis.get_client`), with the slot
+        map read: it publishes (``SPUBLISH``) and says which master owns a channel. Sharing it
+        is safe: those are single-slot commands like the log's, redis-py serialises its slot
+        map refreshes (:meth:`rehome`'s and its own on ``MOVED``) behind one lock, and the
+        pub/sub connections are not its own (:meth:`connection`)."""
+        client = get_client(self.broker.url)
+        if not isinstance(client, RedisCluster):
+            raise RuntimeError("The cluster client of a broker on one Redis")
+        await client.initialize()
+        return client
 
     async def owner(self, channel: str) -> tuple[str, int]:
         """The shard of ``channel``: the one Redis, or the master owning its slot."""
@@ -244,5 +199,3 @@ class _Listener:
             shard.task.cancel()
         await asyncio.gather(*(s.task for s in self.shards.values()), return_exceptions=True)
         self.shards.clear()
-        if self._client is not None:
-            await self._client.aclose()
