@@ -12,7 +12,7 @@ the last delivery) and the publish → receive latency of every delivery (p50, p
 
     python -m bench.broker [--messages 20000] [--topics 100] [--publishers 3] [--subscribers 2]
 
-Log appends on the cluster are not measured here: they need the cluster-safe topic log."""
+Log appends on the cluster: ``python -m bench.log_appends``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,27 @@ def measure(url: str, opts: argparse.Namespace, servers: list[int]) -> dict[str,
     }
 
 
+def on_both_topologies(
+    measure: Callable[[str, argparse.Namespace, list[int]], dict[str, Any]],
+    opts: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """``measure(url, opts, redis-server pids)`` on a private Redis, then on a local
+    three-master cluster, each stopped after its measure: the two rows of figures."""
+    single = RedisServer()
+    try:
+        assert single.process is not None
+        rows = [{"topology": "1 Redis", **measure(single.url, opts, [single.process.pid])}]
+    finally:
+        single.stop()
+    cluster = LocalCluster()
+    try:
+        pids = [p.pid for p in cluster.processes]
+        rows.append({"topology": "3 masters", **measure(cluster.url, opts, pids)})
+    finally:
+        cluster.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.broker", description=__doc__)
     parser.add_argument("--messages", type=int, default=20000, help="per publisher")
@@ -167,23 +189,9 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=20, help="per publisher")
     parser.add_argument("--repeat", type=int, default=1)
     opts = parser.parse_args()
-    rows = []
     for repeat in range(opts.repeat):
-        single = RedisServer()
-        try:
-            assert single.process is not None
-            figures = measure(single.url, opts, [single.process.pid])
-            rows.append({"topology": "1 Redis", "repeat": repeat, **figures})
-        finally:
-            single.stop()
-        cluster = LocalCluster()
-        try:
-            figures = measure(cluster.url, opts, [p.pid for p in cluster.processes])
-            rows.append({"topology": "3 masters", "repeat": repeat, **figures})
-        finally:
-            cluster.stop()
-        for row in rows[-2:]:
-            print(json.dumps(row), flush=True)
+        for row in on_both_topologies(measure, opts):
+            print(json.dumps({**row, "repeat": repeat}), flush=True)
 
 
 if __name__ == "__main__":
