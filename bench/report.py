@@ -35,6 +35,7 @@ NUMERIC_FIELDS = (
     "max_ms",
     "rss_per_conn_kib",
     "server_cpu_s",
+    "proxy_cpu_s",
     "client_cpu_s",
     "connect_s",
     "connect_retries",
@@ -95,7 +96,7 @@ def _conns(row: Row) -> str:
 
 
 COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
-    ("target", lambda r: str(r["target"])),
+    ("target", lambda r: str(r.get("label") or r["target"])),
     ("nodes", lambda r: str(r["nodes"])),
     ("conns", _conns),
     ("msgs", lambda r: str(r["messages"])),
@@ -293,6 +294,21 @@ TRANSPORT_METRICS = (
 )
 
 
+def ratios_to(row: Row, base: Row, metrics: Sequence[tuple[str, str, str | None]]) -> Row:
+    """``row``'s ratio to ``base`` for each (field, label, censored flag's field) of
+    ``metrics``, by label: the value, its kind (see :class:`Ratio`) and its text."""
+    ratios: Row = {}
+    for field, label, censored in metrics:
+        ratio = Ratio.of(
+            row.get(field),
+            base.get(field),
+            bool(censored and row.get(censored)),
+            bool(censored and base.get(censored)),
+        )
+        ratios[label] = {"ratio": ratio.value, "ratio_kind": ratio.kind, "text": str(ratio)}
+    return ratios
+
+
 def compare_transports(rows: Sequence[Row]) -> list[Row]:
     """SSE and long-poll rows against ``realtime`` over WebSocket at the same size and nodes.
 
@@ -325,16 +341,7 @@ def compare_transports(rows: Sequence[Row]) -> list[Row]:
             "vs_websocket": None,
         }
         if ws is not None:
-            ratios: Row = {}
-            for field, label, censored in TRANSPORT_METRICS:
-                ratio = Ratio.of(
-                    row.get(field),
-                    ws.get(field),
-                    bool(censored and row.get(censored)),
-                    bool(censored and ws.get(censored)),
-                )
-                ratios[label] = {"ratio": ratio.value, "ratio_kind": ratio.kind, "text": str(ratio)}
-            check["vs_websocket"] = ratios
+            check["vs_websocket"] = ratios_to(row, ws, TRANSPORT_METRICS)
         checks.append(check)
     return checks
 

@@ -48,9 +48,11 @@ from bench._common import (
     require_loopback_redis,
 )
 from bench.ack_report import compare_acks, format_ack_checks
+from bench.asgi_servers import ASGI_SERVERS
 from bench.connect_report import format_connect
 from bench.databases import target_database
 from bench.loadgen import make_client
+from bench.nginx import Nginx, site_config
 from bench.procs import Child, ChildFailed, Children
 from bench.recording import Stats
 from bench.report import (
@@ -63,11 +65,17 @@ from bench.report import (
 )
 from bench.targets import (
     ACK_TARGETS,
-    ASGI_SERVERS,
     HTTP_TARGETS,
     REALTIME_TARGETS,
+    ROUTES,
     TARGETS,
     Target,
+)
+from bench.variant_report import (
+    compare_variants,
+    format_variant_checks,
+    is_baseline,
+    variant_label,
 )
 
 DEFAULT_TARGETS = (
@@ -109,7 +117,11 @@ class Options:
     json_path: str | None
     keep_logs: bool
     quick: bool
-    server: str = "daphne"
+    #: ASGI servers of the Django targets; each run compares them, the first is the baseline.
+    servers: tuple[str, ...] = ("daphne",)
+    #: How the clients reach the nodes: ``direct`` (split over them), ``nginx`` (through
+    #: docs/deployment.md's configuration, plain HTTP); the first is the baseline.
+    via: tuple[str, ...] = ("direct",)
     #: Sizes of the HTTP-transport targets (``--connections`` sizes the WebSocket ones).
     sse_connections: tuple[int, ...] = (1000,)
     longpoll_connections: tuple[int, ...] = (500,)
@@ -126,6 +138,11 @@ class Options:
     idle_scenario: bool = False
     idle_connections: int = 10_000
     idle_window: float = 60.0
+
+    @property
+    def server(self) -> str:
+        """The baseline server (the only one the storm and idle scenarios use)."""
+        return self.servers[0]
 
     def sizes(self, target: str) -> list[int]:
         """The connection counts ``target`` runs at."""
@@ -181,8 +198,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--server",
         choices=ASGI_SERVERS,
-        default="daphne",
         help="ASGI server of the Django targets (daphne; uvicorn to compare)",
+    )
+    parser.add_argument(
+        "--servers",
+        help="ASGI servers compared in one run, interleaved per repeat (e.g. daphne,uvicorn)",
+    )
+    parser.add_argument(
+        "--via",
+        default="direct",
+        help="direct, nginx, or both (direct,nginx): clients through docs/deployment.md's nginx",
     )
     parser.add_argument(
         "--storm",
@@ -228,6 +253,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--messages must be at least 1")
     if args.rate <= 0 or args.repeat < 1 or args.client_procs < 1 or args.concurrency < 1:
         parser.error("--rate, --repeat, --client-procs and --concurrency must be positive")
+    if args.server and args.servers:
+        parser.error("--server and --servers exclude each other")
+    servers = _choices(parser, "--servers", args.servers or args.server or "daphne", ASGI_SERVERS)
+    via = _choices(parser, "--via", args.via, ROUTES)
+    if "nginx" in via and args.nodes != [2]:
+        parser.error("--via nginx runs the documented upstream of two nodes: use --nodes 2")
     quick = bool(args.quick)
     return Options(
         connections=args.connections or ([200] if quick else [1000, 5000]),
@@ -245,7 +276,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         json_path=args.json_path,
         keep_logs=args.keep_logs,
         quick=quick,
-        server=args.server,
+        servers=servers,
+        via=via,
         sse_connections=tuple(args.sse_connections or ([200] if quick else [1000])),
         longpoll_connections=tuple(args.longpoll_connections or ([200] if quick else [500])),
         ack_connections=tuple(args.ack_connections or ([200] if quick else [1000])),
@@ -260,6 +292,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
         idle_connections=args.idle_connections or (1000 if quick else 10_000),
         idle_window=args.idle_window or (20.0 if quick else 60.0),
     )
+
+
+def _choices(
+    parser: argparse.ArgumentParser, option: str, text: str, allowed: Sequence[str]
+) -> tuple[str, ...]:
+    values = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    if not values or any(v not in allowed for v in values):
+        parser.error(f"{option}: choose from {', '.join(allowed)}")
+    return values
 
 
 def base_env(redis_url: str) -> dict[str, str]:
@@ -388,6 +429,20 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+async def start_nginx(ports: list[int], run_dir: Path, conns: int) -> tuple[Nginx, int]:
+    """docs/deployment.md's nginx in front of the nodes on ``ports``, over plain HTTP (one
+    worker, no access log), sized for ``conns`` clients; returns it and its site's port."""
+    directory = run_dir / "nginx"
+    directory.mkdir()
+    directory.chmod(0o755)
+    http, site = _free_ports(2)
+    config = site_config(ports, http, site, "127.0.0.1", None)
+    # each client holds two connections in nginx: its own and the one to its node
+    proxy = Nginx(directory, config, connections=2 * conns + 256, access_log=False)
+    await asyncio.to_thread(proxy.wait_listening, site)
+    return proxy, site
+
+
 async def make_tokens(count: int, path: Path, env: dict[str, str]) -> None:
     """Create ``count`` users and write their tokens to ``path`` (bench/tokens.py)."""
     argv = [sys.executable, "-m", "bench.tokens", "--count", str(count), "--out", str(path)]
@@ -400,11 +455,19 @@ async def make_tokens(count: int, path: Path, env: dict[str, str]) -> None:
 
 
 async def run_once(
-    target: Target, conns: int, nodes: int, repeat: int, opts: Options, log_root: Path
+    target: Target,
+    conns: int,
+    nodes: int,
+    repeat: int,
+    opts: Options,
+    log_root: Path,
+    server: str = "daphne",
+    via: str = "direct",
 ) -> dict[str, Any]:
-    """One run of one target at one size; returns a flat result row (``error`` if it failed)."""
+    """One run of one target at one size, under ``server``, reached ``via`` (``direct`` or
+    ``nginx``); returns a flat result row (``error`` if it failed)."""
     prefix = f"bench-{secrets.token_hex(5)}"
-    run_dir = log_root / f"{target.name}-c{conns}-n{nodes}-r{repeat}"
+    run_dir = log_root / f"{target.name}-{server}-{via}-c{conns}-n{nodes}-r{repeat}"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **base_env(opts.redis_url),
@@ -419,13 +482,15 @@ async def run_once(
         "connections": conns,
         "messages": opts.messages,
         "rate": opts.rate,
-        "server": opts.server if target.asgi else "websockets",
+        "server": server if target.asgi else "websockets",
+        "via": via,
         "repeat": repeat,
         "prefix": prefix,
         "error": None,
     }
     workers: list[Child] = []
     servers: list[Child] = []
+    proxy: Nginx | None = None
     database = contextlib.AsyncExitStack()
     tokens_path = run_dir / "tokens.json"
     try:
@@ -434,7 +499,7 @@ async def run_once(
             await make_tokens(conns, tokens_path, {**os.environ, **env})
         ports = _free_ports(nodes)
         for i, port in enumerate(ports):
-            argv = target.server_command(port, prefix, opts.redis_url, opts.server)
+            argv = target.server_command(port, prefix, opts.redis_url, server)
             servers.append(await children.start(f"server{i}", argv))
         await asyncio.gather(
             *(
@@ -442,11 +507,16 @@ async def run_once(
                 for s, p in zip(servers, ports, strict=True)
             )
         )
+        if via == "nginx":
+            proxy, port = await start_nginx(ports, run_dir, conns)
+            await wait_ready(servers[0], port, target, SERVER_START_TIMEOUT)
+            urls = target.url(port)
+        else:
+            urls = ",".join(target.url(p) for p in ports)
         await asyncio.sleep(SETTLE_S)
         pids = [s.pid for s in servers]
         rss_before = _sum_over(pids, proc_rss_kib)
 
-        urls = ",".join(target.url(p) for p in ports)
         counts = [c for c in _split(conns, opts.client_procs) if c > 0]
         offset = 0
         connect_timeout = 60.0 + conns / 50.0
@@ -492,6 +562,7 @@ async def run_once(
         await asyncio.sleep(SETTLE_S)
         rss_after = _sum_over(pids, proc_rss_kib)
         cpu_before = _sum_over(pids, proc_cpu_seconds)
+        proxy_before = _sum_over(proxy.pids, proc_cpu_seconds) if proxy else None
         machine_before = machine_cpu_jiffies()
 
         publisher = await children.start(
@@ -524,11 +595,16 @@ async def run_once(
             *(w.read_event("result", opts.max_drain + 90.0) for w in workers)
         )
         cpu_after = _sum_over(pids, proc_cpu_seconds)
+        if proxy is not None and proxy_before is not None:
+            proxy_after = _sum_over(proxy.pids, proc_cpu_seconds)
+            row["proxy_cpu_s"] = None if proxy_after is None else proxy_after - proxy_before
         rss_end = _sum_over(pids, proc_rss_kib)
-    except (ChildFailed, OSError, TimeoutError) as exc:
+    except (ChildFailed, OSError, TimeoutError, RuntimeError) as exc:
         row["error"] = str(exc)
         return row
     finally:
+        if proxy is not None:
+            await asyncio.to_thread(proxy.stop)
         await children.stop_all()
         await database.aclose()
         row["server_log"] = _scan_logs([s.log_path for s in servers])
@@ -735,33 +811,48 @@ async def main_async(opts: Options) -> int:
     runs: list[dict[str, Any]] = []
     sizes = sorted({c for name in targets for c in opts.sizes(name)})
     plan = [
-        (rep, nodes, conns, name)
+        (rep, nodes, conns, name, server, via)
         for rep in range(opts.repeat)
         for nodes in opts.nodes
         for conns in sizes
         for name in targets
+        for server in (opts.servers if TARGETS[name].asgi else opts.servers[:1])
+        for via in opts.via
         if conns in opts.sizes(name)
     ]
-    for n, (rep, nodes, conns, name) in enumerate(plan, 1):
-        _progress(f"[{n}/{len(plan)}] {name}: {conns:,} connections, {nodes} node(s) ...")
+    for n, (rep, nodes, conns, name, server, via) in enumerate(plan, 1):
+        what = variant_label(name, server, via, opts.servers, opts.via)
+        _progress(f"[{n}/{len(plan)}] {what}: {conns:,} connections, {nodes} node(s) ...")
         t0 = time.monotonic()
-        row = await run_once(TARGETS[name], conns, nodes, rep, opts, log_root)
+        row = await run_once(TARGETS[name], conns, nodes, rep, opts, log_root, server, via)
         runs.append(row)
         _progress(f"    {_summary(row)} ({time.monotonic() - t0:.0f} s)")
     rows = []
     for nodes in opts.nodes:
         for conns in sizes:
             for name in targets:
-                same = [
-                    r
-                    for r in runs
-                    if r["target"] == name and r["nodes"] == nodes and r["connections"] == conns
-                ]
-                if same:
-                    rows.append(aggregate(same))
-    checks = compare(rows)
-    transport_checks = compare_transports(rows)
-    ack_checks = compare_acks(rows)
+                for server in opts.servers:
+                    for via in opts.via:
+                        same = [
+                            r
+                            for r in runs
+                            if r["target"] == name
+                            and r["nodes"] == nodes
+                            and r["connections"] == conns
+                            and r["server"] in (server, "websockets")
+                            and r["via"] == via
+                        ]
+                        if same and not (server != opts.server and same[0]["server"] != server):
+                            row = aggregate(same)
+                            row.update(server=same[0]["server"], via=via)
+                            row["label"] = variant_label(name, server, via, opts.servers, opts.via)
+                            rows.append(row)
+    # The targets' checks compare the baseline (first server, first route) with each other.
+    baseline = [r for r in rows if is_baseline(r, opts.servers, opts.via)]
+    checks = compare(baseline)
+    transport_checks = compare_transports(baseline)
+    ack_checks = compare_acks(baseline)
+    variant_checks = compare_variants(rows, opts.servers, opts.via)
     elapsed = time.time() - started
     meta = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -774,7 +865,13 @@ async def main_async(opts: Options) -> int:
         "logs": str(log_root) if opts.keep_logs else None,
     }
     print(render_report(meta, rows, checks, runs, opts, transport_checks, ack_checks))
-    connect_lines = format_connect(rows)
+    if variant_checks:
+        print(
+            "\nThe same target under each server and route, against "
+            f"{opts.server}, {opts.via[0]} (ratios of the medians within this run):\n"
+            + format_variant_checks(variant_checks)
+        )
+    connect_lines = format_connect(baseline)
     if connect_lines:
         print("\n" + connect_lines)
     if opts.json_path:
@@ -784,6 +881,7 @@ async def main_async(opts: Options) -> int:
             "checks": checks,
             "transport_checks": transport_checks,
             "ack_checks": ack_checks,
+            "variant_checks": variant_checks,
             "runs": runs,
         }
         _write_json(Path(opts.json_path), document)
@@ -814,7 +912,8 @@ def render_report(
         "",
         f"Broadcast benchmark, {meta['started']}, {meta['elapsed_s']:.0f} s "
         f"({opts.messages} messages at {opts.rate:g}/s per run, "
-        f"{opts.repeat} repeat(s), medians shown; Django targets under {opts.server})",
+        f"{opts.repeat} repeat(s), medians shown; Django targets under "
+        f"{' and '.join(opts.servers)}; clients {' and '.join(opts.via)})",
         f"Machine: {meta['cpus']} CPU(s), load average before "
         f"{', '.join(map(str, meta['loadavg_before']))}. Servers, Redis, the publisher and "
         f"{opts.client_procs} load-generator process(es) all share these CPUs, so every "
@@ -847,6 +946,8 @@ def render_report(
     notes = []
     for r in runs:
         where = f"{r['target']} {r['connections']:,}x{r['nodes']}"
+        if (r.get("server"), r.get("via")) != (opts.server, "direct"):
+            where += f" ({r.get('server')}, {r.get('via')})"
         if r.get("error"):
             notes.append(f"{where}: ERROR {str(r['error']).splitlines()[0][:300]}")
             continue

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field
 
 from bench._common import TOPIC
+from bench.asgi_servers import server_command as asgi_command
 
 
 @dataclass(frozen=True)
@@ -66,29 +67,18 @@ class Target:
                 f"{prefix}:{TOPIC}",
             ]
         if server == "uvicorn":
-            return [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ws",
-                "websockets-sansio",
+            options = [
                 "--ws-per-message-deflate",
                 "false",  # daphne offers no compression either
-                "--lifespan",
-                "off",
                 "--log-level",
                 "warning",
                 "--backlog",
                 "4096",
                 "--timeout-graceful-shutdown",
                 "2",
-                self.asgi,
             ]
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), self.asgi]
+            return asgi_command(server, port, self.asgi, options)
+        return asgi_command(server, port, self.asgi)
 
     def process_env(self) -> dict[str, str]:
         """Variables this target's server and publisher need on top of the common ones."""
@@ -236,4 +226,5 @@ REALTIME_TARGETS = (
 ACK_TARGETS = ("realtime-ack", "realtime-ack-batch")
 #: The realtime app over its HTTP transports, compared with `realtime` over WebSocket.
 HTTP_TARGETS = ("realtime-sse", "realtime-longpoll")
-ASGI_SERVERS = ("daphne", "uvicorn")
+#: How the load clients reach the nodes (``--via``).
+ROUTES = ("direct", "nginx")

@@ -21,6 +21,7 @@ import redis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from bench.asgi_servers import server_command
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,16 +139,7 @@ class Daphne:
 
     def command(self, application: str) -> list[str]:
         """The server's argv: docs/deployment.md's daphne command."""
-        return [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            application,
-        ]
+        return server_command("daphne", self.port, application)
 
     def __init__(
         self,
@@ -249,20 +241,7 @@ class Uvicorn(Daphne):
     READY = "Uvicorn running on"
 
     def command(self, application: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--ws",
-            "websockets-sansio",
-            "--lifespan",
-            "off",
-            application,
-        ]
+        return server_command("uvicorn", self.port, application)
 
 
 D = TypeVar("D", bound="Daphne")

@@ -29,24 +29,18 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
+from bench.nginx import Nginx, documented, site_config
 from realtime import conf
 from realtime.backends import get_registry
 from realtime.publishing import aget_cursors
-from tests import markdown
 from tests.conftest import free_port
-from tests.proxy import Nginx, self_signed_certificate, trusting
+from tests.proxy import self_signed_certificate, trusting
 from tests.servers import ROOT, Daphne, SSEReader, Uvicorn, running_nodes
 
 pytestmark = pytest.mark.e2e
 
-DEPLOYMENT = ROOT / "docs" / "deployment.md"
 HOST = "localhost"  # the site's name, in place of the documented shop.example.com
 CLIENT = "127.0.0.2"  # browsers connect from here; nginx reaches the nodes from 127.0.0.1
-
-
-def documented(name: str) -> str:
-    """The code block docs/deployment.md marks ``<!-- deployment: name -->``."""
-    return markdown.marked_block(DEPLOYMENT.read_text(), f"deployment: {name}")
 
 
 def documented_settings() -> dict[str, Any]:
@@ -54,16 +48,6 @@ def documented_settings() -> dict[str, Any]:
     namespace: dict[str, Any] = {"REALTIME": {}}
     exec(documented("settings"), namespace)
     return namespace
-
-
-def fill(template: str, replacements: dict[str, str]) -> str:
-    """``template`` with each key replaced, every one of which must occur in it (so that the
-    test notices when the documented configuration changes shape)."""
-    for old, new in replacements.items():
-        if old not in template:
-            raise AssertionError(f"docs/deployment.md's nginx block has no {old!r}")
-        template = template.replace(old, new)
-    return template
 
 
 def timeouts(config: str) -> dict[str, float]:
@@ -154,18 +138,13 @@ def site(workdir: Path, nodes: list[Daphne], node_settings: dict[str, str]) -> I
     cert, key = self_signed_certificate(directory, HOST)
     https, http = free_port(), free_port()
     static_root = documented_settings()["STATIC_ROOT"]
-    config = fill(
-        documented("nginx"),
-        {
-            "server 127.0.0.1:8001;": f"server 127.0.0.1:{nodes[0].port};",
-            "server 127.0.0.1:8002;": f"server 127.0.0.1:{nodes[1].port};",
-            "listen 80;": f"listen 127.0.0.1:{http};",
-            "listen 443 ssl;": f"listen 127.0.0.1:{https} ssl;",
-            "/etc/ssl/certs/shop.example.com.pem": str(cert),
-            "/etc/ssl/private/shop.example.com.key": str(key),
-            f"alias {static_root}/;": f"alias {node_settings['RT_STATIC_ROOT']}/;",
-            "shop.example.com": HOST,
-        },
+    config = site_config(
+        [node.port for node in nodes],
+        http,
+        https,
+        HOST,
+        (cert, key),
+        {f"alias {static_root}/;": f"alias {node_settings['RT_STATIC_ROOT']}/;"},
     )
     nginx = Nginx(directory, config)
     try:
@@ -344,3 +323,34 @@ async def test_the_client_address_comes_from_x_forwarded_for_set_by_the_trusted_
         welcome = json.loads(await ws.recv())
         client = await registered_client(welcome["connection_id"])
     assert client.startswith(f"{CLIENT}:")
+
+
+@pytest.fixture
+def plain_site(workdir: Path, nodes: list[Daphne]) -> Iterator[tuple[Nginx, int]]:
+    """bench/nginx.py's variant for `python -m bench.run --via nginx`: the documented site
+    over plain HTTP (no ssl listener, no certificate) in front of the same two nodes."""
+    directory = Path(tempfile.mkdtemp(dir=workdir))
+    directory.chmod(0o755)
+    http, port = free_port(), free_port()
+    config = site_config([node.port for node in nodes], http, port, "127.0.0.1", None)
+    assert "ssl" not in config
+    nginx = Nginx(directory, config)
+    try:
+        nginx.wait_listening(port)
+        yield nginx, port
+    finally:
+        nginx.stop()
+
+
+async def test_the_benchmarks_plain_http_variant_reaches_both_nodes(plain_site, nodes):
+    nginx, port = plain_site
+    for _ in nodes:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/realtime/ws/",
+            origin=f"http://127.0.0.1:{port}",  # type: ignore[arg-type]
+            subprotocols=["realtime.v1"],  # type: ignore[list-item]
+            open_timeout=10,
+        ) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+    upstreams = [line[3] for line in nginx.access_log() if line[1] == "/realtime/ws/"]
+    assert sorted(upstreams) == sorted(f"127.0.0.1:{node.port}" for node in nodes)

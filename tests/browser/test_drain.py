@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from bench.nginx import Nginx, site_config
 from tests.browser.conftest import CLIENT_OPTIONS, Server, wait_until
 from tests.conftest import free_port
-from tests.proxy import Nginx, self_signed_certificate
+from tests.proxy import self_signed_certificate
 from tests.servers import delete_prefix
-from tests.test_nginx import HOST, documented, documented_settings, fill
+from tests.test_nginx import HOST, documented_settings
 
 WINDOW = 2.0
 MESSAGES = 40
@@ -51,18 +52,7 @@ def site(
         nodes = [Server(database[0], env) for _ in range(2)]
         cert, key = self_signed_certificate(directory, HOST)
         https, http = free_port(), free_port()
-        config = fill(
-            documented("nginx"),
-            {
-                "server 127.0.0.1:8001;": f"server 127.0.0.1:{nodes[0].port};",
-                "server 127.0.0.1:8002;": f"server 127.0.0.1:{nodes[1].port};",
-                "listen 80;": f"listen 127.0.0.1:{http};",
-                "listen 443 ssl;": f"listen 127.0.0.1:{https} ssl;",
-                "/etc/ssl/certs/shop.example.com.pem": str(cert),
-                "/etc/ssl/private/shop.example.com.key": str(key),
-                "shop.example.com": HOST,
-            },
-        )
+        config = site_config([node.port for node in nodes], http, https, HOST, (cert, key))
         nginx = Nginx(directory, config)
         nginx.wait_listening(https)
         yield f"https://{HOST}:{https}", nodes
