@@ -386,15 +386,22 @@ async def use_redis(redis_url: str, prefix: str, broker: str) -> AsyncIterator[d
     delete_prefix(redis_url, prefix)
 
 
+@pytest.fixture(scope="module")
+def cluster_broker() -> str:
+    """``REALTIME["BROKER"]`` of ``use_cluster``: the layer (on one Redis) for the in-process
+    backend tests; a module whose nodes broadcast over the Cluster overrides it with
+    ``"redis"``, so that this process publishes where they listen."""
+    return "layer"
+
+
 @pytest.fixture
 async def use_cluster(
-    redis_cluster: LocalCluster, redis_url: str, prefix: str
+    redis_cluster: LocalCluster, redis_url: str, prefix: str, cluster_broker: str
 ) -> AsyncIterator[dict[str, Any]]:
     """Switch realtime to the Redis Cluster (log, registry, stores) under a fresh key prefix,
-    with the broker on the pub/sub layer on the one Redis of ``redis_url`` (channels_redis has
-    no Cluster support; the Redis broker's sharded pub/sub on the Cluster is tested in
-    tests/test_redis_broker.py and, end to end, tests/test_redis_cluster.py)."""
-    async with _realtime_switched(redis_cluster.url, prefix, redis_url, "layer"):
+    with the broker ``cluster_broker``; the pub/sub layer on the one Redis of ``redis_url``
+    (channels_redis has no Cluster support)."""
+    async with _realtime_switched(redis_cluster.url, prefix, redis_url, cluster_broker):
         # A cluster client's first command reads the slot map and the command table (about
         # 0.5 s without hiredis): paid here, not inside a test's timing.
         await get_client(redis_cluster.url).ping()

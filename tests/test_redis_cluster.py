@@ -161,6 +161,12 @@ async def test_no_request_path_command_crosses_slots(use_cluster):
 
 
 @pytest.fixture(scope="module")
+def cluster_broker() -> str:
+    """This process publishes over the Cluster's sharded pub/sub, as the nodes listen."""
+    return "redis"
+
+
+@pytest.fixture(scope="module")
 def node_env(redis_cluster: LocalCluster, redis_url: str, cluster_prefix: str) -> dict[str, str]:
     """The nodes keep their log, registry and stores on the Cluster and broadcast over its
     sharded pub/sub (the Redis broker, as docs/scaling.md says); the channel layer, which then
