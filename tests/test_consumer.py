@@ -17,17 +17,17 @@ from realtime.backends import get_log
 from realtime.signals import message_undelivered
 from realtime.testing import RealtimeCommunicator
 from tests.asgi import application
-from tests.conftest import BACKENDS, use_backend
+from tests.conftest import use_backend
 from tests.testapp import consumers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True, params=BACKENDS)
+@pytest.fixture(autouse=True, params=["memory", "redis"])
 def backend(request: Any) -> Any:
-    """Every behaviour holds with the embedded defaults, with Redis (log, dedup store and
-    the channels_redis pub/sub layer between hub and publisher), and with the log and
-    stores on a Redis Cluster (the layer on one Redis)."""
+    """Every behaviour holds with the embedded defaults and with Redis (log, dedup store and
+    the channels_redis pub/sub layer between hub and publisher). The Redis Cluster is covered
+    by the stores' own tests (``BACKENDS``) and end to end by tests/test_redis_cluster.py."""
     return use_backend(request, request.param)
 
 
