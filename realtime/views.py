@@ -83,11 +83,11 @@ async def ready(request: HttpRequest) -> JsonResponse:
     """``GET realtime/ready/``: readiness of this node for load balancers and orchestrators.
 
     200 ``{"ready": true, "failed": []}`` when this process reaches its topic log (Redis PING,
-    when ``REDIS_URL`` is set) and a message sent through the channel layer to its own hub
-    comes back; else 503 with the failed components' names (``"log"``, ``"layer"``, and
-    ``"draining"`` once the process drains: :mod:`realtime.drain`) and nothing else. Each
-    check is bounded by :data:`READY_TIMEOUT`; no authentication. Meant for the ASGI server
-    (daphne): each process answers for its own hub."""
+    when ``REDIS_URL`` is set) and a message sent through the broker (the channel layer or
+    Redis pub/sub) to its own hub comes back; else 503 with the failed components' names
+    (``"log"``, ``"layer"``, and ``"draining"`` once the process drains: :mod:`realtime.drain`)
+    and nothing else. Each check is bounded by :data:`READY_TIMEOUT`; no authentication. Meant
+    for the ASGI server (daphne): each process answers for its own hub."""
     checks = {"log": _check_log, "layer": _check_layer}
     results = await asyncio.gather(*(_passes(name, check) for name, check in checks.items()))
     failed = [name for name, passed in zip(checks, results, strict=True) if not passed]
