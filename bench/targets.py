@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -77,8 +78,8 @@ class Target:
                 "--timeout-graceful-shutdown",
                 "2",
             ]
-            return asgi_command(server, port, self.asgi, options)
-        return asgi_command(server, port, self.asgi)
+            return _profiled(asgi_command(server, port, self.asgi, options), self.name, port)
+        return _profiled(asgi_command(server, port, self.asgi), self.name, port)
 
     def process_env(self) -> dict[str, str]:
         """Variables this target's server and publisher need on top of the common ones."""
@@ -86,6 +87,18 @@ class Target:
         if self.settings is not None:
             env["DJANGO_SETTINGS_MODULE"] = self.settings
         return env
+
+
+def _profiled(argv: list[str], name: str, port: int) -> list[str]:
+    """``argv`` (``python -m <server> ...``) run under cProfile by :mod:`bench.profiled` when
+    ``BENCH_PROFILE`` names a directory: the node writes ``<target>-<server>-<port>.prof``
+    there when it stops."""
+    directory = os.environ.get("BENCH_PROFILE")
+    if not directory:
+        return argv
+    server = argv[2]
+    out = os.path.join(directory, f"{name}-{server}-{port}.prof")
+    return [argv[0], "-m", "bench.profiled", out, *argv[2:]]
 
 
 def _durable(name: str, label: str, database: str) -> Target:

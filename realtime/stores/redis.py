@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import weakref
+from typing import Any
 
 from realtime._redis import get_client
 from realtime.stores.base import CLAIM, Pending, State, claim
@@ -193,7 +196,7 @@ class RedisPendingAcks:
         return await self._take(scope, ids, False)
 
     async def of_topic(self, scope: str, topic: str) -> list[Pending]:
-        found = await get_client(self.url).hgetall(self._keys(scope)[0])
+        found = await hash_reads(self.url).hgetall(self._keys(scope)[0])
         entries = [Pending.decode(_text(m), _text(v)) for m, v in found.items()]
         return [e for e in entries if e.topic == topic]
 
@@ -212,3 +215,63 @@ class RedisPendingAcks:
         if gone:
             await client.zrem(self._index, *gone)  # type: ignore[arg-type]
         return found
+
+
+_hash_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, HashReads]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hash_reads(url: str) -> HashReads:
+    """The batched ``HGETALL`` reads of the running loop's client for ``url``."""
+    per_loop = _hash_reads.setdefault(asyncio.get_running_loop(), {})
+    reads = per_loop.get(url)
+    if reads is None:
+        reads = per_loop[url] = HashReads(url)
+    return reads
+
+
+class HashReads:
+    """``HGETALL`` on the running loop's client for ``url`` (:func:`get_client`), batched:
+    the reads asked for while one pipeline runs go together in the next (at most
+    :attr:`MAX_BATCH` keys each), so the subscribes of a crowd of users connecting at once
+    (each :meth:`RedisPendingAcks.of_topic`) cost a few round trips and pooled connections,
+    not one each."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._waiting: dict[str, list[asyncio.Future[dict[Any, Any]]]] = {}
+        self._running: asyncio.Task[None] | None = None
+
+    async def hgetall(self, key: str) -> dict[Any, Any]:
+        """The hash at ``key`` (empty when there is none); raises what the pipeline raised."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[dict[Any, Any]] = loop.create_future()
+        self._waiting.setdefault(key, []).append(waiter)
+        if self._running is None or self._running.done():
+            self._running = loop.create_task(self._run())
+        return await waiter
+
+    async def _run(self) -> None:
+        while self._waiting:
+            keys = list(self._waiting)[: self.MAX_BATCH]
+            batch = {key: self._waiting.pop(key) for key in keys}
+            try:
+                async with get_client(self._url).pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hgetall(key)
+                    results: list[Any] = await pipe.execute()
+            except BaseException as error:
+                for waiters in batch.values():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                if not isinstance(error, Exception):
+                    raise  # cancelled (the loop is closing): the waiters were told
+                continue
+            for waiters, result in zip(batch.values(), results, strict=True):
+                for waiter in waiters:
+                    if not waiter.done():  # its connection went away meanwhile
+                        waiter.set_result(result)

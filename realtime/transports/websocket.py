@@ -21,6 +21,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 
 from realtime import _eager, protocol
+from realtime.acks import CONNECTION_SCOPE_PREFIX
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import CloseCode, HookFailed, TokenInvalid
@@ -275,7 +276,7 @@ class WebSocketTransport:
 
 def _anonymous_scope(session: Any) -> str:
     key = getattr(session, "session_key", None)
-    return f"s:{key}" if key else f"c:{uuid.uuid4().hex}"
+    return f"s:{key}" if key else f"{CONNECTION_SCOPE_PREFIX}{uuid.uuid4().hex}"
 
 
 def _client_address(scope: dict[str, Any]) -> str:
