@@ -520,6 +520,7 @@ async def run_once(
         counts = [c for c in _split(conns, opts.client_procs) if c > 0]
         offset = 0
         connect_timeout = 60.0 + conns / 50.0
+        connect_cpu_before = _sum_over(pids, proc_cpu_seconds)
         for i, count in enumerate(counts):
             argv = [
                 sys.executable,
@@ -553,6 +554,10 @@ async def run_once(
         row["connected"] = connected
         row["failed_connections"] = conns - connected
         row["connect_s"] = max(float(r["connect_s"]) for r in readies)
+        connect_cpu_after = _sum_over(pids, proc_cpu_seconds)
+        if connect_cpu_before is not None and connect_cpu_after is not None:
+            # the nodes' CPU from the first load generator's start until every one was ready
+            row["connect_cpu_s"] = round(connect_cpu_after - connect_cpu_before, 3)
         row["connect_failures"] = _merge_counts(r["fail_reasons"] for r in readies)
         row["connect_retries"] = sum(int(r["retries"]) for r in readies)
         row["connect_retry_reasons"] = _merge_counts(r["retry_reasons"] for r in readies)
@@ -871,9 +876,12 @@ async def main_async(opts: Options) -> int:
             f"{opts.server}, {opts.via[0]} (ratios of the medians within this run):\n"
             + format_variant_checks(variant_checks)
         )
-    connect_lines = format_connect(baseline)
-    if connect_lines:
-        print("\n" + connect_lines)
+    for server in opts.servers:  # the plain-Channels rows run under each server too
+        under = [r for r in rows if r.get("server") in (server, "websockets")]
+        under = [r for r in under if r.get("via") == opts.via[0]]
+        connect_lines = format_connect(under, server if len(opts.servers) > 1 else None)
+        if connect_lines:
+            print("\n" + connect_lines)
     if opts.json_path:
         document = {
             "meta": meta,
