@@ -5,34 +5,34 @@ from __future__ import annotations
 import json
 import time
 
-from realtime._redis import get_client
+from realtime._redis import Script, get_client
 from realtime.stores.base import CLAIM, Pending, State, claim
 
 # Each script is one atomic step on one key, so two nodes never both claim it and a stale
 # owner never renews or overwrites what another attempt holds.
-_BEGIN = """
+_BEGIN = Script("""
 local value = redis.call('GET', KEYS[1])
 if value then return value end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
-"""
-_RENEW = """
+""")
+_RENEW = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"""
-_FINISH = """
+""")
+_FINISH = Script("""
 local value = redis.call('GET', KEYS[1])
 if value and string.sub(value, 1, 1) ~= '\\0' then return value end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
-"""
+""")
 
 # Pending ACKs: KEYS[1] the scope's hash (id -> entry), KEYS[2] its acknowledged ids (a sorted
 # set by time); ARGV[1] now, ARGV[2] the window (seconds). Each decides each id in one step,
 # so an id is taken by exactly one caller, and an acknowledged one is not put back.
-_PUT = """
+_PUT = Script("""
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local added = {}
@@ -44,8 +44,8 @@ for i = 3, #ARGV, 2 do
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(window * 2000))
 return added
-"""
-_TAKE = """
+""")
+_TAKE = Script("""
 local now, window, acked = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
 local taken = {}
 for i = 4, #ARGV do
@@ -59,7 +59,7 @@ if acked and #taken > 0 then
   redis.call('PEXPIRE', KEYS[2], math.ceil(window * 1000))
 end
 return taken
-"""
+""")
 
 
 def _text(value: bytes | str) -> str:
@@ -81,7 +81,7 @@ class RedisDedup:
 
     async def begin(self, key: str, owner: str) -> tuple[State, str | None]:
         client = get_client(self.url)
-        found = await client.eval(_BEGIN, 1, self._name(key), claim(owner), self.lease_ms)
+        found = await _BEGIN(client, [self._name(key)], claim(owner), self.lease_ms)
         if found is None:
             return "new", None
         value = _text(found)
@@ -89,11 +89,11 @@ class RedisDedup:
 
     async def renew(self, key: str, owner: str) -> bool:
         client = get_client(self.url)
-        return bool(await client.eval(_RENEW, 1, self._name(key), claim(owner), self.lease_ms))
+        return bool(await _RENEW(client, [self._name(key)], claim(owner), self.lease_ms))
 
     async def finish(self, key: str, owner: str, answer: str) -> str:
         client = get_client(self.url)
-        return _text(await client.eval(_FINISH, 1, self._name(key), answer, self.ttl_ms))
+        return _text(await _FINISH(client, [self._name(key)], answer, self.ttl_ms))
 
 
 class RedisTickets:
@@ -163,7 +163,7 @@ class RedisPendingAcks:
         args: list[str | float] = [time.time(), self.window]
         for entry in entries:
             args += [entry.message_id, entry.encode()]
-        added = {_text(m) for m in await client.eval(_PUT, 2, *self._keys(scope), *args)}
+        added = {_text(m) for m in await _PUT(client, self._keys(scope), *args)}
         deadlines = {
             json.dumps([scope, e.message_id]): e.deadline for e in entries if e.message_id in added
         }
@@ -181,7 +181,7 @@ class RedisPendingAcks:
             return []
         client = get_client(self.url)
         args = [time.time(), self.window, "1" if acked else "0", *dict.fromkeys(ids)]
-        taken = [_text(m) for m in await client.eval(_TAKE, 2, *self._keys(scope), *args)]
+        taken = [_text(m) for m in await _TAKE(client, self._keys(scope), *args)]
         if taken:
             await client.zrem(self._index, *(json.dumps([scope, m]) for m in taken))
         return taken
