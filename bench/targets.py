@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from bench._common import TOPIC
 from bench.asgi_servers import server_command as asgi_command
@@ -88,127 +89,100 @@ class Target:
         return env
 
 
-def _durable(name: str, label: str, database: str) -> Target:
-    """The same server as `realtime` with REALTIME["DURABLE"] on: every publish() inserts an
-    outbox row, which the publisher's relay (woken on commit) moves into the log."""
-    return Target(
+def _realtime(name: str, description: str, **changes: Any) -> Target:
+    """The realtime app (bench/realtime_app) under daphne, on WebSocket unless ``changes``
+    (other :class:`Target` fields) say otherwise; ``description`` says how it differs."""
+    app = Target(
         name=name,
-        description=f"this app as `realtime`, DURABLE on: published through the outbox, {label}",
+        description=description,
         protocol="realtime",
         ws_path="/realtime/ws/",
         publisher="realtime",
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
+    )
+    return replace(app, **changes)
+
+
+def _durable(name: str, label: str, database: str) -> Target:
+    """The same server as `realtime` with REALTIME["DURABLE"] on: every publish() inserts an
+    outbox row, which the publisher's relay (woken on commit) moves into the log."""
+    return _realtime(
+        name,
+        f"this app as `realtime`, DURABLE on: published through the outbox, {label}",
         env={"BENCH_DURABLE": "1"},
         database=database,
     )
 
 
-TARGETS: dict[str, Target] = {
-    "realtime": Target(
-        name="realtime",
-        description="this app: realtime.asgi under daphne, RedisPubSubChannelLayer, hub fan-out",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+def _channels(layer: str, description: str) -> Target:
+    """Plain Channels (bench/plain_channels), one group per socket, on the ``layer`` layer."""
+    return Target(
+        name=f"channels-{layer}",
+        description=f"plain Channels, group per socket, {description}, daphne",
+        protocol="plain",
+        ws_path="/ws/",
+        publisher="channels",
+        settings="bench.plain_channels.settings",
+        asgi="bench.plain_channels.asgi:application",
+        env={"BENCH_LAYER": layer},
+    )
+
+
+_ALL = (
+    _realtime(
+        "realtime", "this app: realtime.asgi under daphne, RedisPubSubChannelLayer, hub fan-out"
     ),
     # The same server as `realtime`; the Redis broker instead of the channel layer.
-    "realtime-redis": Target(
-        name="realtime-redis",
-        description="this app as `realtime`, REALTIME['BROKER'] = 'redis' (no channel layer)",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-redis",
+        "this app as `realtime`, REALTIME['BROKER'] = 'redis' (no channel layer)",
         env={"BENCH_BROKER": "redis"},
     ),
     # The same server as `realtime`; only the load clients' transport differs.
-    "realtime-sse": Target(
-        name="realtime-sse",
-        description="this app as `realtime`, clients on Server-Sent Events (realtime/sse/)",
+    _realtime(
+        "realtime-sse",
+        "this app as `realtime`, clients on Server-Sent Events (realtime/sse/)",
         protocol="sse",
-        ws_path="/realtime/ws/",
         http_path=f"/realtime/sse/?topic={TOPIC}",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
     ),
-    "realtime-longpoll": Target(
-        name="realtime-longpoll",
-        description="this app as `realtime`, clients long-polling (realtime/poll/)",
+    _realtime(
+        "realtime-longpoll",
+        "this app as `realtime`, clients long-polling (realtime/poll/)",
         protocol="longpoll",
-        ws_path="/realtime/ws/",
         http_path=f"/realtime/poll/?topic={TOPIC}",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
     ),
     # The same server as `realtime`; each client brings a token of its own user.
-    "realtime-token": Target(
-        name="realtime-token",
-        description="this app as `realtime`, each client with a token (subprotocol), no Origin",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-token",
+        "this app as `realtime`, each client with a token (subprotocol), no Origin",
         tokens=True,
     ),
     # The same server as `realtime`; every message is published with ack=True.
-    "realtime-ack": Target(
-        name="realtime-ack",
-        description="this app as `realtime`, ack=True, one ack frame per message",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-ack",
+        "this app as `realtime`, ack=True, one ack frame per message",
         publish_ack=True,
     ),
-    "realtime-ack-batch": Target(
-        name="realtime-ack-batch",
-        description="this app as `realtime`, ack=True, acks batched per 20 ms as realtime.js",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-ack-batch",
+        "this app as `realtime`, ack=True, acks batched per 20 ms as realtime.js",
         publish_ack=True,
         ack_batch_ms=20.0,
     ),
-    "realtime-durable": _durable("realtime-durable", "SQLite", "sqlite"),
-    "realtime-durable-pg": _durable("realtime-durable-pg", "PostgreSQL", "postgresql"),
-    "channels-core": Target(
-        name="channels-core",
-        description="plain Channels, group per socket, channels_redis RedisChannelLayer, daphne",
-        protocol="plain",
-        ws_path="/ws/",
-        publisher="channels",
-        settings="bench.plain_channels.settings",
-        asgi="bench.plain_channels.asgi:application",
-        env={"BENCH_LAYER": "core"},
-    ),
-    "channels-pubsub": Target(
-        name="channels-pubsub",
-        description="plain Channels, group per socket, RedisPubSubChannelLayer, daphne",
-        protocol="plain",
-        ws_path="/ws/",
-        publisher="channels",
-        settings="bench.plain_channels.settings",
-        asgi="bench.plain_channels.asgi:application",
-        env={"BENCH_LAYER": "pubsub"},
-    ),
-    "bare": Target(
+    _durable("realtime-durable", "SQLite", "sqlite"),
+    _durable("realtime-durable-pg", "PostgreSQL", "postgresql"),
+    _channels("core", "channels_redis RedisChannelLayer"),
+    _channels("pubsub", "RedisPubSubChannelLayer"),
+    Target(
         name="bare",
         description="ceiling: bare websockets server + Redis pub/sub, websockets.broadcast",
         protocol="plain",
         ws_path="/",
         publisher="bare",
     ),
-}
+)
+TARGETS: dict[str, Target] = {target.name: target for target in _ALL}
 CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
 #: Targets served by the realtime app (bench/realtime_app), whatever the client transport.
 REALTIME_TARGETS = (
