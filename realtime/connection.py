@@ -103,8 +103,7 @@ class Connection:
         self.messages_in = 0
         self.messages_out = 0
         self._bucket = TokenBucket(config.rate, config.burst)
-        loop = asyncio.get_running_loop()
-        self._timers = Timers(loop)
+        self._timers = Timers(asyncio.get_running_loop())
         self._heartbeat = Heartbeat(self._timers, config, self.send, self._close_for)
         self.token_expiry = TokenExpiry(self._timers, config, self.send, self._close_for)
         # long-poll has no ack frames of its own: a cursor past a message acknowledges it
@@ -172,8 +171,7 @@ class Connection:
             self.token_expiry.set(expires_at)
 
     def _welcome(self) -> None:
-        # SSE has no pings, only keep-alive comments: announce their interval, which is what
-        # a client's silence deadline must follow
+        # SSE has no pings but keep-alives: their interval is what a client's deadline follows
         interval = self.config.heartbeat_interval if self.heartbeat else self.config.sse_keepalive
         self.send(protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config))
 
@@ -235,8 +233,7 @@ class Connection:
             # rate limit bound how long and how often it may try (docs/protocol.md)
             raise AuthRequired("Authenticate with an 'auth' frame first.")
         if kind == "subscribe":
-            cursor: protocol.Cursor | None = frame.get("cursor")  # type: ignore[assignment]
-            await self.subscribe(frame["topic"], cursor)  # type: ignore[typeddict-item]
+            await self.subscribe(frame["topic"], frame.get("cursor"))  # type: ignore[typeddict-item, arg-type]
         elif kind == "unsubscribe":
             self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
         elif kind == "ack":
@@ -259,14 +256,17 @@ class Connection:
         elif operation == "notice":
             self.send(protocol.notice_frame(str(message.get("text"))))
 
-    async def subscribe(self, topic: str, cursor: protocol.Cursor | None = None) -> None:
+    async def subscribe(
+        self, topic: str, cursor: protocol.Cursor | None = None, checked: bool = False
+    ) -> None:
         """Subscribe, replaying after ``cursor`` when given. Raises :class:`InvalidTopic`,
         :class:`Forbidden` or :class:`TooManyTopics`; the permission is checked on every
-        subscribe, resumes included."""
+        subscribe, resumes included: here, unless the caller ran it (``checked``: HTTP)."""
         validate_topic(topic)
         if topic not in self.subscriptions and len(self.subscriptions) >= self.config.max_topics:
             raise TooManyTopics(f"At most {self.config.max_topics} topics.", ref=topic)
-        await check_subscribe(self.hooks, topic)
+        if not checked:
+            await check_subscribe(self.hooks, topic)
         if self.state is State.CLOSED:
             return
         old = self.subscriptions.get(topic)

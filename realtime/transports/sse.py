@@ -156,7 +156,7 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         await connection.authenticated(opened.caller.user, opened.caller.token_expires_at)
         for topic in topics:
             try:
-                await connection.subscribe(topic, cursors.get(topic))
+                await connection.subscribe(topic, cursors.get(topic), checked=True)
             except RealtimeError as error:
                 connection.send(protocol.error_frame(error.code, error.reason, topic))
         health.ok("log")
