@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import median, proc_cpu_seconds, proc_rss_kib
+from bench.nodes import cleanup_redis, merge_counts, run_env, split, start_nodes
 from bench.procs import ChildFailed, Children
 from bench.targets import TARGETS
 
@@ -36,32 +37,23 @@ RSS_TARGET_KIB = 20.0
 
 async def run_idle(opts: Any, name: str, repeat: int, log_root: Path) -> dict[str, Any]:
     """One idle run of target ``name``; a flat row (``error`` set if it failed)."""
-    from bench.run import _free_ports, _merge_counts, _split, base_env, cleanup_redis, wait_ready
-
     target = TARGETS[name]
     conns = opts.idle_connections
     prefix = f"bench-{secrets.token_hex(5)}"
     run_dir = log_root / f"idle-{name}-r{repeat}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **base_env(opts.redis_url),
-        **target.process_env(),
-        "BENCH_PREFIX": prefix,
-        "BENCH_DB": str(run_dir / "db.sqlite3"),
-    }
-    children = Children(run_dir, env)
+    children = Children(run_dir, run_env(opts.redis_url, target, prefix, run_dir))
     row: dict[str, Any] = {"target": name, "connections": conns, "error": None}
     try:
-        (port,) = _free_ports(1)
-        argv = target.server_command(port, prefix, opts.redis_url, opts.server)
-        server = await children.start("server0", argv)
-        await wait_ready(server, port, target, 60.0)
+        (server,), (port,) = await start_nodes(
+            children, target, 1, prefix, opts.redis_url, opts.server
+        )
         await asyncio.sleep(1.0)
         rss_before = proc_rss_kib(server.pid)
         workers = []
         offset = 0
         connect_timeout = 60.0 + conns / 20.0
-        for i, count in enumerate(c for c in _split(conns, opts.client_procs) if c > 0):
+        for i, count in enumerate(c for c in split(conns, opts.client_procs) if c > 0):
             argv = [sys.executable, "-m", "bench.loadgen", "--urls", target.url(port)]
             argv += ["--protocol", target.protocol, "--count", str(count)]
             argv += ["--offset", str(offset), "--messages", "1"]
@@ -101,8 +93,8 @@ async def run_idle(opts: Any, name: str, repeat: int, log_root: Path) -> dict[st
         rss_before_kib=rss_before,
         rss_after_kib=rss_after,
         rss_per_conn_kib=round((rss_after - rss_before) / max(1, row["connected"]), 2),
-        closed=_merge_counts(r["closed"] for r in results),
-        client_errors=_merge_counts(r["errors"] for r in results),
+        closed=merge_counts(r["closed"] for r in results),
+        client_errors=merge_counts(r["errors"] for r in results),
     )
     return row
 

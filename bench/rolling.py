@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import redis_url_from_env, require_loopback_redis
+from bench.nodes import cleanup_redis, free_ports, run_env, wait_ready
 from bench.procs import Child, Children
 from bench.targets import TARGETS
 
@@ -62,8 +63,6 @@ async def restart(
 ) -> tuple[float, float]:
     """SIGTERM node ``index``, wait until it exits, start it again; return when the SIGTERM
     was sent and when the new node answered."""
-    from bench.run import wait_ready
-
     target = TARGETS["realtime"]
     node = servers[index]
     sent = time.time()
@@ -78,30 +77,21 @@ async def restart(
 
 
 async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> dict[str, Any]:
-    from bench.run import _free_ports, base_env, cleanup_redis
-
     target = TARGETS["realtime"]
     prefix = f"bench-{secrets.token_hex(5)}"
     run_dir = log_root / f"rolling-{window:g}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **base_env(opts.redis_url),
-        **target.process_env(),
-        "BENCH_PREFIX": prefix,
-        "BENCH_DB": str(run_dir / "db.sqlite3"),
-    }
+    env = run_env(opts.redis_url, target, prefix, run_dir)
     if window > 0:
         env["BENCH_DRAIN_WINDOW"] = str(window)
     children = Children(run_dir, env)
     row: dict[str, Any] = {"window": window, "clients": opts.clients, "rate": opts.rate}
     try:
-        ports = _free_ports(2)
+        ports = free_ports(2)
         servers = [
             await children.start(f"server{i}", server_command(port, run_dir / f"access-{port}.log"))
             for i, port in enumerate(ports)
         ]
-        from bench.run import wait_ready
-
         for server, port in zip(servers, ports, strict=True):
             await wait_ready(server, port, target, 60.0)
         urls = [target.url(port) for port in ports]
