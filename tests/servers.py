@@ -122,6 +122,17 @@ TRACEBACK = "Traceback (most recent call last)"
 ERROR_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d [\d:,.]+\s+)?(?:ERROR|CRITICAL)\b")
 
 
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM ``process`` if it still runs and wait for it; SIGKILL it after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class ServerTraceback(AssertionError):
     """A daphne node logged a traceback or an ERROR record."""
 
@@ -222,13 +233,7 @@ class Daphne:
         self.stop()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self._reader.join(10)
         if self.process.stderr is not None:
             self.process.stderr.close()
