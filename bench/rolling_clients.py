@@ -48,7 +48,10 @@ class World:
         self.changed = asyncio.Event()
 
     def route(self, previous: int) -> int:
-        """The node a new connection goes to: the other one if it is in rotation."""
+        """The node a new connection goes to: the other one if it is in rotation (with one
+        URL, a load balancer's, always that one)."""
+        if len(self.urls) == 1:
+            return 0
         other = 1 - previous
         return other if self.up[other] or not self.up[previous] else previous
 
@@ -156,7 +159,7 @@ async def main(args: argparse.Namespace) -> None:
         if not line:
             break
         command = json.loads(line)
-        if "up" in command:
+        if "up" in command and len(command["up"]) == len(world.urls):
             world.up = [bool(up) for up in command["up"]]
         if "total" in command:
             world.total = int(command["total"])
