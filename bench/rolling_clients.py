@@ -3,9 +3,10 @@
 Each client follows the topic ``bench`` over WebSocket as the JS client does: it resumes from
 its cursor after every break; after a close with 4012 (service restart, a draining node) or
 1012 it reconnects within a random delay under 1 s, after any other break or a refused
-handshake after a full-jitter backoff (0.5 s doubling up to 20 s). Where it reconnects plays
-the load balancer: to a node the orchestrator says is in rotation (``{"up": [bool, bool]}`` on
-stdin), the other node first.
+handshake after a full-jitter backoff (0.5 s doubling up to 20 s). Given two node URLs,
+where it reconnects plays the load balancer: to a node the orchestrator says is in rotation
+(``{"up": [bool, bool]}`` on stdin), the other node first; given one URL (a load balancer's:
+``bench.rolling --via nginx``), always to it.
 
 Protocol on stdout (JSON lines): ``{"event": "ready"}`` once every client is subscribed, then,
 after ``{"total": M}`` on stdin and once every client holds offset M (or ``--max-wait``

@@ -59,5 +59,10 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_ramps_the_reconn
     print(row)  # the figures, for docs/benchmarks.md (pytest -s)
     assert row["incomplete"] == 0, row  # every client caught up with the last message
     assert (row["lost"], row["duplicates"]) == (0, 0), row
+    # the clients went to the surviving node while the other restarted (nginx sent them
+    # there, not back to the draining node until it stopped): A held about half of them,
+    # B all of them when it drained
+    assert row["moved_a"] >= CLIENTS // 3, row
+    assert row["moved_b"] >= 0.9 * CLIENTS, row
     # node B holds every client when it drains: the most either restart sends over
     assert row["peak_reconnects_per_s"] <= math.floor(documented_bound(CLIENTS, WINDOW)), row
