@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -54,9 +55,9 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_ramps_the_reconn
             redis_url,
         ]
     )
-    log_root = Path(tempfile.mkdtemp(prefix="rt-rolling-"))
+    log_root = Path(tempfile.mkdtemp(prefix="rt-rolling-"))  # kept when the test fails
     row = await rolling.run_once(options, WINDOW, log_root)
-    print(row)  # the figures, for docs/benchmarks.md (pytest -s)
+    print(row, f"logs: {log_root}")  # the figures, for docs/benchmarks.md (pytest -s)
     assert row["incomplete"] == 0, row  # every client caught up with the last message
     assert (row["lost"], row["duplicates"]) == (0, 0), row
     # the clients went to the surviving node while the other restarted (nginx sent them
@@ -66,3 +67,4 @@ async def test_a_rolling_restart_behind_nginx_loses_nothing_and_ramps_the_reconn
     assert row["moved_b"] >= 0.9 * CLIENTS, row
     # node B holds every client when it drains: the most either restart sends over
     assert row["peak_reconnects_per_s"] <= math.floor(documented_bound(CLIENTS, WINDOW)), row
+    shutil.rmtree(log_root)
