@@ -282,3 +282,37 @@ async def test_a_resend_pass_looks_at_the_messages_due_not_at_everything_pending
     reads = 0
     assert await side.tracker.acknowledge(["m500"]) == ["m500"]
     assert reads < 20, "an ACK costs the same whatever else is pending"
+
+
+async def test_a_storm_of_adoptions_reads_the_pending_acks_in_one_pipeline(
+    clock, backend, monkeypatch
+):
+    """Many subscriptions resuming at once (a reconnect storm) read their users' pending ACKs
+    in one Redis pipeline (realtime/stores/batched.py), each getting its own scope's."""
+    if backend is None:
+        pytest.skip("batched reads are the Redis stores'")
+    from realtime.stores import batched
+
+    pipelines = []
+    real = batched.get_client
+
+    def counting(url: str) -> Any:
+        client = real(url)
+
+        class Counted:
+            def pipeline(self, **options: Any) -> Any:
+                pipelines.append(options)
+                return client.pipeline(**options)
+
+        return Counted()
+
+    monkeypatch.setattr(batched, "get_client", counting)
+    store = get_pending_acks()
+    scopes = [f"u:storm-{id(clock)}-{n}" for n in range(50)]
+    for n, scope in enumerate(scopes):
+        await store.put(scope, [Pending(f"m{n}", "t", "e", n, f"frame-{n}", 1.0, 31.0)])
+    found = await asyncio.gather(*(store.of_topic(scope, "t") for scope in scopes))
+    assert [[e.message_id for e in entries] for entries in found] == [[f"m{n}"] for n in range(50)]
+    assert pipelines == [{"transaction": False}]
+    await store.put(scopes[0], [Pending("late", "t", "e", 99, "frame", 1.0, 31.0)])
+    assert {e.message_id for e in await store.of_topic(scopes[0], "t")} == {"m0", "late"}

@@ -7,6 +7,7 @@ import time
 
 from realtime._redis import Script, get_client
 from realtime.stores.base import CLAIM, Pending, State, claim
+from realtime.stores.batched import BatchedHashReads
 
 # Each script is one atomic step on one key, so two nodes never both claim it and a stale
 # owner never renews or overwrites what another attempt holds.
@@ -152,6 +153,8 @@ class RedisPendingAcks:
         self.prefix = prefix
         self.window = window
         self._index = f"{prefix}:acks-by-deadline"
+        # what the subscriptions of a reconnect storm read at once: one pipeline, not N reads
+        self._hashes = BatchedHashReads(url)
 
     def _keys(self, scope: str) -> tuple[str, str]:
         return f"{self.prefix}:acks:{{{scope}}}", f"{self.prefix}:acked:{{{scope}}}"
@@ -193,7 +196,7 @@ class RedisPendingAcks:
         return await self._take(scope, ids, False)
 
     async def of_topic(self, scope: str, topic: str) -> list[Pending]:
-        found = await get_client(self.url).hgetall(self._keys(scope)[0])
+        found = await self._hashes.hgetall(self._keys(scope)[0])
         entries = [Pending.decode(_text(m), _text(v)) for m, v in found.items()]
         return [e for e in entries if e.topic == topic]
 
