@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from bench._common import TOPIC
 from bench.asgi_servers import server_command as asgi_command
 
+#: The HTTP transports' clients are anonymous and all come from 127.0.0.1, and anonymous
+#: callers share their address's rate-limit bucket (docs/security.md): their servers raise
+#: ``RATE``/``BURST`` out of the way (bench/realtime_app/settings.py).
+HTTP_CLIENTS_ENV = {"BENCH_UNLIMITED_REQUESTS": "1"}
+
 
 @dataclass(frozen=True)
 class Target:
@@ -135,6 +140,7 @@ TARGETS: dict[str, Target] = {
         publisher="realtime",
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
+        env=HTTP_CLIENTS_ENV,
     ),
     "realtime-longpoll": Target(
         name="realtime-longpoll",
@@ -145,6 +151,7 @@ TARGETS: dict[str, Target] = {
         publisher="realtime",
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
+        env=HTTP_CLIENTS_ENV,
     ),
     # The same server as `realtime`; each client brings a token of its own user.
     "realtime-token": Target(
