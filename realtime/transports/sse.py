@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.http import require_GET
@@ -33,22 +33,45 @@ from realtime.transports.refusal import refuse_request, turned_away
 # pushes them through at once.
 PADDING = ":" + " " * 2048 + "\n"
 RETRY_MS = 1000
+OPENING = f"{PADDING}retry: {RETRY_MS}\n\n".encode()
+KEEPALIVE = b": keep-alive\n\n"
 POSITION_TYPES = frozenset({"message", "subscribed", "reset"})
-_CLOSE = object()
 
 Positions = dict[str, tuple[str, int]]
 
+# The hub hands one frame to every stream of a topic in turn, and streams with the same
+# position write the same event: the last event built is kept, so a publish costs one
+# encoding for all of them, not one per stream.
+_last_event: tuple[str, str, str | None, bytes] = ("", "", None, b"")
+
+
+def encode_event(kind: str, text: str, cursor: str | None) -> bytes:
+    """The bytes of one event: ``event: <kind>``, ``id: <cursor>`` if there is one, and the
+    frame ``text`` as its ``data:``."""
+    global _last_event
+    last = _last_event
+    if last[1] == text and last[2] == cursor and last[0] == kind:
+        return last[3]
+    event = f"event: {kind}\n"
+    if cursor is not None:
+        event += f"id: {cursor}\n"
+    encoded = f"{event}data: {text}\n\n".encode()
+    _last_event = (kind, text, cursor, encoded)
+    return encoded
+
 
 class SSEStream:
-    """The transport of one SSE response: frames become events in a bounded queue that the
-    response generator drains.
+    """The transport of one SSE response: frames become events in a bounded buffer that the
+    response generator (:meth:`events`) writes out.
 
     Until :meth:`start`, frames are held back with a snapshot of the connection's positions:
     the request's topics are still being subscribed one by one, and an ``id:`` written then
     must already name the topics subscribed after it (see :meth:`start`)."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        # events not yet handed to the response, oldest first; `ended` once the last is in
+        self.pending: deque[bytes] = deque()
+        self.ended = False
         self.limit = get_config().outbound_queue_size
         self.connection: Connection | None = None
         self.code = CloseCode.NORMAL
@@ -57,11 +80,15 @@ class SSEStream:
         self.positions: Positions = {}
         self._held: list[tuple[str, str, Positions | None]] | None = []
         self._close_reason = ""
+        self._waiter: asyncio.Future[None] | None = None
+        self._keepalive_due = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.written_at = 0.0  # the event loop's time of the last write (keep-alive)
 
     def send_text(self, text: str) -> None:
         if self.closing:
             return
-        if self.queue.qsize() + len(self._held or ()) >= self.limit:
+        if len(self.pending) + len(self._held or ()) >= self.limit:
             self.close(CloseCode.SLOW_CONSUMER, CloseCode.SLOW_CONSUMER.reason)
             return
         kind = frame_type(text)
@@ -76,10 +103,14 @@ class SSEStream:
         self._put(kind, text, moves)
 
     def _put(self, kind: str, text: str, moves: bool) -> None:
-        event = f"event: {kind}\n"
-        if moves:
-            event += f"id: {protocol.encode_cursors(self.positions)}\n"
-        self.queue.put_nowait(f"{event}data: {text}\n\n")
+        cursor = protocol.encode_cursors(self.positions) if moves else None
+        self.pending.append(encode_event(kind, text, cursor))
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def start(self, cursors: dict[str, protocol.Cursor] | None = None) -> None:
         """Every topic is subscribed: queue the held frames with their ids. A topic not yet
@@ -110,33 +141,56 @@ class SSEStream:
 
     def _end(self) -> None:
         frame = protocol.close_frame(self.code, self._close_reason)
-        self.queue.put_nowait(f"event: close\ndata: {frame}\n\n")
-        self.queue.put_nowait(_CLOSE)
+        self.pending.append(f"event: close\ndata: {frame}\n\n".encode())
+        self.ended = True
+        self._wake()
 
-    async def events(self, connection: Connection) -> AsyncIterator[str]:
+    async def events(self, connection: Connection) -> AsyncIterator[bytes]:
+        """The response body: the opening padding, then the events as they come, and a
+        keep-alive comment after every ``SSE_KEEPALIVE`` seconds without one. Releases
+        ``connection`` when it ends, however it ends (Django cancels it when the client
+        disconnects)."""
+        loop = asyncio.get_running_loop()
         keepalive = get_config().sse_keepalive
+        # One timer per stream, moved on only when it fires: none is set per event.
+        self.written_at = loop.time()
+        self._timer = loop.call_at(self.written_at + keepalive, self._keepalive, loop, keepalive)
         try:
-            yield f"{PADDING}retry: {RETRY_MS}\n\n"
+            yield OPENING
             while True:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), keepalive)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
+                if not self.pending and not self._keepalive_due:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    self._waiter = None
+                pending = self.pending
+                if pending:
+                    # Everything already queued goes out as one chunk: one ASGI message and
+                    # one socket write for a burst, instead of one per event.
+                    chunk = pending.popleft() if len(pending) == 1 else b"".join(pending)
+                    pending.clear()
+                elif self._keepalive_due:
+                    chunk = KEEPALIVE
+                else:
                     continue
-                # Everything already queued goes out as one chunk: one ASGI message and one
-                # socket write for a burst, instead of one per event.
-                chunk = []
-                while item is not _CLOSE:
-                    chunk.append(item)
-                    if self.queue.empty():
-                        break
-                    item = self.queue.get_nowait()
-                if chunk:
-                    yield "".join(chunk)
-                if item is _CLOSE:
+                self._keepalive_due = False
+                self.written_at = loop.time()
+                yield chunk
+                if self.ended and not self.pending:
                     return
         finally:
-            await connection.closed(self.code)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._waiter = None
+            await _discard(connection, self.code)
+
+    def _keepalive(self, loop: asyncio.AbstractEventLoop, keepalive: float) -> None:
+        # Due when nothing was written for `keepalive` seconds; else look again then.
+        due = self.written_at + keepalive
+        if loop.time() >= due:
+            self._keepalive_due = True
+            self._wake()
+            due = loop.time() + keepalive
+        self._timer = loop.call_at(due, self._keepalive, loop, keepalive)
 
 
 @require_GET
@@ -169,7 +223,7 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         return failure
     stream.start({t: c for t, c in cursors.items() if t in topics})
     response = StreamingHttpResponse(
-        _guarded(stream.events(connection), connection, stream),
+        stream.events(connection),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-cache, no-store"
@@ -180,17 +234,3 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
 async def _discard(connection: Connection, code: CloseCode) -> None:
     with contextlib.suppress(Exception):
         await connection.closed(code)
-
-
-async def _guarded(
-    events: AsyncIterator[str], connection: Connection, stream: SSEStream
-) -> AsyncIterator[str]:
-    # Django cancels the response when the client disconnects; make sure the generator's
-    # cleanup runs even then (and the connection is released even if it never started).
-    try:
-        async for event in events:
-            yield event
-    finally:
-        with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
-        await _discard(connection, stream.code)
