@@ -40,23 +40,24 @@ POSITION_TYPES = frozenset({"message", "subscribed", "reset"})
 Positions = dict[str, tuple[str, int]]
 
 # The hub hands one frame to every stream of a topic in turn, and streams with the same
-# position write the same event: the last event built is kept, so a publish costs one
-# encoding for all of them, not one per stream.
-_last_event: tuple[str, str, str | None, bytes] = ("", "", None, b"")
+# positions write the same event: the last event built is kept, so a publish costs one
+# cursor string and one encoding for all of them, not one per stream.
+_last_event: tuple[str, str, Positions | None, bytes] = ("", "", None, b"")
 
 
-def encode_event(kind: str, text: str, cursor: str | None) -> bytes:
-    """The bytes of one event: ``event: <kind>``, ``id: <cursor>`` if there is one, and the
-    frame ``text`` as its ``data:``."""
+def encode_event(kind: str, text: str, positions: Positions | None) -> bytes:
+    """The bytes of one event: ``event: <kind>``, ``id:`` naming ``positions`` if given (see
+    :func:`realtime.protocol.encode_cursors`), and the frame ``text`` as its ``data:``."""
     global _last_event
     last = _last_event
-    if last[1] == text and last[2] == cursor and last[0] == kind:
+    if last[1] == text and last[2] == positions and last[0] == kind:
         return last[3]
     event = f"event: {kind}\n"
-    if cursor is not None:
-        event += f"id: {cursor}\n"
+    if positions is not None:
+        event += f"id: {protocol.encode_cursors(positions)}\n"
+        positions = dict(positions)  # the stream's own dict moves on
     encoded = f"{event}data: {text}\n\n".encode()
-    _last_event = (kind, text, cursor, encoded)
+    _last_event = (kind, text, positions, encoded)
     return encoded
 
 
@@ -103,8 +104,7 @@ class SSEStream:
         self._put(kind, text, moves)
 
     def _put(self, kind: str, text: str, moves: bool) -> None:
-        cursor = protocol.encode_cursors(self.positions) if moves else None
-        self.pending.append(encode_event(kind, text, cursor))
+        self.pending.append(encode_event(kind, text, self.positions if moves else None))
         self._wake()
 
     def _wake(self) -> None:
