@@ -1,15 +1,20 @@
 """The SSE stream's write path without a server (realtime/transports/sse.py): what a publish
-costs per stream (one shared encoding), how queued events leave (one chunk per burst), and
-the keep-alive comment's deadline. The wire format itself is tested end to end in
-tests/test_http_transports.py and tests/test_conformance.py."""
+costs per stream (one shared encoding), how queued events leave (one chunk per burst), the
+keep-alive comment's deadline, and events sent straight to the server's ``send``. The wire
+format itself is tested end to end in tests/test_http_transports.py and
+tests/test_conformance.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
+
+import pytest
+from django.http import StreamingHttpResponse
 
 from realtime.exceptions import CloseCode
-from realtime.transports.sse import KEEPALIVE, OPENING, SSEStream
+from realtime.transports.sse import HTTP_SEND_KEY, KEEPALIVE, OPENING, ExposeSend, SSEStream
 
 FRAME = '{"type":"message","topic":"t","event":"e","data":1,"id":"m1","epoch":"E","offset":8}'
 
@@ -86,3 +91,136 @@ async def test_a_keepalive_comes_after_sse_keepalive_seconds_without_a_write(rea
     assert loop.time() - written >= 0.39
     await body.aclose()
     assert connection.closed_with == CloseCode.NORMAL
+
+
+# ---- events written straight to the server's `send` (realtime.asgi.ExposeSend) -----------------
+
+
+def body_message(event: bytes) -> dict[str, object]:
+    return {"type": "http.response.body", "body": event, "more_body": True}
+
+
+def streamed(stream: SSEStream, connection: Positions, send: Any) -> tuple[Any, Any]:
+    body = stream.events(connection)  # type: ignore[arg-type]
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    stream.offer_send(send, response, body)
+    return body, response
+
+
+async def test_with_the_servers_send_each_event_goes_out_as_it_is_queued():
+    stream, connection = started({"t": ("E", 8)})
+    sent: list[dict[str, object]] = []
+    direct = asyncio.get_running_loop().create_future()
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+        if not direct.done():
+            direct.set_result(None)
+
+    body, _ = streamed(stream, connection, send)
+    assert await anext(body) == OPENING  # through Django: the response has started then
+    stream.send_text(FRAME)
+    rest = asyncio.ensure_future(anext(body))
+    await asyncio.wait_for(direct, 5)
+    notice = '{"type":"notice","n":1}'
+    stream.send_text(notice)  # sent before send_text returns: no task to wake
+    assert sent == [
+        body_message(f"event: message\nid: t~E~8\ndata: {FRAME}\n\n".encode()),
+        body_message(f"event: notice\ndata: {notice}\n\n".encode()),
+    ]
+    stream.close(CloseCode.DISCONNECTED, "bye")
+    assert b'"code":4403' in sent[-1]["body"]  # type: ignore[operator]
+    with pytest.raises(StopAsyncIteration):  # Django ends the body
+        await rest
+    assert connection.closed_with == CloseCode.DISCONNECTED
+
+
+async def test_a_send_that_waits_for_the_socket_holds_the_next_events_for_one_chunk():
+    stream, connection = started({"t": ("E", 8)})
+    sent: list[dict[str, object]] = []
+    blocked, writable = asyncio.Event(), asyncio.Event()
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+        if len(sent) == 1:
+            blocked.set()
+            await writable.wait()  # the socket's buffer is full
+
+    body, _ = streamed(stream, connection, send)
+    await anext(body)
+    stream.send_text('{"type":"notice","n":1}')
+    rest = asyncio.ensure_future(anext(body))
+    await asyncio.wait_for(blocked.wait(), 5)
+    for n in (2, 3):
+        stream.send_text(f'{{"type":"notice","n":{n}}}')
+    stream.close(CloseCode.NORMAL)
+    assert len(sent) == 1 and len(stream.pending) == 3
+    writable.set()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(rest, 5)
+    assert len(sent) == 2  # the three waiting events, the close event last, in one chunk
+    chunk = sent[1]["body"]
+    assert isinstance(chunk, bytes)
+    assert chunk.startswith(
+        b'event: notice\ndata: {"type":"notice","n":2}\n\n'
+        b'event: notice\ndata: {"type":"notice","n":3}\n\n'
+        b"event: close\n"
+    )
+
+
+async def test_a_send_that_fails_ends_the_body_and_releases_the_connection():
+    stream, connection = started({"t": ("E", 8)})
+
+    async def send(message: dict[str, object]) -> None:
+        raise OSError("the client is gone")
+
+    body, _ = streamed(stream, connection, send)
+    await anext(body)
+    stream.send_text(FRAME)
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(body), 5)
+    assert connection.closed_with == CloseCode.NORMAL
+
+
+@pytest.mark.parametrize("rework", ["wrapped", "compressed"])
+async def test_a_response_a_middleware_reworks_is_streamed_through_django(rework):
+    stream, connection = started({"t": ("E", 8)})
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    body, response = streamed(stream, connection, send)
+
+    async def wrapped(content: Any) -> Any:  # as a middleware would, e.g. GZip
+        async for chunk in content:
+            yield chunk
+
+    if rework == "wrapped":
+        response.streaming_content = wrapped(response.streaming_content)
+    else:
+        response["Content-Encoding"] = "identity"
+    chunks = aiter(response)
+    assert await anext(chunks) == OPENING
+    stream.send_text(FRAME)
+    assert (await asyncio.wait_for(anext(chunks), 5)).startswith(b"event: message\n")
+    assert sent == []
+    await chunks.aclose()  # type: ignore[attr-defined]
+    await body.aclose()
+
+
+async def test_django_s_handler_gets_the_servers_send_in_every_http_scope():
+    seen: list[dict[str, Any]] = []
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    async def send(message: dict[str, object]) -> None:
+        pass
+
+    application = ExposeSend(inner)
+    http = {"type": "http", "path": "/"}
+    await application(http, None, send)
+    await application({"type": "websocket", "path": "/"}, None, send)
+    assert seen[0][HTTP_SEND_KEY] is send and HTTP_SEND_KEY not in http
+    assert HTTP_SEND_KEY not in seen[1]

@@ -5,6 +5,12 @@ cannot receive layer messages while it streams, and the hub hands messages to th
 directly anyway. The client's position travels in every event's ``id:``, so a reconnect to any
 node resumes with ``Last-Event-ID``.
 
+Django's middleware, headers and response start as for any view. Under
+:func:`realtime.asgi.get_asgi_application`, the events after the opening padding then go
+straight to the server's ``send``, each as it is queued, the way the WebSocket transport sends
+frames: passing each one through Django's response loop cost a task wake-up and several
+generator steps per event and stream (docs/benchmarks.md, "SSE server CPU per message").
+
 Every topic of a request is subscribed (hub joined, log read) before the response starts: a
 backend failure is still answered with a status (503), and every ``id:`` can carry the position
 of every topic of the stream."""
@@ -13,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from realtime import health, protocol
+from realtime import _eager, health, protocol
 from realtime.conf import get_config
 from realtime.connection import Connection
 from realtime.exceptions import (
@@ -38,6 +46,10 @@ KEEPALIVE = b": keep-alive\n\n"
 POSITION_TYPES = frozenset({"message", "subscribed", "reset"})
 
 Positions = dict[str, tuple[str, int]]
+#: The key of an HTTP scope under which :class:`ExposeSend` puts the server's ``send``.
+HTTP_SEND_KEY = "realtime.http_send"
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+logger = logging.getLogger("realtime.transports")
 
 # The hub hands one frame to every stream of a topic in turn, and streams with the same
 # positions write the same event: the last event built is kept, so a publish costs one
@@ -85,6 +97,10 @@ class SSEStream:
         self._keepalive_due = False
         self._timer: asyncio.TimerHandle | None = None
         self.written_at = 0.0  # the event loop's time of the last write (keep-alive)
+        # the server's `send`, with the response and body it may bypass (see `offer_send`)
+        self._offer: tuple[Send, HttpResponseBase, AsyncIterator[bytes]] | None = None
+        self._send: Send | None = None  # set while events go straight to the server
+        self._writer: asyncio.Task[None] | None = None  # a write that waits for the socket
 
     def send_text(self, text: str) -> None:
         if self.closing:
@@ -108,9 +124,37 @@ class SSEStream:
         self._wake()
 
     def _wake(self) -> None:
+        if self._send is not None:
+            self._flush()
+        else:
+            self._resolve()
+
+    def _resolve(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _take(self) -> bytes | None:
+        """What is due now as one chunk: every queued event (one ASGI message and one socket
+        write for a burst, not one per event), else a due keep-alive comment."""
+        pending = self.pending
+        if pending:
+            chunk = pending.popleft() if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+        elif self._keepalive_due:
+            chunk = KEEPALIVE
+        else:
+            return None
+        self._keepalive_due = False
+        self.written_at = asyncio.get_running_loop().time()
+        return chunk
 
     def start(self, cursors: dict[str, protocol.Cursor] | None = None) -> None:
         """Every topic is subscribed: queue the held frames with their ids. A topic not yet
@@ -145,11 +189,36 @@ class SSEStream:
         self.ended = True
         self._wake()
 
+    def offer_send(
+        self, send: Send, response: HttpResponseBase, body: AsyncIterator[bytes]
+    ) -> None:
+        """Let :meth:`events` write to the server's ASGI ``send`` itself, once the response
+        has started, if Django then still streams ``body`` unchanged as ``response``'s
+        content (no middleware wrapped or compressed it)."""
+        self._offer = (send, response, body)
+
+    def _direct_send(self) -> Send | None:
+        offer, self._offer = self._offer, None
+        if offer is None:
+            return None
+        send, response, body = offer
+        # Django keeps the iterator it streams as `_iterator`: when that is not our body any
+        # more, a middleware reworks the content, and every event must pass through it.
+        if getattr(response, "_iterator", None) is not body or response.has_header(
+            "Content-Encoding"
+        ):
+            return None
+        return send
+
     async def events(self, connection: Connection) -> AsyncIterator[bytes]:
         """The response body: the opening padding, then the events as they come, and a
         keep-alive comment after every ``SSE_KEEPALIVE`` seconds without one. Releases
         ``connection`` when it ends, however it ends (Django cancels it when the client
-        disconnects)."""
+        disconnects).
+
+        Given the server's ``send`` (:meth:`offer_send`), only the padding goes through
+        Django: then each event is sent as it is queued, without waking the response's task
+        and passing Django's response loop, and the body ends when the stream does."""
         loop = asyncio.get_running_loop()
         keepalive = get_config().sse_keepalive
         # One timer per stream, moved on only when it fires: none is set per event.
@@ -157,31 +226,67 @@ class SSEStream:
         self._timer = loop.call_at(self.written_at + keepalive, self._keepalive, loop, keepalive)
         try:
             yield OPENING
+            send = self._direct_send()
+            if send is not None:
+                self._send = send
+                self._flush()
+                while self._send is not None and not (self.ended and not self.pending):
+                    await self._wait()
+                if self._writer is not None:  # the close event, still on its way
+                    await asyncio.wait((self._writer,))
+                return
             while True:
-                if not self.pending and not self._keepalive_due:
-                    self._waiter = loop.create_future()
-                    await self._waiter
-                    self._waiter = None
-                pending = self.pending
-                if pending:
-                    # Everything already queued goes out as one chunk: one ASGI message and
-                    # one socket write for a burst, instead of one per event.
-                    chunk = pending.popleft() if len(pending) == 1 else b"".join(pending)
-                    pending.clear()
-                elif self._keepalive_due:
-                    chunk = KEEPALIVE
-                else:
+                chunk = self._take()
+                if chunk is None:
+                    await self._wait()
                     continue
-                self._keepalive_due = False
-                self.written_at = loop.time()
                 yield chunk
                 if self.ended and not self.pending:
                     return
         finally:
+            self._send = None  # Django ends the body from here on
+            if self._writer is not None:
+                self._writer.cancel()
             if self._timer is not None:
                 self._timer.cancel()
             self._waiter = None
             await _discard(connection, self.code)
+
+    def _flush(self, finished: asyncio.Task[None] | None = None) -> None:
+        """Send what is due, one chunk at a time; a send that waits for the socket finishes
+        in a task of its own, and calls this again when done."""
+        if finished is not None:
+            if finished is not self._writer:
+                return
+            self._writer = None
+            if finished.cancelled() or finished.exception() is not None:
+                self._broken(None if finished.cancelled() else finished.exception())
+                return
+        send = self._send
+        if send is None or self._writer is not None:
+            return
+        while (chunk := self._take()) is not None:
+            message = {"type": "http.response.body", "body": chunk, "more_body": True}
+            try:
+                task = _eager.start(send(message))
+            except Exception as error:
+                self._broken(error)
+                return
+            if task is not None:
+                self._writer = task
+                task.add_done_callback(self._flush)
+                return
+        if self.ended:
+            self._resolve()
+
+    def _broken(self, error: BaseException | None) -> None:
+        # The server refused a write (the client is gone): nothing more can go out. The
+        # response ends; the client resumes from its last id.
+        if self._send is not None:
+            logger.info("Sending on an SSE stream failed (%r); ending it", error)
+        self._send = None
+        self.pending.clear()
+        self._resolve()
 
     def _keepalive(self, loop: asyncio.AbstractEventLoop, keepalive: float) -> None:
         # Due when nothing was written for `keepalive` seconds; else look again then.
@@ -191,6 +296,21 @@ class SSEStream:
             self._wake()
             due = loop.time() + keepalive
         self._timer = loop.call_at(due, self._keepalive, loop, keepalive)
+
+
+class ExposeSend:
+    """Puts the server's ``send`` into every HTTP scope, under :data:`HTTP_SEND_KEY`, then
+    calls ``inner`` (Django's ASGI handler; :func:`realtime.asgi.get_asgi_application` wraps
+    it). The SSE view writes its events with it instead of one by one through Django's
+    response loop (:meth:`SSEStream.offer_send`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, HTTP_SEND_KEY: send}
+        await self.inner(scope, receive, send)
 
 
 @require_GET
@@ -222,12 +342,13 @@ async def sse(request: HttpRequest) -> HttpResponseBase:
         await _discard(connection, CloseCode.NORMAL if refused else CloseCode.SERVER_ERROR)
         return failure
     stream.start({t: c for t, c in cursors.items() if t in topics})
-    response = StreamingHttpResponse(
-        stream.events(connection),
-        content_type="text/event-stream; charset=utf-8",
-    )
+    body = stream.events(connection)
+    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache, no-store"
     response["X-Accel-Buffering"] = "no"
+    send = getattr(request, "scope", {}).get(HTTP_SEND_KEY)  # see realtime.asgi.ExposeSend
+    if send is not None:
+        stream.offer_send(send, response, body)
     return response
 
 
