@@ -31,10 +31,11 @@ def get_asgi_application(
     at ``path``; by default ``REALTIME["CONSUMER"]``, which the SSE and long-poll views use
     too (set that instead, to keep every transport on the same hooks). ``http`` replaces
     Django's ASGI handler (SSE events then pass through its response loop one by one, at
-    more CPU per event, instead of going straight to the server); ``websocket_routes`` adds your own Channels routes. WebSocket
-    connections get the session and user as with Channels' ``AuthMiddlewareStack``; Origin
-    checks are done by the WebSocket transport (docs/security.md); a connection without a
-    session cookie costs no database round trip for that (:mod:`realtime.session_user`)."""
+    more CPU per event, instead of going straight to the server); ``websocket_routes`` adds
+    your own Channels routes. WebSocket connections get the session and user as with
+    Channels' ``AuthMiddlewareStack``; Origin checks are done by the WebSocket transport
+    (docs/security.md); a connection without a session cookie costs no database round trip
+    for that (:mod:`realtime.session_user`)."""
     django_app = get_django_asgi_application()  # sets Django up before models are imported
 
     from channels.routing import ProtocolTypeRouter, URLRouter

@@ -107,31 +107,34 @@ def streamed(stream: SSEStream, connection: Positions, send: Any) -> tuple[Any, 
     return body, response
 
 
-async def test_with_the_servers_send_each_event_goes_out_as_it_is_queued():
+async def test_with_the_servers_send_a_turns_events_go_out_together_on_the_next_turn():
     stream, connection = started({"t": ("E", 8)})
     sent: list[dict[str, object]] = []
-    direct = asyncio.get_running_loop().create_future()
+    arrived = asyncio.Queue[None]()
 
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
-        if not direct.done():
-            direct.set_result(None)
+        arrived.put_nowait(None)
 
     body, _ = streamed(stream, connection, send)
     assert await anext(body) == OPENING  # through Django: the response has started then
     stream.send_text(FRAME)
     rest = asyncio.ensure_future(anext(body))
-    await asyncio.wait_for(direct, 5)
-    notice = '{"type":"notice","n":1}'
-    stream.send_text(notice)  # sent before send_text returns: no task to wake
-    assert sent == [
-        body_message(f"event: message\nid: t~E~8\ndata: {FRAME}\n\n".encode()),
-        body_message(f"event: notice\ndata: {notice}\n\n".encode()),
+    await asyncio.wait_for(arrived.get(), 5)
+    assert sent == [body_message(f"event: message\nid: t~E~8\ndata: {FRAME}\n\n".encode())]
+    notices = ['{"type":"notice","n":1}', '{"type":"notice","n":2}']
+    for notice in notices:  # one turn of the loop, as the hub hands out a backlog
+        stream.send_text(notice)
+    assert len(sent) == 1
+    await asyncio.wait_for(arrived.get(), 5)
+    assert sent[1:] == [
+        body_message(b"".join(f"event: notice\ndata: {n}\n\n".encode() for n in notices))
     ]
+    assert not rest.done()  # the response's task was not woken for them
     stream.close(CloseCode.DISCONNECTED, "bye")
-    assert b'"code":4403' in sent[-1]["body"]  # type: ignore[operator]
     with pytest.raises(StopAsyncIteration):  # Django ends the body
-        await rest
+        await asyncio.wait_for(rest, 5)
+    assert b'"code":4403' in sent[-1]["body"]  # type: ignore[operator]
     assert connection.closed_with == CloseCode.DISCONNECTED
 
 

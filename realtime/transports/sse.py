@@ -7,9 +7,10 @@ node resumes with ``Last-Event-ID``.
 
 Django's middleware, headers and response start as for any view. Under
 :func:`realtime.asgi.get_asgi_application`, the events after the opening padding then go
-straight to the server's ``send``, each as it is queued, the way the WebSocket transport sends
-frames: passing each one through Django's response loop cost a task wake-up and several
-generator steps per event and stream (docs/benchmarks.md, "SSE server CPU per message").
+straight to the server's ``send``, one turn of the event loop after they were queued (all
+events of that turn in one write): passing each through Django's response loop cost a task
+wake-up and several generator steps per event and stream (docs/benchmarks.md, "SSE server
+CPU per message").
 
 Every topic of a request is subscribed (hub joined, log read) before the response starts: a
 backend failure is still answered with a status (503), and every ``id:`` can carry the position
@@ -101,6 +102,7 @@ class SSEStream:
         self._offer: tuple[Send, HttpResponseBase, AsyncIterator[bytes]] | None = None
         self._send: Send | None = None  # set while events go straight to the server
         self._writer: asyncio.Task[None] | None = None  # a write that waits for the socket
+        self._flush_due = False
 
     def send_text(self, text: str) -> None:
         if self.closing:
@@ -124,10 +126,13 @@ class SSEStream:
         self._wake()
 
     def _wake(self) -> None:
-        if self._send is not None:
-            self._flush()
-        else:
+        if self._send is None:
             self._resolve()
+        elif not self._flush_due:
+            # Once per turn of the event loop: what the hub hands this stream meanwhile (a
+            # backlog of publishes, when the process is busy) goes out in one write.
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _resolve(self) -> None:
         waiter = self._waiter
@@ -217,8 +222,9 @@ class SSEStream:
         disconnects).
 
         Given the server's ``send`` (:meth:`offer_send`), only the padding goes through
-        Django: then each event is sent as it is queued, without waking the response's task
-        and passing Django's response loop, and the body ends when the stream does."""
+        Django: then what is queued is sent on the event loop's next turn, without waking the
+        response's task and passing Django's response loop, and the body ends when the
+        stream does."""
         loop = asyncio.get_running_loop()
         keepalive = get_config().sse_keepalive
         # One timer per stream, moved on only when it fires: none is set per event.
@@ -255,6 +261,7 @@ class SSEStream:
     def _flush(self, finished: asyncio.Task[None] | None = None) -> None:
         """Send what is due, one chunk at a time; a send that waits for the socket finishes
         in a task of its own, and calls this again when done."""
+        self._flush_due = False
         if finished is not None:
             if finished is not self._writer:
                 return
