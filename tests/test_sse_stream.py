@@ -227,3 +227,12 @@ async def test_django_s_handler_gets_the_servers_send_in_every_http_scope():
     await application({"type": "websocket", "path": "/"}, None, send)
     assert seen[0][HTTP_SEND_KEY] is send and HTTP_SEND_KEY not in http
     assert HTTP_SEND_KEY not in seen[1]
+
+
+def test_realtimes_asgi_application_wraps_djangos_handler_in_expose_send():
+    from django.core.handlers.asgi import ASGIHandler
+
+    from tests.asgi import application
+
+    http = application.application_mapping["http"]
+    assert isinstance(http, ExposeSend) and isinstance(http.inner, ASGIHandler)
