@@ -9,6 +9,11 @@ from typing import Any
 from bench._common import TOPIC
 from bench.asgi_servers import server_command as asgi_command
 
+#: The HTTP transports' clients are anonymous and all come from 127.0.0.1, and anonymous
+#: callers share their address's rate-limit bucket (docs/security.md): their servers raise
+#: ``RATE``/``BURST`` out of the way (bench/realtime_app/settings.py).
+HTTP_CLIENTS_ENV = {"BENCH_UNLIMITED_REQUESTS": "1"}
+
 
 @dataclass(frozen=True)
 class Target:
@@ -145,12 +150,14 @@ _ALL = (
         "this app as `realtime`, clients on Server-Sent Events (realtime/sse/)",
         protocol="sse",
         http_path=f"/realtime/sse/?topic={TOPIC}",
+        env=HTTP_CLIENTS_ENV,
     ),
     _realtime(
         "realtime-longpoll",
         "this app as `realtime`, clients long-polling (realtime/poll/)",
         protocol="longpoll",
         http_path=f"/realtime/poll/?topic={TOPIC}",
+        env=HTTP_CLIENTS_ENV,
     ),
     # The same server as `realtime`; each client brings a token of its own user.
     _realtime(
