@@ -30,6 +30,7 @@ from typing import Any
 from bench._common import redis_url_from_env, require_loopback_redis
 from bench.nodes import cleanup_redis, free_ports, run_env, wait_ready
 from bench.procs import Child, Children
+from bench.scenario import start_nginx
 from bench.targets import TARGETS
 
 MAX_CLIENTS = 5000
@@ -105,8 +106,6 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
             await wait_ready(server, port, target, 60.0)
         urls = [target.url(port) for port in ports]
         if opts.via == "nginx":
-            from bench.run import start_nginx
-
             proxy, site = await start_nginx(ports, run_dir, opts.clients)
             urls = [target.url(site)]  # one address: nginx chooses the node
         workers = []
