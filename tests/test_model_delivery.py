@@ -119,27 +119,35 @@ class Violation(AssertionError):
 
 
 class Cluster:
-    """Two live daphne nodes on one Redis, and a standby started in the background, so that
-    a node killed with SIGKILL is replaced without waiting for a start-up."""
+    """Two live daphne nodes on one Redis, and standbys started in the background, so that
+    a node killed with SIGKILL is replaced without waiting for a start-up. Kills come a
+    sequence or two apart, less than a start-up under load: two standbys, the older one
+    taking the place of a killed node."""
+
+    STANDBYS = 2
 
     def __init__(self, database: str, env: dict[str, str]) -> None:
         self.database, self.env = database, env
         self._starter = concurrent.futures.ThreadPoolExecutor(1)
         self.nodes = [Daphne(database, env), Daphne(database, env)]
-        self.standby = self._starter.submit(Daphne, database, env)
+        self.standbys = [self._start() for _ in range(self.STANDBYS)]
         self.all = list(self.nodes)
+
+    def _start(self) -> concurrent.futures.Future[Daphne]:
+        return self._starter.submit(Daphne, self.database, self.env)
 
     def kill(self, index: int) -> Daphne:
         victim = self.nodes[index]
         victim.kill()
-        self.nodes[index] = self.standby.result(60)
+        self.nodes[index] = self.standbys.pop(0).result(60)
         self.all.append(self.nodes[index])
-        self.standby = self._starter.submit(Daphne, self.database, self.env)
+        self.standbys.append(self._start())
         return victim
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.all.append(self.standby.result(60))
+        for standby in self.standbys:
+            with contextlib.suppress(Exception):
+                self.all.append(standby.result(60))
         self._starter.shutdown()
         for node in self.all:
             node.stop()
