@@ -82,7 +82,7 @@ VERBOSE = bool(os.environ.get("RT_MODEL_VERBOSE"))
 
 TOPICS = 3  # per sequence, fresh names
 MAX_CLIENTS = 2
-# per sequence: a kill costs a daphne start-up (hidden by the standby node)
+# per sequence: a kill costs a daphne start-up (hidden by the standby nodes)
 MAX_KILLS = int(os.environ.get("RT_MODEL_KILLS", "1"))
 SETTLE = 20.0  # seconds a client may take to catch up with the log after a step (a loaded box)
 
