@@ -12,6 +12,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -539,12 +540,13 @@ async def test_a_long_outage_costs_each_node_a_few_log_lines(nodes, private_redi
         lines = node.log[mark:]
         assert len(lines) < 10, "".join(lines)
         node.assert_no_tracebacks(since=mark)
-        # what the lines are: one warning per component that went down, the reminders shared
-        # by every component down (one per REMINDER), and hardly anything else (a component
-        # that logs each failure of its own, even every few seconds, fails this)
+        # what the lines are: a warning per component that went down (twice at most: one
+        # may fail once more as Redis returns), the reminders shared by every component down
+        # (one per REMINDER), and hardly anything else (a component that logs each failure
+        # of its own, even every few seconds, fails this)
         downs = [m[1] for m in map(DOWN.search, lines) if m]
         reminders = [line for line in lines if REMINDER_LINE.search(line)]
-        assert len(downs) == len(set(downs)), "".join(lines)
+        assert max(Counter(downs).values(), default=0) <= 2, "".join(lines)
         assert len(reminders) <= OUTAGE // REMINDER + 1, "".join(lines)
         assert len(lines) - len(downs) - len(reminders) <= 2, "".join(lines)
 
