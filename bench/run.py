@@ -27,6 +27,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -454,6 +455,25 @@ async def make_tokens(count: int, path: Path, env: dict[str, str]) -> None:
         raise ChildFailed(f"bench.tokens failed:\n{err.decode()[-2000:]}")
 
 
+def _profiled(argv: list[str], run_dir: Path, node: int) -> list[str]:
+    """With ``BENCH_PROFILE=DIR``, a server node's argv under bench/profiled.py, which
+    profiles the broadcast window into ``DIR/<run>-server<node>.prof``."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out or argv[1:2] != ["-m"] or argv[2] == "bench.bare_server":
+        return argv
+    Path(out).mkdir(parents=True, exist_ok=True)
+    path = Path(out) / f"{run_dir.name}-server{node}.prof"
+    return [argv[0], "-m", "bench.profiled", str(path), *argv[2:]]
+
+
+def _signal_profilers(pids: list[int], signum: int) -> None:
+    if os.environ.get("BENCH_PROFILE"):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        time.sleep(2.0 if signum == signal.SIGUSR2 else 0.0)  # the dump, before the stop
+
+
 async def run_once(
     target: Target,
     conns: int,
@@ -499,7 +519,9 @@ async def run_once(
             await make_tokens(conns, tokens_path, {**os.environ, **env})
         ports = _free_ports(nodes)
         for i, port in enumerate(ports):
-            argv = target.server_command(port, prefix, opts.redis_url, server)
+            argv = _profiled(
+                target.server_command(port, prefix, opts.redis_url, server), run_dir, i
+            )
             servers.append(await children.start(f"server{i}", argv))
         await asyncio.gather(
             *(
@@ -544,6 +566,8 @@ async def run_once(
             ]
             if target.tokens:
                 argv += ["--tokens", str(tokens_path)]
+            if target.batch:
+                argv.append("--batch")
             workers.append(await children.start(f"client{i}", argv, pipes=True))
             offset += count
         readies = await asyncio.gather(
@@ -564,6 +588,7 @@ async def run_once(
         cpu_before = _sum_over(pids, proc_cpu_seconds)
         proxy_before = _sum_over(proxy.pids, proc_cpu_seconds) if proxy else None
         machine_before = machine_cpu_jiffies()
+        _signal_profilers(pids, signal.SIGUSR1)
 
         publisher = await children.start(
             "publisher",
@@ -595,6 +620,7 @@ async def run_once(
             *(w.read_event("result", opts.max_drain + 90.0) for w in workers)
         )
         cpu_after = _sum_over(pids, proc_cpu_seconds)
+        _signal_profilers(pids, signal.SIGUSR2)
         if proxy is not None and proxy_before is not None:
             proxy_after = _sum_over(proxy.pids, proc_cpu_seconds)
             row["proxy_cpu_s"] = None if proxy_after is None else proxy_after - proxy_before
@@ -665,6 +691,8 @@ async def run_once(
         tcp_connects=sum(int(r.get("tcp_connects", 0)) for r in results),
         ack_frames=sum(int(r.get("ack_frames", 0)) for r in results),
         ack_ids=sum(int(r.get("ack_ids", 0)) for r in results),
+        batch_frames=sum(int(r.get("batch_frames", 0)) for r in results),
+        batched=sum(int(r.get("batched", 0)) for r in results),
         rate_limited=closed.get("4429", 0),
         resets=sum(int(r["resets"]) for r in results),
         client_errors=_merge_counts(r["errors"] for r in results),

@@ -38,6 +38,8 @@ class Target:
     #: Clients authenticate with a token each (a user of their own, bench/tokens.py), in the
     #: ``realtime.token.<token>`` subprotocol, without Origin: a non-browser client.
     tokens: bool = False
+    #: Clients offer ``realtime.batch`` and unpack ``batch`` frames (docs/protocol.md).
+    batch: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -113,6 +115,17 @@ TARGETS: dict[str, Target] = {
         publisher="realtime",
         settings="bench.realtime_app.settings",
         asgi="bench.realtime_app.asgi:application",
+    ),
+    # The same server as `realtime`; the clients take several frames in one when queued.
+    "realtime-batch": Target(
+        name="realtime-batch",
+        description="this app as `realtime`, clients offer realtime.batch (batch frames)",
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+        batch=True,
     ),
     # The same server as `realtime`; the Redis broker instead of the channel layer.
     "realtime-redis": Target(

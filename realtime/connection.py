@@ -175,7 +175,10 @@ class Connection:
         # SSE has no pings, only keep-alive comments: announce their interval, which is what
         # a client's silence deadline must follow
         interval = self.config.heartbeat_interval if self.heartbeat else self.config.sse_keepalive
-        self.send(protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config))
+        batch = getattr(self.transport, "batching", False)  # only a WebSocket may batch
+        self.send(
+            protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config, batch=batch)
+        )
 
     # ---- open: inbound -----------------------------------------------------------------------
 
