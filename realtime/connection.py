@@ -4,11 +4,10 @@ position in each topic, and the recovery of gaps), the messages waiting for an A
 (:mod:`realtime.acks`), its client messages (:mod:`realtime.client_messages`), the inbound
 rate limit (:mod:`realtime.ratelimit`), its timers (:mod:`realtime.timers`) and counters.
 
-A transport (WebSocket, SSE, long-poll, or one POST request) owns one :class:`Connection`,
-feeds it inbound frames with :meth:`Connection.handle_text`, and gives it a :class:`Transport`
-to write frames and close. The hub hands it published messages through
-:meth:`Connection.deliver`, synchronously, on the event loop. The frames it sends are built in
-:mod:`realtime.protocol`; the consumer hooks it calls are guarded in :mod:`realtime.hooks`."""
+A transport (WebSocket, SSE, long-poll, one POST request) owns one :class:`Connection`, feeds
+it frames (:meth:`Connection.handle_text`), and gives it a :class:`Transport` to write and
+close through. The hub hands it messages (:meth:`Connection.deliver`) on the event loop. Its
+frames are built in :mod:`realtime.protocol`; its hook calls guarded in :mod:`realtime.hooks`."""
 
 from __future__ import annotations
 
@@ -172,13 +171,11 @@ class Connection:
             self.token_expiry.set(expires_at)
 
     def _welcome(self) -> None:
-        # SSE has no pings, only keep-alive comments: announce their interval, which is what
-        # a client's silence deadline must follow
+        # SSE has no pings: announce its keep-alive interval, which silence deadlines follow
         interval = self.config.heartbeat_interval if self.heartbeat else self.config.sse_keepalive
         batch = getattr(self.transport, "batching", False)  # only a WebSocket may batch
-        self.send(
-            protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config, batch=batch)
-        )
+        frame = protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config, batch)
+        self.send(frame)
 
     # ---- open: inbound -----------------------------------------------------------------------
 

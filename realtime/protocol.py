@@ -250,7 +250,6 @@ def welcome_frame(
     user: Any,
     heartbeat_interval: float,
     config: Config,
-    *,
     batch: bool = False,
 ) -> str:
     """The ``welcome`` frame: the connection's id, its user's pk (None when anonymous), the
