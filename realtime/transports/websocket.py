@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -89,7 +90,7 @@ class WebSocketTransport:
         self._background: set[asyncio.Task[None]] | None = None  # made by the first release
         self._closing = False
         self._batching = False
-        self._flush: asyncio.Handle | None = None  # the batching client's pending send
+        self._flush = False  # a batching client's frames wait for the end of the loop's turn
 
     @property
     def batching(self) -> bool:
@@ -187,8 +188,7 @@ class WebSocketTransport:
         self._closing = True
         if self._writer is not None:
             self._writer.cancel()
-        if self._flush is not None:
-            self._flush.cancel()
+        self._flush = False
         connection = getattr(self, "connection", None)
         if connection is not None:
             await connection.closed(message.get("code", 1006))
@@ -222,10 +222,12 @@ class WebSocketTransport:
             return  # sent (batched, for a batching client) once the blocked send finishes
         if not self._batching or len(self._queue) >= protocol.MAX_BATCH_FRAMES:
             self._pump()
-        elif self._flush is None:
+        elif not self._flush:
             # at the end of this turn of the loop: a fan-out of several messages (a hub that
             # had a backlog, a replay) has queued them all by then
-            self._flush = asyncio.get_running_loop().call_soon(self._pump)
+            self._flush = True
+            loop = asyncio.get_running_loop()
+            _flushes_of(loop).add(loop, self)
 
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
@@ -257,9 +259,7 @@ class WebSocketTransport:
                 self._broken(error)
                 return
         self._writer = None
-        if self._flush is not None:
-            self._flush.cancel()  # sending now: whatever it would have sent goes too
-            self._flush = None
+        self._flush = False  # sending now: whatever the flush would have sent goes too
         while self._queue:
             message = self._queue.popleft()
             if self._batching and len(self._queue) and message["type"] == "websocket.send":
@@ -278,6 +278,11 @@ class WebSocketTransport:
                 self._writer = task
                 task.add_done_callback(self._pump)
                 return
+
+    def flush_due(self) -> None:
+        """The end of the turn this batching client's frames waited for: send them."""
+        if self._flush:
+            self._pump()
 
     def _broken(self, error: BaseException | None) -> None:
         """The socket refused a send: nothing queued can go out any more. Close (if the
@@ -306,6 +311,39 @@ class WebSocketTransport:
                 self._background = set()
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+
+class _Flushes:
+    """The batching sockets of one event loop whose frames wait for the end of the loop's
+    turn: one callback sends them all (one per socket would cost a loop handle per socket and
+    turn, thousands per fan-out)."""
+
+    __slots__ = ("_waiting",)  # not the loop: it is the key of a weak mapping to this
+
+    def __init__(self) -> None:
+        self._waiting: list[WebSocketTransport] = []
+
+    def add(self, loop: asyncio.AbstractEventLoop, transport: WebSocketTransport) -> None:
+        if not self._waiting:
+            loop.call_soon(self._run)
+        self._waiting.append(transport)
+
+    def _run(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for transport in waiting:
+            transport.flush_due()
+
+
+_flushes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flushes] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flushes_of(loop: asyncio.AbstractEventLoop) -> _Flushes:
+    flushes = _flushes.get(loop)
+    if flushes is None:
+        flushes = _flushes[loop] = _Flushes()
+    return flushes
 
 
 def _gather(first: Message, queue: collections.deque[Message]) -> Message:
