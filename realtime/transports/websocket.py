@@ -77,6 +77,7 @@ class WebSocketTransport:
         "_batching",
         "_closing",
         "_flush",
+        "_flushes",
         "_queue",
         "_send",
         "_writer",
@@ -91,6 +92,7 @@ class WebSocketTransport:
         self._closing = False
         self._batching = False
         self._flush = False  # a batching client's frames wait for the end of the loop's turn
+        self._flushes: _Flushes | None = None  # the loop's, looked up once
 
     @property
     def batching(self) -> bool:
@@ -227,7 +229,9 @@ class WebSocketTransport:
             # had a backlog, a replay) has queued them all by then
             self._flush = True
             loop = asyncio.get_running_loop()
-            _flushes_of(loop).add(loop, self)
+            if self._flushes is None:
+                self._flushes = _flushes_of(loop)
+            self._flushes.add(loop, self)
 
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
