@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +146,33 @@ async def start_nodes(
     ports = free_ports(count)
     nodes = []
     for i, port in enumerate(ports):
-        argv = target.server_command(port, prefix, redis_url, server)
+        argv = profiled(target.server_command(port, prefix, redis_url, server), prefix, i)
         nodes.append(await children.start(f"server{i}", argv))
     await asyncio.gather(
         *(wait_ready(n, p, target, SERVER_START_TIMEOUT) for n, p in zip(nodes, ports, strict=True))
     )
     return nodes, ports
+
+
+def profiled(argv: list[str], run: str, node: int) -> list[str]:
+    """With ``BENCH_PROFILE=DIR``, a Django node's argv under bench/profiled.py, which
+    profiles the broadcast window into ``DIR/<run>-server<node>.prof``."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out or argv[1:2] != ["-m"] or argv[2] == "bench.bare_server":
+        return argv
+    Path(out).mkdir(parents=True, exist_ok=True)
+    path = Path(out) / f"{run}-server{node}.prof"
+    return [argv[0], "-m", "bench.profiled", str(path), *argv[2:]]
+
+
+def signal_profilers(pids: list[int], signum: int) -> None:
+    """With ``BENCH_PROFILE``, start (SIGUSR1) or stop and write (SIGUSR2) the nodes'
+    profiles; after a stop, wait for the dumps before the nodes are stopped."""
+    if os.environ.get("BENCH_PROFILE"):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        time.sleep(2.0 if signum == signal.SIGUSR2 else 0.0)
 
 
 def split(total: int, parts: int) -> list[int]:

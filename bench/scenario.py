@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from bench.nodes import (
     free_ports,
     merge_counts,
     run_env,
+    signal_profilers,
     split,
     start_nodes,
     wait_ready,
@@ -162,6 +164,8 @@ async def run_once(
             ]
             if target.tokens:
                 argv += ["--tokens", str(tokens_path)]
+            if target.batch:
+                argv.append("--batch")
             workers.append(await children.start(f"client{i}", argv, pipes=True))
             offset += count
         readies = await asyncio.gather(
@@ -182,6 +186,7 @@ async def run_once(
         cpu_before = _sum_over(pids, proc_cpu_seconds)
         proxy_before = _sum_over(proxy.pids, proc_cpu_seconds) if proxy else None
         machine_before = machine_cpu_jiffies()
+        signal_profilers(pids, signal.SIGUSR1)
 
         publisher = await children.start(
             "publisher",
@@ -213,6 +218,7 @@ async def run_once(
             *(w.read_event("result", opts.max_drain + 90.0) for w in workers)
         )
         cpu_after = _sum_over(pids, proc_cpu_seconds)
+        signal_profilers(pids, signal.SIGUSR2)
         if proxy is not None and proxy_before is not None:
             proxy_after = _sum_over(proxy.pids, proc_cpu_seconds)
             row["proxy_cpu_s"] = None if proxy_after is None else proxy_after - proxy_before
@@ -285,6 +291,8 @@ async def run_once(
         tcp_connects=sum(int(r.get("tcp_connects", 0)) for r in results),
         ack_frames=sum(int(r.get("ack_frames", 0)) for r in results),
         ack_ids=sum(int(r.get("ack_ids", 0)) for r in results),
+        batch_frames=sum(int(r.get("batch_frames", 0)) for r in results),
+        batched=sum(int(r.get("batched", 0)) for r in results),
         rate_limited=closed.get("4429", 0),
         resets=sum(int(r["resets"]) for r in results),
         client_errors=merge_counts(r["errors"] for r in results),

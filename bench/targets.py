@@ -44,6 +44,8 @@ class Target:
     #: Clients authenticate with a token each (a user of their own, bench/tokens.py), in the
     #: ``realtime.token.<token>`` subprotocol, without Origin: a non-browser client.
     tokens: bool = False
+    #: Clients offer ``realtime.batch`` and unpack ``batch`` frames (docs/protocol.md).
+    batch: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -137,6 +139,12 @@ def _channels(layer: str, description: str) -> Target:
 _ALL = (
     _realtime(
         "realtime", "this app: realtime.asgi under daphne, RedisPubSubChannelLayer, hub fan-out"
+    ),
+    # The same server as `realtime`; the clients take several frames in one when queued.
+    _realtime(
+        "realtime-batch",
+        "this app as `realtime`, clients offer realtime.batch (batch frames)",
+        batch=True,
     ),
     # The same server as `realtime`; the Redis broker instead of the channel layer.
     _realtime(

@@ -4,11 +4,9 @@ position in each topic, and the recovery of gaps), the messages waiting for an A
 (:mod:`realtime.acks`), its client messages (:mod:`realtime.client_messages`), the inbound
 rate limit (:mod:`realtime.ratelimit`), its timers (:mod:`realtime.timers`) and counters.
 
-A transport (WebSocket, SSE, long-poll, or one POST request) owns one :class:`Connection`,
-feeds it inbound frames with :meth:`Connection.handle_text`, and gives it a :class:`Transport`
-to write frames and close. The hub hands it published messages through
-:meth:`Connection.deliver`, synchronously, on the event loop. The frames it sends are built in
-:mod:`realtime.protocol`; the consumer hooks it calls are guarded in :mod:`realtime.hooks`."""
+A transport (WebSocket, SSE, long-poll, one POST request) owns one :class:`Connection`, feeds
+it frames (:meth:`Connection.handle_text`) and a :class:`Transport` to write and close through.
+The hub hands it messages (:meth:`Connection.deliver`); :mod:`realtime.protocol` builds frames."""
 
 from __future__ import annotations
 
@@ -173,7 +171,9 @@ class Connection:
     def _welcome(self) -> None:
         # SSE has no pings but keep-alives: their interval is what a client's deadline follows
         interval = self.config.heartbeat_interval if self.heartbeat else self.config.sse_keepalive
-        self.send(protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config))
+        batch = getattr(self.transport, "batching", False)  # only a WebSocket may batch
+        user_id = _user_id(self.user)
+        self.send(protocol.welcome_frame(self.id, user_id, interval, self.config, batch))
 
     # ---- open: inbound -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -59,14 +60,29 @@ def application(consumer_class: type[Any], initkwargs: dict[str, Any]) -> ASGIAp
 
 class WebSocketTransport:
     """One WebSocket: the handshake, the client's frames, and the frames the connection sends
-    (in order, through a queue while a send is blocked on a congested socket)."""
+    (in order, through a queue while a send is blocked on a congested socket).
+
+    A client that offered the ``realtime.batch`` subprotocol gets its frames at the end of the
+    event loop's turn instead of at once, and the frames queued by then go out as one ``batch``
+    frame (docs/protocol.md, "Batch frames"): a burst of messages costs the server one send,
+    not one per message."""
 
     #: Name of this transport in the registry and the admin.
     name = "websocket"
 
     connection: Connection  # set by the handshake
 
-    __slots__ = ("_background", "_closing", "_queue", "_send", "_writer", "connection")
+    __slots__ = (
+        "_background",
+        "_batching",
+        "_closing",
+        "_flush",
+        "_flushes",
+        "_queue",
+        "_send",
+        "_writer",
+        "connection",
+    )
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -74,6 +90,14 @@ class WebSocketTransport:
         self._writer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] | None = None  # made by the first release
         self._closing = False
+        self._batching = False
+        self._flush = False  # a batching client's frames wait for the end of the loop's turn
+        self._flushes: _Flushes | None = None  # the loop's, looked up once
+
+    @property
+    def batching(self) -> bool:
+        """Whether the client unpacks ``batch`` frames (it offered ``realtime.batch``)."""
+        return self._batching
 
     @property
     def closing(self) -> bool:
@@ -118,6 +142,7 @@ class WebSocketTransport:
             await self._send({"type": "websocket.close"})  # refused: HTTP 403
             return False
         tokens = [p for p in offered if p.startswith(protocol.TOKEN_SUBPROTOCOL_PREFIX)]
+        self._batching = protocol.BATCH_SUBPROTOCOL in offered
         user = scope.get("user") or AnonymousUser()
         self.connection = new_connection(
             self,
@@ -165,6 +190,7 @@ class WebSocketTransport:
         self._closing = True
         if self._writer is not None:
             self._writer.cancel()
+        self._flush = False
         connection = getattr(self, "connection", None)
         if connection is not None:
             await connection.closed(message.get("code", 1006))
@@ -194,8 +220,18 @@ class WebSocketTransport:
             self._release(CloseCode.SLOW_CONSUMER)
             return
         self._queue.append({"type": "websocket.send", "text": text})
-        if self._writer is None:
+        if self._writer is not None:
+            return  # sent (batched, for a batching client) once the blocked send finishes
+        if not self._batching or len(self._queue) >= protocol.MAX_BATCH_FRAMES:
             self._pump()
+        elif not self._flush:
+            # at the end of this turn of the loop: a fan-out of several messages (a hub that
+            # had a backlog, a replay) has queued them all by then
+            self._flush = True
+            loop = asyncio.get_running_loop()
+            if self._flushes is None:
+                self._flushes = _flushes_of(loop)
+            self._flushes.add(loop, self)
 
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
@@ -227,8 +263,11 @@ class WebSocketTransport:
                 self._broken(error)
                 return
         self._writer = None
+        self._flush = False  # sending now: whatever the flush would have sent goes too
         while self._queue:
             message = self._queue.popleft()
+            if self._batching and len(self._queue) and message["type"] == "websocket.send":
+                message = _gather(message, self._queue)
             try:
                 task = _eager.start(self._send(message))
             except _FRAME_ERRORS:
@@ -243,6 +282,11 @@ class WebSocketTransport:
                 self._writer = task
                 task.add_done_callback(self._pump)
                 return
+
+    def flush_due(self) -> None:
+        """The end of the turn this batching client's frames waited for: send them."""
+        if self._flush:
+            self._pump()
 
     def _broken(self, error: BaseException | None) -> None:
         """The socket refused a send: nothing queued can go out any more. Close (if the
@@ -271,6 +315,63 @@ class WebSocketTransport:
                 self._background = set()
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+
+class _Flushes:
+    """The batching sockets of one event loop whose frames wait for the end of the loop's
+    turn: one callback sends them all (one per socket would cost a loop handle per socket and
+    turn, thousands per fan-out)."""
+
+    __slots__ = ("_waiting",)  # not the loop: it is the key of a weak mapping to this
+
+    def __init__(self) -> None:
+        self._waiting: list[WebSocketTransport] = []
+
+    def add(self, loop: asyncio.AbstractEventLoop, transport: WebSocketTransport) -> None:
+        if not self._waiting:
+            loop.call_soon(self._run)
+        self._waiting.append(transport)
+
+    def _run(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for transport in waiting:
+            transport.flush_due()
+
+
+_flushes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flushes] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flushes_of(loop: asyncio.AbstractEventLoop) -> _Flushes:
+    flushes = _flushes.get(loop)
+    if flushes is None:
+        flushes = _flushes[loop] = _Flushes()
+    return flushes
+
+
+def _gather(first: Message, queue: collections.deque[Message]) -> Message:
+    """``first`` and the text frames queued right behind it, as one ``batch`` frame within
+    :data:`~realtime.protocol.MAX_BATCH_FRAMES` and :data:`~realtime.protocol.MAX_BATCH_BYTES`
+    (``first`` alone when nothing fits with it)."""
+    texts = [first["text"]]
+    size = _utf8_size(texts[0])
+    while queue and len(texts) < protocol.MAX_BATCH_FRAMES:
+        following = queue[0]
+        if following["type"] != "websocket.send":
+            break  # a close: it ends the batch, and goes out after it
+        size += _utf8_size(following["text"])
+        if size > protocol.MAX_BATCH_BYTES:
+            break
+        texts.append(following["text"])
+        queue.popleft()
+    if len(texts) == 1:
+        return first
+    return {"type": "websocket.send", "text": protocol.batch_frame(texts)}
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _anonymous_scope(session: Any) -> str:
