@@ -46,13 +46,19 @@ class Target:
         return f"ws://127.0.0.1:{port}{self.ws_path}"
 
     def server_command(
-        self, port: int, prefix: str, redis_url: str, server: str = "daphne"
+        self,
+        port: int,
+        prefix: str,
+        redis_url: str,
+        server: str = "daphne",
+        server_pings: bool | None = None,
     ) -> list[str]:
         """The argv of one node listening on 127.0.0.1:``port``.
 
         ``server`` picks the ASGI server of the Django targets: ``daphne`` (what the issue
         compares) or ``uvicorn`` (its ``websockets-sansio`` implementation, to see how much of
-        a target's cost is the server's).
+        a target's cost is the server's). The server's own WebSocket pings are off for
+        realtime's targets, as docs/deployment.md runs them, unless ``server_pings``.
         """
         if self.asgi is None:
             return [
@@ -66,6 +72,9 @@ class Target:
                 "--channel",
                 f"{prefix}:{TOPIC}",
             ]
+        # by default the server's own pings stay on only where the application has no
+        # heartbeat (``server_pings`` decides otherwise)
+        pings = self.protocol == "plain" if server_pings is None else server_pings
         if server == "uvicorn":
             options = [
                 "--ws-per-message-deflate",
@@ -77,8 +86,8 @@ class Target:
                 "--timeout-graceful-shutdown",
                 "2",
             ]
-            return asgi_command(server, port, self.asgi, options)
-        return asgi_command(server, port, self.asgi)
+            return asgi_command(server, port, self.asgi, options, server_pings=pings)
+        return asgi_command(server, port, self.asgi, server_pings=pings)
 
     def process_env(self) -> dict[str, str]:
         """Variables this target's server and publisher need on top of the common ones."""

@@ -70,7 +70,9 @@ class WebSocketTransport:
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._queue: collections.deque[Message] = collections.deque()
+        # frames waiting behind a blocked send; made when one waits (most sockets never have
+        # one: a send that does not block goes out at once)
+        self._queue: collections.deque[Message] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] | None = None  # made by the first release
         self._closing = False
@@ -83,7 +85,7 @@ class WebSocketTransport:
     @property
     def backlog(self) -> int:
         """How many messages wait for the socket (behind a send it has not finished)."""
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     # ---- the client's side -----------------------------------------------------------------
 
@@ -177,10 +179,11 @@ class WebSocketTransport:
         closed with 4503 (it resumes from its cursors, so nothing is lost)."""
         if self._closing:
             return
-        if len(self._queue) >= self.connection.config.outbound_queue_size:
+        queue = self._queue
+        if queue is not None and len(queue) >= self.connection.config.outbound_queue_size:
             # The socket is not draining: drop the backlog and close past it. The client
             # recovers everything from the log when it resumes with its cursors.
-            self._queue.clear()
+            queue.clear()
             self._closing = True
             if self._writer is not None:
                 self._writer.cancel()
@@ -189,13 +192,15 @@ class WebSocketTransport:
                 "code": int(CloseCode.SLOW_CONSUMER),
                 "reason": "slow",
             }
-            self._queue.append(close)
+            queue.append(close)
             self._pump()
             self._release(CloseCode.SLOW_CONSUMER)
             return
-        self._queue.append({"type": "websocket.send", "text": text})
-        if self._writer is None:
-            self._pump()
+        message = {"type": "websocket.send", "text": text}
+        if self._writer is None and not queue:
+            self._write(message)
+        else:
+            self._push(message)
 
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
@@ -207,10 +212,10 @@ class WebSocketTransport:
             # daphne sends no close reason, and this one is for the user ("disconnected by an
             # operator"): say it in a last `close` frame, as an SSE stream's last event does.
             frame = protocol.close_frame(code, reason)
-            self._queue.append({"type": "websocket.send", "text": frame})
+            self._push({"type": "websocket.send", "text": frame})
         # int(): autobahn refuses a close code that is not exactly an int
         reason = protocol.close_reason(reason)
-        self._queue.append({"type": "websocket.close", "code": int(code), "reason": reason})
+        self._push({"type": "websocket.close", "code": int(code), "reason": reason})
         self._closing = True
         if self._writer is None:
             self._pump()
@@ -228,21 +233,32 @@ class WebSocketTransport:
                 return
         self._writer = None
         while self._queue:
-            message = self._queue.popleft()
-            try:
-                task = _eager.start(self._send(message))
-            except _FRAME_ERRORS:
-                # This one frame cannot be sent (it holds what the wire cannot carry): drop
-                # it alone; the frames queued behind it are fine.
-                logger.exception("A frame could not be sent and was dropped")
-                continue
-            except Exception as error:
-                self._broken(error)
-                return
-            if task is not None:
-                self._writer = task
-                task.add_done_callback(self._pump)
-                return
+            self._write(self._queue.popleft())
+            if self._writer is not None:
+                return  # blocked: the rest waits for it
+        self._queue = None
+
+    def _push(self, message: Message) -> None:
+        if self._queue is None:
+            self._queue = collections.deque()
+        self._queue.append(message)
+
+    def _write(self, message: Message) -> None:
+        """Start sending ``message``; if the send blocks, it becomes the writer that the
+        queued frames wait for."""
+        try:
+            task = _eager.start(self._send(message))
+        except _FRAME_ERRORS:
+            # This one frame cannot be sent (it holds what the wire cannot carry): drop it
+            # alone; the frames queued behind it are fine.
+            logger.exception("A frame could not be sent and was dropped")
+            return
+        except Exception as error:
+            self._broken(error)
+            return
+        if task is not None:
+            self._writer = task
+            task.add_done_callback(self._pump)
 
     def _broken(self, error: BaseException | None) -> None:
         """The socket refused a send: nothing queued can go out any more. Close (if the
@@ -250,7 +266,7 @@ class WebSocketTransport:
         cursors."""
         # a client that went away mid-send: a network event, not a fault of the server
         logger.info("Sending on a WebSocket failed (%r); closing it", error)
-        self._queue.clear()
+        self._queue = None
         self._writer = None
         if self._closing:
             return
