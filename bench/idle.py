@@ -28,7 +28,7 @@ from bench.procs import ChildFailed, Children
 from bench.targets import TARGETS
 
 #: The targets compared, side by side in one run (those of them ``--targets`` names).
-IDLE_TARGETS = ("realtime", "channels-pubsub", "bare")
+IDLE_TARGETS = ("realtime", "channels-pubsub", "asgi-floor", "bare")
 #: Seconds between the last connection opened and the start of the window (the connects'
 #: own work, registry writes included, must not be charged to idle).
 IDLE_SETTLE_S = 5.0

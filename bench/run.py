@@ -269,6 +269,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")
+    if "asgi-floor" in targets and not args.idle_scenario:
+        parser.error("the asgi-floor target is for --idle-scenario only")
     if args.messages is not None and args.messages < 1:
         parser.error("--messages must be at least 1")
     if args.rate <= 0 or args.repeat < 1 or args.client_procs < 1 or args.concurrency < 1:

@@ -38,6 +38,8 @@ class Target:
     #: Clients authenticate with a token each (a user of their own, bench/tokens.py), in the
     #: ``realtime.token.<token>`` subprotocol, without Origin: a non-browser client.
     tokens: bool = False
+    #: The server's own WebSocket pings stay on (an application without a heartbeat).
+    server_pings: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -74,7 +76,7 @@ class Target:
             ]
         # by default the server's own pings stay on only where the application has no
         # heartbeat (``server_pings`` decides otherwise)
-        pings = self.protocol == "plain" if server_pings is None else server_pings
+        pings = self.server_pings if server_pings is None else server_pings
         if server == "uvicorn":
             options = [
                 "--ws-per-message-deflate",
@@ -198,6 +200,7 @@ TARGETS: dict[str, Target] = {
         publisher="channels",
         settings="bench.plain_channels.settings",
         asgi="bench.plain_channels.asgi:application",
+        server_pings=True,
         env={"BENCH_LAYER": "core"},
     ),
     "channels-pubsub": Target(
@@ -208,7 +211,16 @@ TARGETS: dict[str, Target] = {
         publisher="channels",
         settings="bench.plain_channels.settings",
         asgi="bench.plain_channels.asgi:application",
+        server_pings=True,
         env={"BENCH_LAYER": "pubsub"},
+    ),
+    "asgi-floor": Target(
+        name="asgi-floor",
+        description="idle scenario only: an ASGI app that holds sockets and sends nothing",
+        protocol="plain",
+        ws_path="/",
+        publisher="none",
+        asgi="bench.asgi_floor:application",
     ),
     "bare": Target(
         name="bare",

@@ -79,6 +79,8 @@ class Connection:
         "_bucket",
         "_client_messages",
         "_heartbeat",
+        "_named",
+        "_node",
         "_timers",
         "acks",
         "address",
@@ -142,6 +144,9 @@ class Connection:
         longpoll = transport_name == "longpoll"
         self.acks = AckTracker(self, self.send, config, hooks=hooks, cursor_acks=longpoll)
         self._client_messages: ClientMessages | None = None
+        # for entry(): the user with its id and name, the hub's node name
+        self._named: tuple[Any, Any, str] | None = None
+        self._node = ""
 
     @property
     def client_messages(self) -> ClientMessages:
@@ -192,6 +197,7 @@ class Connection:
         self.state = State.OPEN
         self._timers.cancel("auth")
         hub = get_hub()
+        self._node = hub.node
         self.address = await hub.address()
         self.id = f"{self.id}@{self.address}"
         if self.register:
@@ -396,14 +402,20 @@ class Connection:
 
     def entry(self) -> Entry:
         """This connection as the registry shows it."""
-        user_id = _user_id(self.user)  # once: a lazy user costs a lookup per attribute
+        # the refresher rewrites an idle connection's entry after each pong: what only
+        # changes with the user (a lazy object, a lookup per attribute) is kept meanwhile
+        named = self._named
+        if named is None or named[0] is not self.user:
+            user_id = _user_id(self.user)
+            username = self.user.get_username() if user_id is not None else ""
+            named = self._named = (self.user, user_id, username)
         return Entry(
             id=self.id,
-            node=get_hub().node,
+            node=self._node or get_hub().node,
             address=self.address,
             transport=self.transport_name,
-            user_id=user_id,
-            username=self.user.get_username() if user_id is not None else "",
+            user_id=named[1],
+            username=named[2],
             topics=sorted(self.subscriptions),
             client=self.client,
             user_agent=self.user_agent,
