@@ -27,6 +27,7 @@ from bench._common import median, proc_cpu_seconds, proc_rss_kib
 from bench.procs import ChildFailed, Children
 from bench.targets import TARGETS
 
+BENCH_DIR = Path(__file__).resolve().parent
 #: The targets compared, side by side in one run (those of them ``--targets`` names).
 IDLE_TARGETS = ("realtime", "channels-pubsub", "asgi-floor", "bare")
 #: Seconds between the last connection opened and the start of the window (the connects'
@@ -83,12 +84,14 @@ async def run_idle(opts: Any, run: IdleRun, repeat: int, log_root: Path) -> dict
         "BENCH_PREFIX": prefix,
         "BENCH_DB": str(run_dir / "db.sqlite3"),
     }
+    shim: Path | None = None
     if run.code:
-        # only the package comes from the other checkout: the same bench app runs it
+        # only the package comes from the other checkout: the same bench app runs it. The
+        # server starts in this directory, which Python imports from before PYTHONPATH.
         shim = run_dir / "code"
         shim.mkdir(exist_ok=True)
         (shim / "realtime").symlink_to(Path(run.code) / "realtime")
-        env["PYTHONPATH"] = f"{shim}{os.pathsep}{env['PYTHONPATH']}"
+        (shim / "bench").symlink_to(BENCH_DIR)
     profile = run_dir / "server.pstats"
     if opts.idle_profile and target.asgi is not None:
         env["BENCH_PROFILE"] = str(profile)
@@ -103,7 +106,7 @@ async def run_idle(opts: Any, run: IdleRun, repeat: int, log_root: Path) -> dict
     try:
         (port,) = _free_ports(1)
         argv = target.server_command(port, prefix, opts.redis_url, run.server, run.server_pings)
-        server = await children.start("server0", argv)
+        server = await children.start("server0", argv, cwd=shim)
         await wait_ready(server, port, target, 60.0)
         await asyncio.sleep(1.0)
         rss_before = proc_rss_kib(server.pid)
