@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench._common import redis_url_from_env, require_loopback_redis
 from bench.asgi_servers import ASGI_SERVERS
@@ -63,6 +64,11 @@ class Options:
     idle_scenario: bool = False
     idle_connections: int = 10_000
     idle_window: float = 60.0
+    #: Idle: other checkouts whose ``realtime`` the `realtime` target also runs, as
+    #: ``label=path`` (A/B in one run), and whether to profile the server over the window.
+    idle_code: tuple[tuple[str, str], ...] = ()
+    idle_profile: bool = False
+    idle_server_pings: bool = False
 
     @property
     def server(self) -> str:
@@ -165,6 +171,21 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--idle-connections", type=int, help="idle: connections (10,000; quick: 1,000)"
     )
     parser.add_argument("--idle-window", type=float, help="idle: CPU window (60 s; quick: 20)")
+    parser.add_argument(
+        "--idle-code",
+        default="",
+        help="idle: also run `realtime` from these checkouts, LABEL=PATH[,LABEL=PATH] (A/B)",
+    )
+    parser.add_argument(
+        "--idle-profile",
+        action="store_true",
+        help="idle: cProfile the server over the window (inflates its CPU figure)",
+    )
+    parser.add_argument(
+        "--idle-server-pings",
+        action="store_true",
+        help="idle: also run `realtime` with the ASGI server's own WebSocket pings on",
+    )
     parser.add_argument("--redis-url", default=redis_url_from_env())
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -174,6 +195,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {unknown}; choose from {', '.join(TARGETS)}")
+    if "asgi-floor" in targets and not args.idle_scenario:
+        parser.error("the asgi-floor target is for --idle-scenario only")
     if args.messages is not None and args.messages < 1:
         parser.error("--messages must be at least 1")
     if args.rate <= 0 or args.repeat < 1 or args.client_procs < 1 or args.concurrency < 1:
@@ -216,7 +239,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
         idle_scenario=args.idle_scenario,
         idle_connections=args.idle_connections or (1000 if quick else 10_000),
         idle_window=args.idle_window or (20.0 if quick else 60.0),
+        idle_code=_idle_code(parser, args.idle_code),
+        idle_profile=args.idle_profile,
+        idle_server_pings=args.idle_server_pings,
     )
+
+
+def _idle_code(parser: argparse.ArgumentParser, text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        label, _, path = item.partition("=")
+        if not path or not (Path(path) / "realtime" / "__init__.py").exists():
+            parser.error(f"--idle-code: {item!r} is not LABEL=PATH of a checkout with realtime/")
+        pairs.append((label, str(Path(path).resolve())))
+    return tuple(pairs)
 
 
 def _choices(

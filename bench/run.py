@@ -132,10 +132,7 @@ async def main_idle(opts: Options) -> int:
     """The idle scenario only (``--idle-scenario``): run it, print its table."""
     from bench.idle import format_idle, run_idles
 
-    setup = (
-        f"{opts.idle_connections:,} connections on one node, {opts.idle_window:g} s window, "
-        "default heartbeats"
-    )
+    setup = f"{opts.idle_connections:,} connections on one node, {opts.idle_window:g} s window"
     return await _main_scenario(
         opts, "idle", "Idle connections", setup, run_idles, lambda rows: format_idle(rows, opts)
     )

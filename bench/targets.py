@@ -46,6 +46,8 @@ class Target:
     tokens: bool = False
     #: Clients offer ``realtime.batch`` and unpack ``batch`` frames (docs/protocol.md).
     batch: bool = False
+    #: The server's own WebSocket pings stay on (an application without a heartbeat).
+    server_pings: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -54,13 +56,19 @@ class Target:
         return f"ws://127.0.0.1:{port}{self.ws_path}"
 
     def server_command(
-        self, port: int, prefix: str, redis_url: str, server: str = "daphne"
+        self,
+        port: int,
+        prefix: str,
+        redis_url: str,
+        server: str = "daphne",
+        server_pings: bool | None = None,
     ) -> list[str]:
         """The argv of one node listening on 127.0.0.1:``port``.
 
         ``server`` picks the ASGI server of the Django targets: ``daphne`` (what the issue
         compares) or ``uvicorn`` (its ``websockets-sansio`` implementation, to see how much of
-        a target's cost is the server's).
+        a target's cost is the server's). The server's own WebSocket pings are off for
+        realtime's targets, as docs/deployment.md runs them, unless ``server_pings``.
         """
         if self.asgi is None:
             return [
@@ -74,6 +82,9 @@ class Target:
                 "--channel",
                 f"{prefix}:{TOPIC}",
             ]
+        # by default the server's own pings stay on only where the application has no
+        # heartbeat (``server_pings`` decides otherwise)
+        pings = self.server_pings if server_pings is None else server_pings
         if server == "uvicorn":
             options = [
                 "--ws-per-message-deflate",
@@ -85,8 +96,8 @@ class Target:
                 "--timeout-graceful-shutdown",
                 "2",
             ]
-            return asgi_command(server, port, self.asgi, options)
-        return asgi_command(server, port, self.asgi)
+            return asgi_command(server, port, self.asgi, options, server_pings=pings)
+        return asgi_command(server, port, self.asgi, server_pings=pings)
 
     def process_env(self) -> dict[str, str]:
         """Variables this target's server and publisher need on top of the common ones."""
@@ -132,6 +143,7 @@ def _channels(layer: str, description: str) -> Target:
         publisher="channels",
         settings="bench.plain_channels.settings",
         asgi="bench.plain_channels.asgi:application",
+        server_pings=True,
         env={"BENCH_LAYER": layer},
     )
 
@@ -189,6 +201,14 @@ _ALL = (
     _durable("realtime-durable-pg", "PostgreSQL", "postgresql"),
     _channels("core", "channels_redis RedisChannelLayer"),
     _channels("pubsub", "RedisPubSubChannelLayer"),
+    Target(
+        name="asgi-floor",
+        description="idle scenario only: an ASGI app that holds sockets and sends nothing",
+        protocol="plain",
+        ws_path="/",
+        publisher="none",
+        asgi="bench.asgi_floor:application",
+    ),
     Target(
         name="bare",
         description="ceiling: bare websockets server + Redis pub/sub, websockets.broadcast",

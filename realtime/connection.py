@@ -47,6 +47,8 @@ __all__ = ["Connection", "Hooks", "State", "TokenBucket", "Transport", "check_su
 
 logger = logging.getLogger("realtime.connection")
 
+_SLOW_DOWN = "Too many frames; slow down and reconnect."
+
 
 class State(enum.Enum):
     AWAITING_AUTH = "awaiting_auth"
@@ -68,6 +70,37 @@ class Transport(Protocol):
 class Connection:
     """One client on any transport. Created by the transport, which then calls
     :meth:`authenticated` (or lets the client send ``auth``) and :meth:`handle_text`."""
+
+    # Thousands of these live in a process, most of them idle: no instance dict, and what
+    # only some connections use (client messages) is made on first use.
+    __slots__ = (
+        "_bucket",
+        "_client_messages",
+        "_heartbeat",
+        "_named",
+        "_node",
+        "_timers",
+        "acks",
+        "address",
+        "anonymous_scope",
+        "client",
+        "config",
+        "connected_at",
+        "heartbeat",
+        "hooks",
+        "id",
+        "last_seen",
+        "messages_in",
+        "messages_out",
+        "register",
+        "state",
+        "subscriptions",
+        "token_expiry",
+        "transport",
+        "transport_name",
+        "user",
+        "user_agent",
+    )
 
     def __init__(
         self,
@@ -107,14 +140,33 @@ class Connection:
         # long-poll has no ack frames of its own: a cursor past a message acknowledges it
         longpoll = transport_name == "longpoll"
         self.acks = AckTracker(self, self.send, config, hooks=hooks, cursor_acks=longpoll)
-        self.client_messages = ClientMessages(
-            hooks,
-            config,
-            scope=lambda: self.dedup_scope,
-            send=self.send,
-            spawn=self._timers.spawn,
-            fail=lambda: self._close_for(CloseCode.SERVER_ERROR),
-        )
+        self._client_messages: ClientMessages | None = None
+        # for entry(): the user with its id and name, the hub's node name
+        self._named: tuple[Any, Any, str] | None = None
+        self._node = ""
+
+    @property
+    def client_messages(self) -> ClientMessages:
+        """The client messages (``send`` frames) of this connection, made by the first one."""
+        if self._client_messages is None:
+            self._client_messages = ClientMessages(
+                self.hooks,
+                self.config,
+                scope=self._dedup_scope,
+                send=self.send,
+                spawn=self._timers.spawn,
+                fail=self._server_error,
+            )
+        return self._client_messages
+
+    def _dedup_scope(self) -> str:
+        return self.dedup_scope
+
+    def _server_error(self) -> None:
+        self._close_for(CloseCode.SERVER_ERROR)
+
+    def _last_seen(self) -> float:
+        return self.last_seen
 
     @property
     def pending(self) -> dict[str, PendingAck]:
@@ -142,6 +194,7 @@ class Connection:
         self.state = State.OPEN
         self._timers.cancel("auth")
         hub = get_hub()
+        self._node = hub.node
         self.address = await hub.address()
         self.id = f"{self.id}@{self.address}"
         if self.register:
@@ -150,7 +203,7 @@ class Connection:
         if welcome:
             self._welcome()
         if self.heartbeat:
-            self._heartbeat.start(lambda: self.last_seen)
+            self._heartbeat.start(self._last_seen)
         connection_opened.send(sender=type(self), connection=self)
         await notify(self.hooks, "on_connect")
 
@@ -183,6 +236,12 @@ class Connection:
         (see :func:`check_subscribe`, :func:`notify`), except ``authenticate`` (4011)."""
         self.last_seen = time.monotonic()
         self.messages_in += 1
+        if text == protocol.PONG and self.state is State.OPEN:
+            # the heartbeat's answer, most of an idle connection's frames: its arrival is all
+            # it does; charged as parsing it would be, nothing else to do
+            if not self._bucket.take():
+                self.close(RateLimited(_SLOW_DOWN))
+            return
         kind = ""
         try:
             frame = await self._admit(text)
@@ -221,7 +280,7 @@ class Connection:
 
     def _charge(self) -> None:
         if not self._bucket.take():
-            raise RateLimited("Too many frames; slow down and reconnect.")
+            raise RateLimited(_SLOW_DOWN)
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         kind = frame["type"]
@@ -343,13 +402,20 @@ class Connection:
 
     def entry(self) -> Entry:
         """This connection as the registry shows it."""
+        # the refresher rewrites an idle connection's entry after each pong: what only
+        # changes with the user (a lazy object, a lookup per attribute) is kept meanwhile
+        named = self._named
+        if named is None or named[0] is not self.user:
+            user_id = _user_id(self.user)
+            username = self.user.get_username() if user_id is not None else ""
+            named = self._named = (self.user, user_id, username)
         return Entry(
             id=self.id,
-            node=get_hub().node,
+            node=self._node or get_hub().node,
             address=self.address,
             transport=self.transport_name,
-            user_id=_user_id(self.user),
-            username=self.user.get_username() if _user_id(self.user) is not None else "",
+            user_id=named[1],
+            username=named[2],
             topics=sorted(self.subscriptions),
             client=self.client,
             user_agent=self.user_agent,

@@ -236,6 +236,9 @@ def message_frame(
 # ---- server frames -------------------------------------------------------------------------
 
 PING = '{"type":"ping"}'
+#: The answer to it as the bundled client (``JSON.stringify``) writes it: what most frames of
+#: an idle connection are, so the connection recognizes it without parsing.
+PONG = '{"type":"pong"}'
 
 
 class ErrorBody(TypedDict):

@@ -22,6 +22,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
+from bench.asgi_servers import server_command
 from realtime.backends import get_registry
 from realtime.drain import CLOSE_GRACE
 from realtime.publishing import aget_cursors
@@ -371,3 +372,18 @@ def test_the_supervisor_program_waits_out_the_drain_and_runs_the_documented_daph
     ]
     assert [["daphne", *command[1:]] for command in commands] == daphne_commands()
     assert all(command[0].endswith("/daphne") for command in commands)
+
+
+@pytest.mark.parametrize("name", ["daphne", "uvicorn"])
+def test_the_tests_nodes_run_the_documented_commands_without_the_servers_own_pings(name):
+    # docs/deployment.md: realtime's heartbeat finds dead sockets, so the server's WebSocket
+    # ping (every 20 s by default, on every socket) is turned off; the nodes of the tests,
+    # whose heartbeat tests then prove it enough, run exactly these commands
+    for line in documented(name).strip().splitlines():
+        words = shlex.split(line)
+        port, application = (
+            int(words[words.index("-p" if name == "daphne" else "--port") + 1]),
+            words[-1],
+        )
+        assert server_command(name, port, application)[2:] == words
+        assert ("--ping-interval" if name == "daphne" else "--ws-ping-interval") in words

@@ -86,7 +86,9 @@ class WebSocketTransport:
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._queue: collections.deque[Message] = collections.deque()
+        # frames waiting behind a blocked send or for the end of a batching turn; made when
+        # one waits (most sockets never have one: a send that does not block goes out at once)
+        self._queue: collections.deque[Message] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] | None = None  # made by the first release
         self._closing = False
@@ -107,7 +109,7 @@ class WebSocketTransport:
     @property
     def backlog(self) -> int:
         """How many messages wait for the socket (behind a send it has not finished)."""
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     # ---- the client's side -----------------------------------------------------------------
 
@@ -203,10 +205,11 @@ class WebSocketTransport:
         closed with 4503 (it resumes from its cursors, so nothing is lost)."""
         if self._closing:
             return
-        if len(self._queue) >= self.connection.config.outbound_queue_size:
+        queue = self._queue
+        if queue is not None and len(queue) >= self.connection.config.outbound_queue_size:
             # The socket is not draining: drop the backlog and close past it. The client
             # recovers everything from the log when it resumes with its cursors.
-            self._queue.clear()
+            queue.clear()
             self._closing = True
             if self._writer is not None:
                 self._writer.cancel()
@@ -215,14 +218,14 @@ class WebSocketTransport:
                 "code": int(CloseCode.SLOW_CONSUMER),
                 "reason": "slow",
             }
-            self._queue.append(close)
+            queue.append(close)
             self._pump()
             self._release(CloseCode.SLOW_CONSUMER)
             return
-        self._queue.append({"type": "websocket.send", "text": text})
+        queue = self._push({"type": "websocket.send", "text": text})
         if self._writer is not None:
             return  # sent (batched, for a batching client) once the blocked send finishes
-        if not self._batching or len(self._queue) >= protocol.MAX_BATCH_FRAMES:
+        if not self._batching or len(queue) >= protocol.MAX_BATCH_FRAMES:
             self._pump()
         elif not self._flush:
             # at the end of this turn of the loop: a fan-out of several messages (a hub that
@@ -243,10 +246,10 @@ class WebSocketTransport:
             # daphne sends no close reason, and this one is for the user ("disconnected by an
             # operator"): say it in a last `close` frame, as an SSE stream's last event does.
             frame = protocol.close_frame(code, reason)
-            self._queue.append({"type": "websocket.send", "text": frame})
+            self._push({"type": "websocket.send", "text": frame})
         # int(): autobahn refuses a close code that is not exactly an int
         reason = protocol.close_reason(reason)
-        self._queue.append({"type": "websocket.close", "code": int(code), "reason": reason})
+        self._push({"type": "websocket.close", "code": int(code), "reason": reason})
         self._closing = True
         if self._writer is None:
             self._pump()
@@ -264,10 +267,11 @@ class WebSocketTransport:
                 return
         self._writer = None
         self._flush = False  # sending now: whatever the flush would have sent goes too
-        while self._queue:
-            message = self._queue.popleft()
-            if self._batching and len(self._queue) and message["type"] == "websocket.send":
-                message = _gather(message, self._queue)
+        queue = self._queue
+        while queue:
+            message = queue.popleft()
+            if self._batching and len(queue) and message["type"] == "websocket.send":
+                message = _gather(message, queue)
             try:
                 task = _eager.start(self._send(message))
             except _FRAME_ERRORS:
@@ -282,6 +286,14 @@ class WebSocketTransport:
                 self._writer = task
                 task.add_done_callback(self._pump)
                 return
+        self._queue = None
+
+    def _push(self, message: Message) -> collections.deque[Message]:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        queue.append(message)
+        return queue
 
     def flush_due(self) -> None:
         """The end of the turn this batching client's frames waited for: send them."""
@@ -294,7 +306,7 @@ class WebSocketTransport:
         cursors."""
         # a client that went away mid-send: a network event, not a fault of the server
         logger.info("Sending on a WebSocket failed (%r); closing it", error)
-        self._queue.clear()
+        self._queue = None
         self._writer = None
         if self._closing:
             return
