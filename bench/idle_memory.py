@@ -18,6 +18,7 @@ import secrets
 import tracemalloc
 
 from bench._common import raise_fd_limit, redis_url_from_env, require_loopback_redis
+from bench.nodes import cleanup_redis
 
 
 async def measure(count: int, top: int) -> None:
@@ -81,8 +82,6 @@ def main() -> None:
     try:
         asyncio.run(measure(args.connections, args.top))
     finally:
-        from bench.run import cleanup_redis
-
         cleanup_redis(url, prefix)
 
 

@@ -59,6 +59,7 @@ from bench.httpclients import make_http_client
 from bench.recording import HandshakeError, Receiver, Stats
 
 REALTIME_SUBPROTOCOL = Subprotocol("realtime.v1")
+BATCH_SUBPROTOCOL = "realtime.batch"
 #: Close codes after which the realtime client reconnects and resumes (docs/protocol.md).
 RESUMABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 4408, 4503})
 MAX_RECONNECTS = 3
@@ -100,8 +101,10 @@ class Client(Receiver):
         open_timeout: float,
         ack_batch_s: float = 0.0,
         token: str | None = None,
+        batch: bool = False,
     ) -> None:
         super().__init__(messages, stats)
+        self.batch = batch
         self.ack_batch_s = ack_batch_s
         self.token = token
         self._acks: list[str] = []
@@ -128,6 +131,8 @@ class Client(Receiver):
         if self.token is not None and protocols is not None:
             # a non-browser client: no Origin, the token in the subprotocol
             protocols.append(Subprotocol(f"realtime.token.{self.token}"))
+        if self.batch and protocols is not None:
+            protocols.append(Subprotocol(BATCH_SUBPROTOCOL))
         try:
             self.ws = await connect(
                 self.url,
@@ -160,22 +165,38 @@ class Client(Receiver):
             raise Refused(float(welcome["retry_after_ms"]) / 1000)
         if welcome.get("type") != "welcome":
             raise HandshakeError(f"expected welcome, got {str(welcome)[:160]}")
+        if self.batch and not welcome.get("batch"):
+            raise HandshakeError("batch frames asked for and not confirmed by welcome")
+        pending: list[dict[str, Any]] = []
         subscribe: dict[str, Any] = {"type": "subscribe", "topic": TOPIC}
         if self.cursor is not None:
             subscribe["cursor"] = self.cursor
         await ws.send(json.dumps(subscribe))
         for _ in range(10_000):  # replayed messages may come first; bounded all the same
-            raw = await ws.recv()
-            frame = json.loads(raw)
+            if not pending:
+                pending = self._unpack(json.loads(await ws.recv()))
+            frame = pending.pop(0)
             kind = frame.get("type")
             if kind == "subscribed":
                 if self.cursor is None:
                     self.cursor = {"epoch": frame.get("epoch"), "offset": frame.get("offset")}
+                now = time.time()
+                for after in pending:  # live messages batched with the `subscribed`
+                    await self._on_realtime_frame(ws, after, now)
                 return
             if kind == "error":
                 raise HandshakeError(f"subscribe refused: {str(frame)[:160]}")
             await self._on_realtime_frame(ws, frame, time.time())
         raise HandshakeError("no subscribed frame after 10,000 frames")
+
+    def _unpack(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
+        """The frames of a ``batch`` frame; any other frame alone."""
+        if frame.get("type") != "batch":
+            return [frame]
+        self.stats.batch_frames += 1
+        frames: list[dict[str, Any]] = frame.get("frames") or []
+        self.stats.batched += len(frames)
+        return frames
 
     async def _on_realtime_frame(
         self, ws: ClientConnection, frame: dict[str, Any], now: float
@@ -234,7 +255,9 @@ class Client(Receiver):
             try:
                 if self.protocol == "realtime":
                     async for raw in ws:
-                        await self._on_realtime_frame(ws, json.loads(raw), time.time())
+                        now = time.time()
+                        for frame in self._unpack(json.loads(raw)):
+                            await self._on_realtime_frame(ws, frame, now)
                 else:
                     async for raw in ws:
                         self._record(json.loads(raw), time.time())
@@ -300,6 +323,7 @@ def make_client(
     open_timeout: float,
     ack_batch_s: float = 0.0,
     token: str | None = None,
+    batch: bool = False,
 ) -> Any:
     """Client number ``index`` (counted over all workers) for ``protocol``.
 
@@ -309,7 +333,7 @@ def make_client(
     if protocol in HTTP_PROTOCOLS:
         return make_http_client(protocol, urls, index, messages, stats, open_timeout)
     url = urls[index % len(urls)]
-    return Client(url, protocol, messages, stats, open_timeout, ack_batch_s, token)
+    return Client(url, protocol, messages, stats, open_timeout, ack_batch_s, token, batch)
 
 
 async def run_worker(args: argparse.Namespace) -> None:
@@ -334,6 +358,7 @@ async def run_worker(args: argparse.Namespace) -> None:
             30.0,
             batch_s,
             tokens[i] if tokens else None,
+            args.batch,
         )
         for i in range(args.count)
     ]
@@ -452,6 +477,8 @@ async def run_worker(args: argparse.Namespace) -> None:
         tcp_connects=stats.tcp_connects,
         ack_frames=stats.ack_frames,
         ack_ids=stats.ack_ids,
+        batch_frames=stats.batch_frames,
+        batched=stats.batched,
         refused=stats.refused,
         closed=dict(stats.closed),
         errors=dict(stats.errors.most_common(5)),
@@ -522,6 +549,11 @@ def main() -> None:
         type=float,
         default=0.0,
         help="realtime: gather ACKs this long into one frame (0: one frame per message)",
+    )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="realtime: offer realtime.batch and unpack batch frames (docs/protocol.md)",
     )
     parser.add_argument("--handshake-timeout", type=float, default=30.0)
     parser.add_argument("--tokens", help="JSON list of tokens, one per client (bench.tokens)")

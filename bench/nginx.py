@@ -18,7 +18,7 @@ NGINX = os.environ.get("RT_NGINX", "/usr/sbin/nginx")
 DEPLOYMENT = REPO_ROOT / "docs" / "deployment.md"
 #: The site's name in the documented configuration, and the two nodes it lists.
 DOCUMENTED_HOST = "shop.example.com"
-DOCUMENTED_NODES = ("server 127.0.0.1:8001;", "server 127.0.0.1:8002;")
+DOCUMENTED_NODES = ("server 127.0.0.1:8001 ", "server 127.0.0.1:8002 ")
 
 # What nginx's own /etc/nginx/nginx.conf would hold, with every path in ``{dir}``; the
 # documented file is included in the http block, as Debian includes conf.d/*.conf. The access
@@ -75,7 +75,7 @@ def site_config(
     if len(nodes) != len(DOCUMENTED_NODES):
         raise ValueError(f"the documented upstream has {len(DOCUMENTED_NODES)} nodes")
     replacements = {
-        old: f"server 127.0.0.1:{port};" for old, port in zip(DOCUMENTED_NODES, nodes, strict=True)
+        old: f"server 127.0.0.1:{port} " for old, port in zip(DOCUMENTED_NODES, nodes, strict=True)
     }
     replacements["listen 80;"] = f"listen 127.0.0.1:{http};"
     if tls is not None:

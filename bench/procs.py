@@ -152,8 +152,10 @@ class Children:
         argv: list[str],
         env: dict[str, str] | None = None,
         pipes: bool = False,
+        cwd: Path | None = None,
     ) -> Child:
-        """Start ``argv`` from the repository root; its output goes to ``<log_dir>/<name>.log``.
+        """Start ``argv`` from the repository root (or ``cwd``: the first place Python imports
+        from); its output goes to ``<log_dir>/<name>.log``.
 
         With ``pipes``, stdout and stdin are pipes for JSON lines and only stderr is logged.
         """
@@ -162,7 +164,7 @@ class Children:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                cwd=REPO_ROOT,
+                cwd=cwd or REPO_ROOT,
                 env={**self.base_env, **(env or {})},
                 stdin=asyncio.subprocess.PIPE if pipes else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if pipes else log,

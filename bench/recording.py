@@ -36,6 +36,9 @@ class Stats:
         # ``ack: true`` messages: ack frames sent and the ids they carried
         self.ack_frames = 0
         self.ack_ids = 0
+        # `batch` frames received (realtime-batch) and the frames they held
+        self.batch_frames = 0
+        self.batched = 0
         # handshakes the server answered "try again later" (admission, drain)
         self.refused = 0
 

@@ -46,6 +46,8 @@ NUMERIC_FIELDS = (
     "publish_call_p99_ms",
     "ack_frames",
     "ack_ids",
+    "batch_frames",
+    "batched",
 )
 CENSORED_FIELDS = ("p50_censored", "p90_censored", "p99_censored")
 

@@ -5,10 +5,13 @@ SIGTERM, is started again once it exited, then node B the same. Run once with a 
 the messages lost and received twice over all clients, and the peak of reconnects per second
 the surviving node saw (one-second buckets) while the other restarted.
 
-Direct, without nginx: the clients (``bench.rolling_clients``) play the load balancer, sending
-a reconnect to the node that is in rotation (the orchestrator takes a node out when it sends it
-SIGTERM and puts it back once its replacement answers), as a load balancer checking
-``realtime/ready/`` does. Loopback only; every wait bounded."""
+Direct (``--via direct``, the default), the clients (``bench.rolling_clients``) play the load
+balancer, sending a reconnect to the node that is in rotation (the orchestrator takes a node
+out when it sends it SIGTERM and puts it back once its replacement answers), as a load
+balancer checking ``realtime/ready/`` does. ``--via nginx``: the clients connect to
+docs/deployment.md's nginx configuration in front of the two nodes (bench/nginx.py, plain
+HTTP), which passes a refused handshake on to the other node and skips a stopped one.
+tests/test_rolling.py runs it through nginx. Loopback only; every wait bounded."""
 
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import redis_url_from_env, require_loopback_redis
+from bench.nodes import cleanup_redis, free_ports, run_env, wait_ready
 from bench.procs import Child, Children
+from bench.scenario import start_nginx
 from bench.targets import TARGETS
 
 MAX_CLIENTS = 5000
@@ -62,8 +67,6 @@ async def restart(
 ) -> tuple[float, float]:
     """SIGTERM node ``index``, wait until it exits, start it again; return when the SIGTERM
     was sent and when the new node answered."""
-    from bench.run import wait_ready
-
     target = TARGETS["realtime"]
     node = servers[index]
     sent = time.time()
@@ -78,39 +81,40 @@ async def restart(
 
 
 async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> dict[str, Any]:
-    from bench.run import _free_ports, base_env, cleanup_redis
-
     target = TARGETS["realtime"]
     prefix = f"bench-{secrets.token_hex(5)}"
     run_dir = log_root / f"rolling-{window:g}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **base_env(opts.redis_url),
-        **target.process_env(),
-        "BENCH_PREFIX": prefix,
-        "BENCH_DB": str(run_dir / "db.sqlite3"),
-    }
+    env = run_env(opts.redis_url, target, prefix, run_dir)
     if window > 0:
         env["BENCH_DRAIN_WINDOW"] = str(window)
     children = Children(run_dir, env)
-    row: dict[str, Any] = {"window": window, "clients": opts.clients, "rate": opts.rate}
+    proxy = None
+    row: dict[str, Any] = {
+        "window": window,
+        "clients": opts.clients,
+        "rate": opts.rate,
+        "via": opts.via,
+    }
     try:
-        ports = _free_ports(2)
+        ports = free_ports(2)
         servers = [
             await children.start(f"server{i}", server_command(port, run_dir / f"access-{port}.log"))
             for i, port in enumerate(ports)
         ]
-        from bench.run import wait_ready
-
         for server, port in zip(servers, ports, strict=True):
             await wait_ready(server, port, target, 60.0)
         urls = [target.url(port) for port in ports]
+        if opts.via == "nginx":
+            proxy, site = await start_nginx(ports, run_dir, opts.clients)
+            urls = [target.url(site)]  # one address: nginx chooses the node
         workers = []
         share = -(-opts.clients // opts.client_procs)
         for i, offset in enumerate(range(0, opts.clients, share)):
             count = min(share, opts.clients - offset)
             argv = [sys.executable, "-m", "bench.rolling_clients", "--urls", *urls]
             argv += ["--count", str(count), "--offset", str(offset)]
+            argv += ["--max-wait", str(opts.max_wait)]
             workers.append(await children.start(f"client{i}", argv, pipes=True))
         await asyncio.gather(*(w.read_event("ready", 60 + opts.clients / 20) for w in workers))
         messages = int(opts.rate * opts.duration)
@@ -155,6 +159,8 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
         row["peak_reconnects_per_s"] = max(peaks)
     finally:
         await children.stop_all()
+        if proxy is not None:
+            await asyncio.to_thread(proxy.stop)
         cleanup_redis(opts.redis_url, prefix)
     return row
 
@@ -173,6 +179,24 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_rolling.py builds its options with it too)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--window", type=float, default=10.0, help="DRAIN_WINDOW of the run")
+    parser.add_argument(
+        "--duration", type=float, default=45.0, help="seconds of publishing (rate x this)"
+    )
+    parser.add_argument("--via", choices=("direct", "nginx"), default="direct")
+    parser.add_argument("--max-wait", type=float, default=120.0, help="clients' catch-up, s")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="print reconnects per second")
+    parser.add_argument("--redis-url", default=redis_url_from_env())
+    return parser
+
+
 async def main(opts: argparse.Namespace) -> None:
     log_root = Path(tempfile.mkdtemp(prefix="bench-rolling-"))
     rows = []
@@ -184,18 +208,7 @@ async def main(opts: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--client-procs", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=50.0)
-    parser.add_argument("--window", type=float, default=10.0, help="DRAIN_WINDOW of the run")
-    parser.add_argument(
-        "--duration", type=float, default=45.0, help="seconds of publishing (rate x this)"
-    )
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--verbose", action="store_true", help="print reconnects per second")
-    parser.add_argument("--redis-url", default=redis_url_from_env())
-    options = parser.parse_args()
+    options = parser().parse_args()
     if not 0 < options.clients <= MAX_CLIENTS:
         raise SystemExit(f"--clients: 1 to {MAX_CLIENTS}")
     require_loopback_redis(options.redis_url)

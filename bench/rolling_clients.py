@@ -3,9 +3,10 @@
 Each client follows the topic ``bench`` over WebSocket as the JS client does: it resumes from
 its cursor after every break; after a close with 4012 (service restart, a draining node) or
 1012 it reconnects within a random delay under 1 s, after any other break or a refused
-handshake after a full-jitter backoff (0.5 s doubling up to 20 s). Where it reconnects plays
-the load balancer: to a node the orchestrator says is in rotation (``{"up": [bool, bool]}`` on
-stdin), the other node first.
+handshake after a full-jitter backoff (0.5 s doubling up to 20 s). Given two node URLs,
+where it reconnects plays the load balancer: to a node the orchestrator says is in rotation
+(``{"up": [bool, bool]}`` on stdin), the other node first; given one URL (a load balancer's:
+``bench.rolling --via nginx``), always to it.
 
 Protocol on stdout (JSON lines): ``{"event": "ready"}`` once every client is subscribed, then,
 after ``{"total": M}`` on stdin and once every client holds offset M (or ``--max-wait``
@@ -48,7 +49,10 @@ class World:
         self.changed = asyncio.Event()
 
     def route(self, previous: int) -> int:
-        """The node a new connection goes to: the other one if it is in rotation."""
+        """The node a new connection goes to: the other one if it is in rotation (with one
+        URL, a load balancer's, always that one)."""
+        if len(self.urls) == 1:
+            return 0
         other = 1 - previous
         return other if self.up[other] or not self.up[previous] else previous
 
@@ -156,7 +160,7 @@ async def main(args: argparse.Namespace) -> None:
         if not line:
             break
         command = json.loads(line)
-        if "up" in command:
+        if "up" in command and len(command["up"]) == len(world.urls):
             world.up = [bool(up) for up in command["up"]]
         if "total" in command:
             world.total = int(command["total"])

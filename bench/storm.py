@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import median
+from bench.nodes import cleanup_redis, free_ports, merge_counts, run_env, split, start_nodes
 from bench.procs import ChildFailed, Children
 from bench.targets import TARGETS
 
@@ -50,12 +51,10 @@ def _commandstats(url: str) -> dict[str, int]:
 
 async def _private_redis(children: Children) -> str | None:
     """Start a redis-server on a free loopback port; its URL, or None without the binary."""
-    from bench.run import _free_ports
-
     binary = shutil.which("redis-server")
     if binary is None:
         return None
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
     child = await children.start("redis", [*argv, "no", "--maxclients", "20000"])
     url = f"redis://127.0.0.1:{port}/0"
@@ -72,8 +71,6 @@ async def _private_redis(children: Children) -> str | None:
 
 async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dict[str, Any]:
     """One storm run; a flat row (``error`` set if it failed)."""
-    from bench.run import _free_ports, _merge_counts, _split, base_env, cleanup_redis, wait_ready
-
     target = TARGETS["realtime"]
     conns, messages = opts.storm_connections, opts.storm_messages
     prefix = f"bench-{secrets.token_hex(5)}"
@@ -92,24 +89,15 @@ async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dic
         private = await _private_redis(children)
         redis_url = private or redis_url
         row["private_redis"] = private is not None
-        env = {
-            **base_env(redis_url),
-            **target.process_env(),
-            "BENCH_PREFIX": prefix,
-            "BENCH_DB": str(run_dir / "db.sqlite3"),
-            "BENCH_UNSHARED_READS": "1" if variant == "unshared" else "0",
-        }
+        env = run_env(redis_url, target, prefix, run_dir)
+        env["BENCH_UNSHARED_READS"] = "1" if variant == "unshared" else "0"
         if variant == "admission":
             env["BENCH_ADMISSION_RATE"] = str(opts.storm_admission)
         children.base_env = env
-        (port,) = _free_ports(1)
-        server = await children.start(
-            "server0", target.server_command(port, prefix, redis_url, opts.server)
-        )
-        await wait_ready(server, port, target, 60.0)
+        _, (port,) = await start_nodes(children, target, 1, prefix, redis_url, opts.server)
         workers = []
         offset = 0
-        for i, count in enumerate(c for c in _split(conns, opts.client_procs) if c > 0):
+        for i, count in enumerate(c for c in split(conns, opts.client_procs) if c > 0):
             argv = [sys.executable, "-m", "bench.loadgen", "--urls", target.url(port)]
             argv += ["--protocol", "realtime", "--count", str(count), "--offset", str(offset)]
             argv += ["--messages", str(messages), "--concurrency", str(opts.concurrency)]
@@ -167,8 +155,8 @@ async def run_storm(opts: Any, variant: str, repeat: int, log_root: Path) -> dic
         # during the storm, so the rest are log reads
         log_reads=diff.get("eval", 0) + diff.get("evalsha", 0) - appends,
         appends_during=appends,
-        closed=_merge_counts(r["closed"] for r in results),
-        client_errors=_merge_counts(r["errors"] for r in results),
+        closed=merge_counts(r["closed"] for r in results),
+        client_errors=merge_counts(r["errors"] for r in results),
         # handshakes answered "try again later", fresh and during the storm
         refused_fresh=sum(int(r.get("refused", 0)) for r in readies),
         refused=sum(int(r.get("refused", 0)) for r in results)

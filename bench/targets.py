@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from bench._common import TOPIC
 from bench.asgi_servers import server_command as asgi_command
+
+#: The HTTP transports' clients are anonymous and all come from 127.0.0.1, and anonymous
+#: callers share their address's rate-limit bucket (docs/security.md): their servers raise
+#: ``RATE``/``BURST`` out of the way (bench/realtime_app/settings.py).
+HTTP_CLIENTS_ENV = {"BENCH_UNLIMITED_REQUESTS": "1"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class Target:
     #: Clients authenticate with a token each (a user of their own, bench/tokens.py), in the
     #: ``realtime.token.<token>`` subprotocol, without Origin: a non-browser client.
     tokens: bool = False
+    #: Clients offer ``realtime.batch`` and unpack ``batch`` frames (docs/protocol.md).
+    batch: bool = False
+    #: The server's own WebSocket pings stay on (an application without a heartbeat).
+    server_pings: bool = False
 
     def url(self, port: int) -> str:
         """Where the load clients of one node on 127.0.0.1:``port`` connect."""
@@ -47,13 +56,19 @@ class Target:
         return f"ws://127.0.0.1:{port}{self.ws_path}"
 
     def server_command(
-        self, port: int, prefix: str, redis_url: str, server: str = "daphne"
+        self,
+        port: int,
+        prefix: str,
+        redis_url: str,
+        server: str = "daphne",
+        server_pings: bool | None = None,
     ) -> list[str]:
         """The argv of one node listening on 127.0.0.1:``port``.
 
         ``server`` picks the ASGI server of the Django targets: ``daphne`` (what the issue
         compares) or ``uvicorn`` (its ``websockets-sansio`` implementation, to see how much of
-        a target's cost is the server's).
+        a target's cost is the server's). The server's own WebSocket pings are off for
+        realtime's targets, as docs/deployment.md runs them, unless ``server_pings``.
         """
         if self.asgi is None:
             return [
@@ -67,6 +82,9 @@ class Target:
                 "--channel",
                 f"{prefix}:{TOPIC}",
             ]
+        # by default the server's own pings stay on only where the application has no
+        # heartbeat (``server_pings`` decides otherwise)
+        pings = self.server_pings if server_pings is None else server_pings
         if server == "uvicorn":
             options = [
                 "--ws-per-message-deflate",
@@ -78,8 +96,8 @@ class Target:
                 "--timeout-graceful-shutdown",
                 "2",
             ]
-            return _profiled(asgi_command(server, port, self.asgi, options), self.name, port)
-        return _profiled(asgi_command(server, port, self.asgi), self.name, port)
+            return asgi_command(server, port, self.asgi, options, server_pings=pings)
+        return asgi_command(server, port, self.asgi, server_pings=pings)
 
     def process_env(self) -> dict[str, str]:
         """Variables this target's server and publisher need on top of the common ones."""
@@ -89,139 +107,117 @@ class Target:
         return env
 
 
-def _profiled(argv: list[str], name: str, port: int) -> list[str]:
-    """``argv`` (``python -m <server> ...``) run under cProfile by :mod:`bench.profiled` when
-    ``BENCH_PROFILE`` names a directory: the node writes ``<target>-<server>-<port>.prof``
-    there when it stops."""
-    directory = os.environ.get("BENCH_PROFILE")
-    if not directory:
-        return argv
-    server = argv[2]
-    out = os.path.join(directory, f"{name}-{server}-{port}.prof")
-    return [argv[0], "-m", "bench.profiled", out, *argv[2:]]
+def _realtime(name: str, description: str, **changes: Any) -> Target:
+    """The realtime app (bench/realtime_app) under daphne, on WebSocket unless ``changes``
+    (other :class:`Target` fields) say otherwise; ``description`` says how it differs."""
+    app = Target(
+        name=name,
+        description=description,
+        protocol="realtime",
+        ws_path="/realtime/ws/",
+        publisher="realtime",
+        settings="bench.realtime_app.settings",
+        asgi="bench.realtime_app.asgi:application",
+    )
+    return replace(app, **changes)
 
 
 def _durable(name: str, label: str, database: str) -> Target:
     """The same server as `realtime` with REALTIME["DURABLE"] on: every publish() inserts an
     outbox row, which the publisher's relay (woken on commit) moves into the log."""
-    return Target(
-        name=name,
-        description=f"this app as `realtime`, DURABLE on: published through the outbox, {label}",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    return _realtime(
+        name,
+        f"this app as `realtime`, DURABLE on: published through the outbox, {label}",
         env={"BENCH_DURABLE": "1"},
         database=database,
     )
 
 
-TARGETS: dict[str, Target] = {
-    "realtime": Target(
-        name="realtime",
-        description="this app: realtime.asgi under daphne, RedisPubSubChannelLayer, hub fan-out",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+def _channels(layer: str, description: str) -> Target:
+    """Plain Channels (bench/plain_channels), one group per socket, on the ``layer`` layer."""
+    return Target(
+        name=f"channels-{layer}",
+        description=f"plain Channels, group per socket, {description}, daphne",
+        protocol="plain",
+        ws_path="/ws/",
+        publisher="channels",
+        settings="bench.plain_channels.settings",
+        asgi="bench.plain_channels.asgi:application",
+        server_pings=True,
+        env={"BENCH_LAYER": layer},
+    )
+
+
+_ALL = (
+    _realtime(
+        "realtime", "this app: realtime.asgi under daphne, RedisPubSubChannelLayer, hub fan-out"
+    ),
+    # The same server as `realtime`; the clients take several frames in one when queued.
+    _realtime(
+        "realtime-batch",
+        "this app as `realtime`, clients offer realtime.batch (batch frames)",
+        batch=True,
     ),
     # The same server as `realtime`; the Redis broker instead of the channel layer.
-    "realtime-redis": Target(
-        name="realtime-redis",
-        description="this app as `realtime`, REALTIME['BROKER'] = 'redis' (no channel layer)",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-redis",
+        "this app as `realtime`, REALTIME['BROKER'] = 'redis' (no channel layer)",
         env={"BENCH_BROKER": "redis"},
     ),
     # The same server as `realtime`; only the load clients' transport differs.
-    "realtime-sse": Target(
-        name="realtime-sse",
-        description="this app as `realtime`, clients on Server-Sent Events (realtime/sse/)",
+    _realtime(
+        "realtime-sse",
+        "this app as `realtime`, clients on Server-Sent Events (realtime/sse/)",
         protocol="sse",
-        ws_path="/realtime/ws/",
         http_path=f"/realtime/sse/?topic={TOPIC}",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+        env=HTTP_CLIENTS_ENV,
     ),
-    "realtime-longpoll": Target(
-        name="realtime-longpoll",
-        description="this app as `realtime`, clients long-polling (realtime/poll/)",
+    _realtime(
+        "realtime-longpoll",
+        "this app as `realtime`, clients long-polling (realtime/poll/)",
         protocol="longpoll",
-        ws_path="/realtime/ws/",
         http_path=f"/realtime/poll/?topic={TOPIC}",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+        env=HTTP_CLIENTS_ENV,
     ),
     # The same server as `realtime`; each client brings a token of its own user.
-    "realtime-token": Target(
-        name="realtime-token",
-        description="this app as `realtime`, each client with a token (subprotocol), no Origin",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-token",
+        "this app as `realtime`, each client with a token (subprotocol), no Origin",
         tokens=True,
     ),
     # The same server as `realtime`; every message is published with ack=True.
-    "realtime-ack": Target(
-        name="realtime-ack",
-        description="this app as `realtime`, ack=True, one ack frame per message",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-ack",
+        "this app as `realtime`, ack=True, one ack frame per message",
         publish_ack=True,
     ),
-    "realtime-ack-batch": Target(
-        name="realtime-ack-batch",
-        description="this app as `realtime`, ack=True, acks batched per 20 ms as realtime.js",
-        protocol="realtime",
-        ws_path="/realtime/ws/",
-        publisher="realtime",
-        settings="bench.realtime_app.settings",
-        asgi="bench.realtime_app.asgi:application",
+    _realtime(
+        "realtime-ack-batch",
+        "this app as `realtime`, ack=True, acks batched per 20 ms as realtime.js",
         publish_ack=True,
         ack_batch_ms=20.0,
     ),
-    "realtime-durable": _durable("realtime-durable", "SQLite", "sqlite"),
-    "realtime-durable-pg": _durable("realtime-durable-pg", "PostgreSQL", "postgresql"),
-    "channels-core": Target(
-        name="channels-core",
-        description="plain Channels, group per socket, channels_redis RedisChannelLayer, daphne",
+    _durable("realtime-durable", "SQLite", "sqlite"),
+    _durable("realtime-durable-pg", "PostgreSQL", "postgresql"),
+    _channels("core", "channels_redis RedisChannelLayer"),
+    _channels("pubsub", "RedisPubSubChannelLayer"),
+    Target(
+        name="asgi-floor",
+        description="idle scenario only: an ASGI app that holds sockets and sends nothing",
         protocol="plain",
-        ws_path="/ws/",
-        publisher="channels",
-        settings="bench.plain_channels.settings",
-        asgi="bench.plain_channels.asgi:application",
-        env={"BENCH_LAYER": "core"},
+        ws_path="/",
+        publisher="none",
+        asgi="bench.asgi_floor:application",
     ),
-    "channels-pubsub": Target(
-        name="channels-pubsub",
-        description="plain Channels, group per socket, RedisPubSubChannelLayer, daphne",
-        protocol="plain",
-        ws_path="/ws/",
-        publisher="channels",
-        settings="bench.plain_channels.settings",
-        asgi="bench.plain_channels.asgi:application",
-        env={"BENCH_LAYER": "pubsub"},
-    ),
-    "bare": Target(
+    Target(
         name="bare",
         description="ceiling: bare websockets server + Redis pub/sub, websockets.broadcast",
         protocol="plain",
         ws_path="/",
         publisher="bare",
     ),
-}
+)
+TARGETS: dict[str, Target] = {target.name: target for target in _ALL}
 CHANNELS_TARGETS = ("channels-core", "channels-pubsub")
 #: Targets served by the realtime app (bench/realtime_app), whatever the client transport.
 REALTIME_TARGETS = (

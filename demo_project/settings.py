@@ -10,7 +10,9 @@ all move to Redis, with no other change.
     DEBUG            default: on
     ALLOWED_HOSTS    comma-separated; default: 127.0.0.1,localhost
     DATABASE_URL     default: sqlite:///<project dir>/db.sqlite3
-    REDIS_URL        e.g. redis://127.0.0.1:6379/0; default: unset (in memory, one process)
+    REDIS_URL        e.g. redis://127.0.0.1:6379/0, or a redis+sentinel:// or redis+cluster://
+                     URL (then REALTIME["BROKER"] = "redis"); default: unset (in memory, one
+                     process)
     LOG_LEVEL        level of the realtime and demo loggers; default: INFO
 """
 
@@ -87,7 +89,12 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if REDIS_URL:
+# channels_redis takes redis:// and rediss:// URLs only: with a Sentinel or Cluster URL
+# (redis+sentinel://, redis+cluster://, and their rediss+ forms) the messages between
+# processes go through realtime's own Redis broker, which understands both, and the channel
+# layer stays in memory (nothing else of the demo uses it).
+REDIS_BROKER = (REDIS_URL or "").partition("://")[0].lower().endswith(("+sentinel", "+cluster"))
+if REDIS_URL and not REDIS_BROKER:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -101,6 +108,7 @@ else:
 # CONSUMER: the hooks of every transport (ACKs mark notifications delivered).
 REALTIME = {
     "REDIS_URL": REDIS_URL,
+    "BROKER": "redis" if REDIS_BROKER else "layer",
     "CONSUMER": "demo_project.notifications.consumers.DemoConsumer",
     # Order status changes and notifications are published through the outbox, in the
     # transaction of the change: a crash or a Redis outage at the commit loses none.

@@ -17,18 +17,27 @@ that must answer sooner bound their own wait (``publish()`` by ``PUBLISH_TIMEOUT
 readiness checks by 2 s).
 
 A ``redis+sentinel://`` URL gets a client of the Sentinel service's master with the same pool
-options (:mod:`realtime.redis_sentinel`)."""
+options (:mod:`realtime.redis_sentinel`).
+
+Lua scripts (:class:`Script`) go by their SHA1 digest (``EVALSHA``), not by their text: a
+server that does not hold the script (restarted, flushed with ``SCRIPT FLUSH``, a promoted
+replica, a Cluster node that never ran it) answers ``NOSCRIPT``, and the script is then loaded
+(``SCRIPT LOAD``, on every master of a Cluster) and run again by its digest."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import weakref
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime.redis_cluster import cluster_client, is_cluster_url
@@ -80,3 +89,25 @@ async def aclose_clients() -> None:
     for client in per_loop.values():
         await client.aclose()
         await aclose_sentinels(client)
+
+
+class Script:
+    """A Lua script run by its SHA1 digest, so that a call sends 40 characters instead of the
+    script's text. Redis scripts are cached per server, never per client, so one object serves
+    every client and event loop."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    async def __call__(self, client: Client, keys: Sequence[str], *args: str | int | float) -> Any:
+        """Run the script on ``keys`` (on a Cluster, all in one slot) with ``args``: its reply.
+
+        A ``NOSCRIPT`` answer loads the script and runs it once more. Raises what redis-py
+        raises for the command (``ResponseError`` for a script error, ``ConnectionError`` or
+        ``TimeoutError`` once the client's retries are spent)."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.text)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)

@@ -113,7 +113,7 @@ class AckTracker:
         self.pending: dict[str, PendingAck] = {}
         self._queue = DueQueue(self.pending)
         self._send = send
-        self._scope = scope or (lambda: connection.dedup_scope)
+        self._scope = scope  # None: the connection's dedup_scope (no closure per connection)
         self._hooks = hooks
         self.cursor_acks = cursor_acks
         self._store = store if store is not None else get_pending_acks()
@@ -129,6 +129,10 @@ class AckTracker:
 
     def __len__(self) -> int:
         return len(self.pending)
+
+    def _scope_key(self) -> str:
+        """The user's (or session's) scope in the store."""
+        return self._scope() if self._scope is not None else self.connection.dedup_scope
 
     # ---- sending -------------------------------------------------------------------------
 
@@ -154,7 +158,7 @@ class AckTracker:
             while self._unsaved:
                 batch, self._unsaved = self._unsaved, []
                 try:
-                    await self._store.put(self._scope(), batch)
+                    await self._store.put(self._scope_key(), batch)
                 except Exception as error:
                     # resent from here all the same; only another connection cannot adopt it
                     health.request_failed("acks", error, logger, "Keeping pending ACKs failed")
@@ -180,7 +184,7 @@ class AckTracker:
         of the topic the user still owes an ACK for (those of this epoch at or before the
         position; a later one comes from the log), and take over their schedule. Raises what
         the store raises."""
-        scope = self._scope()
+        scope = self._scope_key()
         if not self._tracked and scope.startswith(CONNECTION_SCOPE_PREFIX):
             return  # a scope of this connection alone, which put nothing: no store read
         now = self._clock()
@@ -208,7 +212,7 @@ class AckTracker:
         if self.waits_for(message_ids):
             return True
         await self.saved()
-        return bool(await self._store.pending(self._scope(), list(message_ids)))
+        return bool(await self._store.pending(self._scope_key(), list(message_ids)))
 
     async def acknowledge(self, message_ids: Iterable[str]) -> list[str]:
         """The client acknowledged ``message_ids``: stop resending them here, and take them
@@ -219,7 +223,7 @@ class AckTracker:
         for message_id in ids:
             self.pending.pop(message_id, None)
         await self.saved()  # so that what this connection sent is there to be taken
-        taken = await acknowledge(self._scope(), ids, self._store)
+        taken = await acknowledge(self._scope_key(), ids, self._store)
         if self._hooks is not None:
             for message_id in taken:
                 await notify(self._hooks, "on_ack", message_id)
@@ -236,7 +240,7 @@ class AckTracker:
     async def acknowledge_through(self, topic: str, epoch: str, offset: int) -> list[str]:
         """Acknowledge the pending messages of ``topic`` at or before ``epoch``/``offset``:
         a long-poll cursor past a message acknowledges it (docs/protocol.md)."""
-        entries = await self._store.of_topic(self._scope(), topic)
+        entries = await self._store.of_topic(self._scope_key(), topic)
         return await self.acknowledge(
             e.message_id for e in entries if e.epoch == epoch and e.offset <= offset
         )
@@ -300,7 +304,7 @@ class AckTracker:
         if due:
             try:
                 await self.saved()
-                still = await self._store.pending(self._scope(), due)
+                still = await self._store.pending(self._scope_key(), due)
             except BaseException:
                 for item in popped:  # still pending: due again at the next pass
                     self._queue.push(item)
@@ -326,7 +330,7 @@ class AckTracker:
         self._set_next_timer(self._clock())
 
     async def _give_up(self, entries: list[Pending]) -> None:
-        taken = set(await self._store.give_up(self._scope(), [e.message_id for e in entries]))
+        taken = set(await self._store.give_up(self._scope_key(), [e.message_id for e in entries]))
         for entry in entries:
             if entry.message_id in taken:
                 report_undelivered(self.connection, type(self.connection), entry)

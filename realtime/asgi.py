@@ -30,10 +30,12 @@ def get_asgi_application(
     ``consumer`` is a :class:`realtime.RealtimeConsumer` subclass (or its dotted path) served
     at ``path``; by default ``REALTIME["CONSUMER"]``, which the SSE and long-poll views use
     too (set that instead, to keep every transport on the same hooks). ``http`` replaces
-    Django's ASGI handler; ``websocket_routes`` adds your own Channels routes. WebSocket
-    connections get the session and user as with Channels' ``AuthMiddlewareStack``; Origin
-    checks are done by the WebSocket transport (docs/security.md); a connection without a
-    session cookie costs no database round trip for that (:mod:`realtime.session_user`)."""
+    Django's ASGI handler (SSE events then pass through its response loop one by one, at
+    more CPU per event, instead of going straight to the server); ``websocket_routes`` adds
+    your own Channels routes. WebSocket connections get the session and user as with
+    Channels' ``AuthMiddlewareStack``; Origin checks are done by the WebSocket transport
+    (docs/security.md); a connection without a session cookie costs no database round trip
+    for that (:mod:`realtime.session_user`)."""
     django_app = get_django_asgi_application()  # sets Django up before models are imported
 
     from channels.routing import ProtocolTypeRouter, URLRouter
@@ -41,12 +43,19 @@ def get_asgi_application(
 
     from realtime.conf import get_config
     from realtime.session_user import SessionUserMiddlewareStack
+    from realtime.transports.sse import ExposeSend
 
     consumer_class: Any = import_string(consumer) if isinstance(consumer, str) else consumer
     consumer_class = consumer_class or import_string(get_config().consumer)
     routes = [route(path, consumer_class.as_asgi()), *(websocket_routes or [])]
     application = ProtocolTypeRouter(
-        {"http": http or django_app, "websocket": SessionUserMiddlewareStack(URLRouter(routes))}
+        {
+            # Django's handler sends what its views return unchanged: the SSE view may write
+            # its events straight to the server (realtime.transports.sse). Not so through an
+            # `http` application of the project's, which may rework responses.
+            "http": http or ExposeSend(django_app),
+            "websocket": SessionUserMiddlewareStack(URLRouter(routes)),
+        }
     )
     # every server process relays the outbox (docs/publishing.md)
     return RelayStarter(application) if get_config().durable else application

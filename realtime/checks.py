@@ -18,12 +18,12 @@ from realtime.asgi import WEBSOCKET_PATH
 from realtime.asgi_structure import routes_to_realtime, starts_relay
 from realtime.broker.checks import check_broker
 from realtime.consumers import RealtimeConsumer
-from realtime.redis_cluster import CLUSTER_HINT, CLUSTER_SCHEMES, cluster_problem, is_cluster_url
+from realtime.redis_cluster import CLUSTER_HINT, cluster_problem, is_cluster_url
 from realtime.redis_cluster import ping as ping_cluster
 from realtime.redis_sentinel import is_sentinel_url, parse_sentinel_url, ping_master
+from realtime.redis_urls import REDIS_SCHEMES, without_password
 
 MIN_DAPHNE = (4, 2, 3)  # what pyproject.toml requires
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", *CLUSTER_SCHEMES})
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -89,7 +89,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         except ValueError as problem:
             messages.append(
                 Error(
-                    f"REALTIME['REDIS_URL'] {_without_password(url)!r} is not a "
+                    f"REALTIME['REDIS_URL'] {without_password(url)!r} is not a "
                     f"valid Sentinel URL: {problem}.",
                     hint="Use redis+sentinel://[user:password@]host1:port1,host2:port2/"
                     "<service_name>/<db> (rediss+sentinel:// for TLS to the master; "
@@ -98,12 +98,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     elif url is not None and is_cluster_url(url):
-        if wrong := cluster_problem(url, config.key_prefix, _without_password(url)):
+        if wrong := cluster_problem(url, config.key_prefix, without_password(url)):
             messages.append(Error(wrong, hint=CLUSTER_HINT, id="realtime.E014"))
     elif url is not None and urlsplit(url).scheme not in REDIS_SCHEMES:
         messages.append(
             Error(
-                f"REALTIME['REDIS_URL'] {_without_password(url)!r} is not a Redis URL.",
+                f"REALTIME['REDIS_URL'] {without_password(url)!r} is not a Redis URL.",
                 hint="Use redis://host:port/db, rediss://host:port/db (TLS), "
                 "unix:///path/to/redis.sock, redis+sentinel://host1:port1,host2:port2/"
                 "<service_name>/<db> (Sentinel) or redis+cluster://host1:port1,host2:port2/ "
@@ -176,13 +176,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return messages
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _check_consumer(path: str) -> list[Any]:
@@ -367,7 +360,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
             messages.append(
                 Warning(
-                    f"Redis at {_without_password(url)!r} does not answer: "
+                    f"Redis at {without_password(url)!r} does not answer: "
                     f"{type(exc).__name__}: {exc}",
                     hint="Start Redis, or correct REALTIME['REDIS_URL']: publish() and every "
                     "connection need it.",

@@ -4,11 +4,9 @@ position in each topic, and the recovery of gaps), the messages waiting for an A
 (:mod:`realtime.acks`), its client messages (:mod:`realtime.client_messages`), the inbound
 rate limit (:mod:`realtime.ratelimit`), its timers (:mod:`realtime.timers`) and counters.
 
-A transport (WebSocket, SSE, long-poll, or one POST request) owns one :class:`Connection`,
-feeds it inbound frames with :meth:`Connection.handle_text`, and gives it a :class:`Transport`
-to write frames and close. The hub hands it published messages through
-:meth:`Connection.deliver`, synchronously, on the event loop. The frames it sends are built in
-:mod:`realtime.protocol`; the consumer hooks it calls are guarded in :mod:`realtime.hooks`."""
+A transport (WebSocket, SSE, long-poll, one POST request) owns one :class:`Connection`, feeds
+it frames (:meth:`Connection.handle_text`) and a :class:`Transport` to write and close through.
+The hub hands it messages (:meth:`Connection.deliver`); :mod:`realtime.protocol` builds frames."""
 
 from __future__ import annotations
 
@@ -49,6 +47,8 @@ __all__ = ["Connection", "Hooks", "State", "TokenBucket", "Transport", "check_su
 
 logger = logging.getLogger("realtime.connection")
 
+_SLOW_DOWN = "Too many frames; slow down and reconnect."
+
 
 class State(enum.Enum):
     AWAITING_AUTH = "awaiting_auth"
@@ -70,6 +70,37 @@ class Transport(Protocol):
 class Connection:
     """One client on any transport. Created by the transport, which then calls
     :meth:`authenticated` (or lets the client send ``auth``) and :meth:`handle_text`."""
+
+    # Thousands of these live in a process, most of them idle: no instance dict, and what
+    # only some connections use (client messages) is made on first use.
+    __slots__ = (
+        "_bucket",
+        "_client_messages",
+        "_heartbeat",
+        "_named",
+        "_node",
+        "_timers",
+        "acks",
+        "address",
+        "anonymous_scope",
+        "client",
+        "config",
+        "connected_at",
+        "heartbeat",
+        "hooks",
+        "id",
+        "last_seen",
+        "messages_in",
+        "messages_out",
+        "register",
+        "state",
+        "subscriptions",
+        "token_expiry",
+        "transport",
+        "transport_name",
+        "user",
+        "user_agent",
+    )
 
     def __init__(
         self,
@@ -103,21 +134,39 @@ class Connection:
         self.messages_in = 0
         self.messages_out = 0
         self._bucket = TokenBucket(config.rate, config.burst)
-        loop = asyncio.get_running_loop()
-        self._timers = Timers(loop)
+        self._timers = Timers(asyncio.get_running_loop())
         self._heartbeat = Heartbeat(self._timers, config, self.send, self._close_for)
         self.token_expiry = TokenExpiry(self._timers, config, self.send, self._close_for)
         # long-poll has no ack frames of its own: a cursor past a message acknowledges it
         longpoll = transport_name == "longpoll"
         self.acks = AckTracker(self, self.send, config, hooks=hooks, cursor_acks=longpoll)
-        self.client_messages = ClientMessages(
-            hooks,
-            config,
-            scope=lambda: self.dedup_scope,
-            send=self.send,
-            spawn=self._timers.spawn,
-            fail=lambda: self._close_for(CloseCode.SERVER_ERROR),
-        )
+        self._client_messages: ClientMessages | None = None
+        # for entry(): the user with its id and name, the hub's node name
+        self._named: tuple[Any, Any, str] | None = None
+        self._node = ""
+
+    @property
+    def client_messages(self) -> ClientMessages:
+        """The client messages (``send`` frames) of this connection, made by the first one."""
+        if self._client_messages is None:
+            self._client_messages = ClientMessages(
+                self.hooks,
+                self.config,
+                scope=self._dedup_scope,
+                send=self.send,
+                spawn=self._timers.spawn,
+                fail=self._server_error,
+            )
+        return self._client_messages
+
+    def _dedup_scope(self) -> str:
+        return self.dedup_scope
+
+    def _server_error(self) -> None:
+        self._close_for(CloseCode.SERVER_ERROR)
+
+    def _last_seen(self) -> float:
+        return self.last_seen
 
     @property
     def pending(self) -> dict[str, PendingAck]:
@@ -145,6 +194,7 @@ class Connection:
         self.state = State.OPEN
         self._timers.cancel("auth")
         hub = get_hub()
+        self._node = hub.node
         self.address = await hub.address()
         self.id = f"{self.id}@{self.address}"
         if self.register:
@@ -153,7 +203,7 @@ class Connection:
         if welcome:
             self._welcome()
         if self.heartbeat:
-            self._heartbeat.start(lambda: self.last_seen)
+            self._heartbeat.start(self._last_seen)
         connection_opened.send(sender=type(self), connection=self)
         await notify(self.hooks, "on_connect")
 
@@ -172,10 +222,11 @@ class Connection:
             self.token_expiry.set(expires_at)
 
     def _welcome(self) -> None:
-        # SSE has no pings, only keep-alive comments: announce their interval, which is what
-        # a client's silence deadline must follow
+        # SSE has no pings but keep-alives: their interval is what a client's deadline follows
         interval = self.config.heartbeat_interval if self.heartbeat else self.config.sse_keepalive
-        self.send(protocol.welcome_frame(self.id, _user_id(self.user), interval, self.config))
+        batch = getattr(self.transport, "batching", False)  # only a WebSocket may batch
+        user_id = _user_id(self.user)
+        self.send(protocol.welcome_frame(self.id, user_id, interval, self.config, batch))
 
     # ---- open: inbound -----------------------------------------------------------------------
 
@@ -185,6 +236,12 @@ class Connection:
         (see :func:`check_subscribe`, :func:`notify`), except ``authenticate`` (4011)."""
         self.last_seen = time.monotonic()
         self.messages_in += 1
+        if text == protocol.PONG and self.state is State.OPEN:
+            # the heartbeat's answer, most of an idle connection's frames: its arrival is all
+            # it does; charged as parsing it would be, nothing else to do
+            if not self._bucket.take():
+                self.close(RateLimited(_SLOW_DOWN))
+            return
         kind = ""
         try:
             frame = await self._admit(text)
@@ -223,7 +280,7 @@ class Connection:
 
     def _charge(self) -> None:
         if not self._bucket.take():
-            raise RateLimited("Too many frames; slow down and reconnect.")
+            raise RateLimited(_SLOW_DOWN)
 
     async def _dispatch(self, frame: protocol.ClientFrame) -> None:
         kind = frame["type"]
@@ -235,8 +292,7 @@ class Connection:
             # rate limit bound how long and how often it may try (docs/protocol.md)
             raise AuthRequired("Authenticate with an 'auth' frame first.")
         if kind == "subscribe":
-            cursor: protocol.Cursor | None = frame.get("cursor")  # type: ignore[assignment]
-            await self.subscribe(frame["topic"], cursor)  # type: ignore[typeddict-item]
+            await self.subscribe(frame["topic"], frame.get("cursor"))  # type: ignore[typeddict-item, arg-type]
         elif kind == "unsubscribe":
             self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
         elif kind == "ack":
@@ -259,14 +315,17 @@ class Connection:
         elif operation == "notice":
             self.send(protocol.notice_frame(str(message.get("text"))))
 
-    async def subscribe(self, topic: str, cursor: protocol.Cursor | None = None) -> None:
+    async def subscribe(
+        self, topic: str, cursor: protocol.Cursor | None = None, checked: bool = False
+    ) -> None:
         """Subscribe, replaying after ``cursor`` when given. Raises :class:`InvalidTopic`,
         :class:`Forbidden` or :class:`TooManyTopics`; the permission is checked on every
-        subscribe, resumes included."""
+        subscribe, resumes included: here, unless the caller ran it (``checked``: HTTP)."""
         validate_topic(topic)
         if topic not in self.subscriptions and len(self.subscriptions) >= self.config.max_topics:
             raise TooManyTopics(f"At most {self.config.max_topics} topics.", ref=topic)
-        await check_subscribe(self.hooks, topic)
+        if not checked:
+            await check_subscribe(self.hooks, topic)
         if self.state is State.CLOSED:
             return
         old = self.subscriptions.get(topic)
@@ -343,13 +402,20 @@ class Connection:
 
     def entry(self) -> Entry:
         """This connection as the registry shows it."""
+        # the refresher rewrites an idle connection's entry after each pong: what only
+        # changes with the user (a lazy object, a lookup per attribute) is kept meanwhile
+        named = self._named
+        if named is None or named[0] is not self.user:
+            user_id = _user_id(self.user)
+            username = self.user.get_username() if user_id is not None else ""
+            named = self._named = (self.user, user_id, username)
         return Entry(
             id=self.id,
-            node=get_hub().node,
+            node=self._node or get_hub().node,
             address=self.address,
             transport=self.transport_name,
-            user_id=_user_id(self.user),
-            username=self.user.get_username() if _user_id(self.user) is not None else "",
+            user_id=named[1],
+            username=named[2],
             topics=sorted(self.subscriptions),
             client=self.client,
             user_agent=self.user_agent,

@@ -25,6 +25,7 @@ from channels.layers import get_channel_layer
 
 from realtime import acks, drain, health, hubs, protocol
 from realtime._tasks import stop_if_cancelled
+from realtime._turns import Turns
 from realtime.backends import get_broker, get_log
 from realtime.broker.base import CONTROL_TYPE, EVERY_HUB, MESSAGE_TYPE, Broker
 from realtime.conf import get_config
@@ -118,6 +119,7 @@ class Hub:
 
     async def _read(self, name: str) -> None:
         layer = get_channel_layer(get_config().channel_layer)
+        turns = Turns(self.loop)  # a backlog comes without suspending: bounded turns
         while True:
             try:
                 message = await layer.receive(name)
@@ -132,6 +134,7 @@ class Hub:
                 self.dispatch(message)
             elif message.get("type") == CONTROL_TYPE:
                 self.control(message)
+            await turns.handed()
 
     async def probe(self, timeout: float = 2.0) -> None:
         """Send a message to this hub through the broker and wait until its reader hands it

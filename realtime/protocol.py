@@ -19,6 +19,12 @@ VERSION = 1
 SUBPROTOCOL = f"realtime.v{VERSION}"
 TOKEN_SUBPROTOCOL_PREFIX = "realtime.token."
 SUBPROTOCOL_PREFIX = "realtime.v"
+#: Offered next to ``realtime.v1`` by a client that unpacks ``batch`` frames (WebSocket only).
+BATCH_SUBPROTOCOL = "realtime.batch"
+#: At most this many frames in one ``batch`` frame, and at most this many bytes of UTF-8 in
+#: the frames it holds (a frame larger than that by itself is sent alone).
+MAX_BATCH_FRAMES = 100
+MAX_BATCH_BYTES = 65536
 
 MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 EVENT_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
@@ -230,6 +236,9 @@ def message_frame(
 # ---- server frames -------------------------------------------------------------------------
 
 PING = '{"type":"ping"}'
+#: The answer to it as the bundled client (``JSON.stringify``) writes it: what most frames of
+#: an idle connection are, so the connection recognizes it without parsing.
+PONG = '{"type":"pong"}'
 
 
 class ErrorBody(TypedDict):
@@ -239,20 +248,33 @@ class ErrorBody(TypedDict):
     reason: str
 
 
-def welcome_frame(connection_id: str, user: Any, heartbeat_interval: float, config: Config) -> str:
+def welcome_frame(
+    connection_id: str,
+    user: Any,
+    heartbeat_interval: float,
+    config: Config,
+    batch: bool = False,
+) -> str:
     """The ``welcome`` frame: the connection's id, its user's pk (None when anonymous), the
-    interval and grace of the client's silence deadline, and the limits it must keep."""
-    return encode(
-        {
-            "type": "welcome",
-            "v": VERSION,
-            "connection_id": connection_id,
-            "user": user,
-            "heartbeat_interval_ms": int(heartbeat_interval * 1000),
-            "heartbeat_timeout_ms": int(config.heartbeat_timeout * 1000),
-            "limits": limits(config),
-        }
-    )
+    interval and grace of the client's silence deadline, and the limits it must keep; with
+    ``batch``, the bounds of the ``batch`` frames the connection will get."""
+    frame: dict[str, Any] = {
+        "type": "welcome",
+        "v": VERSION,
+        "connection_id": connection_id,
+        "user": user,
+        "heartbeat_interval_ms": int(heartbeat_interval * 1000),
+        "heartbeat_timeout_ms": int(config.heartbeat_timeout * 1000),
+        "limits": limits(config),
+    }
+    if batch:
+        frame["batch"] = {"max_frames": MAX_BATCH_FRAMES, "max_bytes": MAX_BATCH_BYTES}
+    return encode(frame)
+
+
+def batch_frame(frames: list[str]) -> str:
+    """``batch``: several encoded server frames in one, in the order they were sent."""
+    return '{"type":"batch","frames":[' + ",".join(frames) + "]}"
 
 
 def limits(config: Config) -> dict[str, Any]:

@@ -107,30 +107,18 @@ class TokenExpiry(_ConnectionTimer):
     """The expiry of the token a connection was authenticated with: ``token-expiring`` is
     sent ``TOKEN_EXPIRY_WARNING`` seconds before it, and the connection closed (4419) at it."""
 
-    __slots__ = ("expires_at",)
-
-    def __init__(
-        self,
-        timers: Timers,
-        config: Config,
-        send: Callable[[str], None],
-        close: Callable[[CloseCode], None],
-    ) -> None:
-        super().__init__(timers, config, send, close)
-        self.expires_at: float | None = None
+    __slots__ = ()
 
     def set(self, expires_at: float | None) -> None:
         """The token now expires at ``expires_at`` (epoch seconds), or never (None)."""
-        self.expires_at = expires_at
         self._timers.cancel("token-warning", "token-expiry")
         if expires_at is None:
             return
         remaining = expires_at - time.time()
         warning = remaining - self._config.token_expiry_warning
-        self._timers.set("token-warning", warning, self._warn)
+        self._timers.set("token-warning", warning, self._warn, expires_at)
         self._timers.set("token-expiry", remaining, self._close, CloseCode.TOKEN_EXPIRED)
 
-    def _warn(self) -> None:
-        if self.expires_at is not None:
-            remaining = max(0, int((self.expires_at - time.time()) * 1000))
-            self._send(protocol.token_expiring_frame(remaining))
+    def _warn(self, expires_at: float) -> None:
+        remaining = max(0, int((expires_at - time.time()) * 1000))
+        self._send(protocol.token_expiring_frame(remaining))

@@ -314,20 +314,20 @@ def alice(database: tuple[str, dict[str, Any]]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def realtime_on_redis(
-    url: str, prefix: str, layer_url: str | None = None, **realtime: Any
+    url: str, prefix: str, layer_host: str | dict[str, Any] | None = None, **realtime: Any
 ) -> Iterator[None]:
     """This process's realtime (log, dedup, registry, pub/sub layer) on the Redis at ``url``
     under key and channel ``prefix``, as the daphne nodes of a test see it; the pub/sub layer
-    on ``layer_url`` instead when given (``url`` a Redis Cluster, which channels_redis does
-    not speak); ``realtime`` overrides more REALTIME keys. On exit the publisher loop is
-    closed and every cached backend forgotten."""
+    on ``layer_host`` instead when given, a URL or a channels_redis host entry (``url`` a Redis
+    Cluster or Sentinel URL, which channels_redis does not take); ``realtime`` overrides more
+    REALTIME keys. On exit the publisher loop is closed and every cached backend forgotten."""
     from django.conf import settings
 
     values = {**settings.REALTIME, "REDIS_URL": url, "KEY_PREFIX": prefix, **realtime}
     layers = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [layer_url or url], "prefix": prefix},
+            "CONFIG": {"hosts": [layer_host or url], "prefix": prefix},
         }
     }
     with override_settings(REALTIME=values, CHANNEL_LAYERS=layers):

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import redis
 
 from realtime.broker.redis import RedisBroker
@@ -28,3 +31,14 @@ def topic_subscriptions(redis_url: str, prefix: str, broker: str, topic: str) ->
         return int(count)
     finally:
         plain.close()
+
+
+async def subscribed_on_redis(
+    redis_url: str, prefix: str, broker: str, name: str, present: bool = True
+) -> None:
+    """Wait until a node has (or no longer has) the topic's pub/sub subscription, on either
+    broker (Redis' own state, no event to await: polled, at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while bool(topic_subscriptions(redis_url, prefix, broker, name)) != present:
+        assert time.monotonic() < deadline, f"subscription present={not present} after 5 s"
+        await asyncio.sleep(0.02)

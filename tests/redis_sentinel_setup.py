@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.conftest import free_port
+from tests.servers import stop_process
 
 SERVICE = "rt-service"
 DOWN_AFTER_MS = 500
@@ -85,13 +86,7 @@ class _Process:
 
     def stop(self) -> None:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 class SentinelSetup:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from bench.asgi_servers import server_command
+from bench.nginx import documented
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +124,17 @@ TRACEBACK = "Traceback (most recent call last)"
 ERROR_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d [\d:,.]+\s+)?(?:ERROR|CRITICAL)\b")
 
 
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM ``process`` if it still runs and wait for it; SIGKILL it after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class ServerTraceback(AssertionError):
     """A daphne node logged a traceback or an ERROR record."""
 
@@ -134,8 +147,9 @@ class Daphne:
 
     #: every node started by this process, for the per-test log check in tests/conftest.py
     started: ClassVar[list[Daphne]] = []
-    #: what the server prints on stderr once it listens
+    #: what the server prints on stderr once it listens, and how many times (once per process)
     READY = "Listening on TCP address"
+    READY_COUNT = 1
 
     def command(self, application: str) -> list[str]:
         """The server's argv: docs/deployment.md's daphne command."""
@@ -172,10 +186,13 @@ class Daphne:
 
         def read() -> None:
             assert self.process.stderr is not None
+            ready = 0
             for line in self.process.stderr:
                 self.log.append(line)
                 if self.READY in line:
-                    listening.set()
+                    ready += 1
+                    if ready == self.READY_COUNT:
+                        listening.set()
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
@@ -222,13 +239,7 @@ class Daphne:
         self.stop()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self._reader.join(10)
         if self.process.stderr is not None:
             self.process.stderr.close()
@@ -242,6 +253,26 @@ class Uvicorn(Daphne):
 
     def command(self, application: str) -> list[str]:
         return server_command("uvicorn", self.port, application)
+
+
+class Gunicorn(Daphne):
+    """gunicorn's arbiter with two uvicorn workers (``uvicorn_worker.UvicornWorker``) sharing
+    one port, run with docs/deployment.md's gunicorn command; ready once both workers are."""
+
+    READY = "Application startup complete"
+    READY_COUNT = 2
+
+    def command(self, application: str) -> list[str]:
+        [line] = documented("gunicorn").strip().splitlines()
+        argv = shlex.split(line)
+        if (
+            argv[0] != "gunicorn"
+            or "127.0.0.1:8001" not in argv
+            or not argv[-1].endswith(":application")
+        ):
+            raise LookupError(f"docs/deployment.md's gunicorn command changed: {line}")
+        argv = [f"127.0.0.1:{self.port}" if arg == "127.0.0.1:8001" else arg for arg in argv]
+        return [sys.executable, "-m", *argv[:-1], application]
 
 
 D = TypeVar("D", bound="Daphne")

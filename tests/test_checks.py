@@ -519,23 +519,6 @@ def test_the_redis_broker_needs_a_redis_url():
 
 
 @override_settings(
-    REALTIME={"REDIS_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/"},
-    CHANNEL_LAYERS=REDIS,
-    DEBUG=True,
-)
-def test_a_redis_cluster_needs_the_redis_broker():
-    assert run() == [
-        Error(
-            "REALTIME['REDIS_URL'] is a Redis Cluster, where the channel layer "
-            "(REALTIME['BROKER'] = 'layer') cannot carry messages between processes.",
-            hint="Set REALTIME['BROKER'] = 'redis': sharded pub/sub on the cluster "
-            "(docs/scaling.md).",
-            id="realtime.E013",
-        )
-    ]
-
-
-@override_settings(
     REALTIME={"REDIS_URL": "redis+cluster://10.0.0.1:7000/", "BROKER": "redis"},
     CHANNEL_LAYERS=MEMORY,
     DEBUG=False,

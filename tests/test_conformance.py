@@ -163,9 +163,11 @@ async def test_welcome_carries_limits(node):
     timing = ("heartbeat_interval_ms", "heartbeat_timeout_ms")
     for field in ("v", "connection_id", "user", *timing):
         assert f"`{field}`" in documented and field in welcome
-    limits = set(re.findall(r"`([a-z_]+)`", documented.split("`limits`", 1)[1]))
+    limits_cell = documented.split("`limits`", 1)[1].split("`batch`", 1)[0]
+    limits = set(re.findall(r"`([a-z_]+)`", limits_cell))
     assert set(welcome["limits"]) == limits == {"max_frame_bytes", "max_topics", "rate", "burst"}
-    assert set(welcome) == protocol_doc.welcome_fields()
+    # `batch` only for a client that offered realtime.batch (see the batch tests below)
+    assert set(welcome) == protocol_doc.welcome_fields() - {"batch"}
     assert protocol_doc.welcome_fields() == {
         "type",
         "v",
@@ -173,6 +175,7 @@ async def test_welcome_carries_limits(node):
         "user",
         *timing,
         "limits",
+        "batch",
     }
     assert welcome["user"] is None  # anonymous: "user (id or null)"
     await client.close()
@@ -542,3 +545,91 @@ async def realtime_position(name: str) -> tuple[str, int]:
 
     cursor = (await aget_cursors([name]))[name]
     return cursor["epoch"], cursor["offset"]
+
+
+# ---- batch frames ------------------------------------------------------------------------------
+
+
+async def batching_client(node: Daphne) -> Client:
+    return await Client.connect(node, subprotocols=["realtime.v1", protocol.BATCH_SUBPROTOCOL])
+
+
+async def raw_frames(client: Client, count: int) -> list[dict]:
+    """The next frames as sent (a ``batch`` frame not unpacked), until they hold ``count``."""
+    got: list[dict] = []
+    while sum(len(f["frames"]) if f["type"] == "batch" else 1 for f in got) < count:
+        async with asyncio.timeout(5):
+            got.append(json.loads(await client.ws.recv()))
+    return got
+
+
+async def resume_from_start(client: Client, name: str) -> None:
+    """Subscribe ``name`` with a cursor at offset 0: every message of its log is replayed."""
+    epoch = (await realtime_position(name))[0]
+    cursor = {"epoch": epoch, "offset": 0}
+    await client.send({"type": "subscribe", "topic": name, "cursor": cursor})
+
+
+def unpacked(frames: list[dict]) -> list[dict]:
+    return [inner for f in frames for inner in (f["frames"] if f["type"] == "batch" else [f])]
+
+
+async def test_welcome_confirms_batch_frames_to_a_client_that_offered_realtime_batch(node):
+    client = await batching_client(node)
+    assert client.ws.subprotocol == "realtime.v1"  # realtime.batch is never selected
+    assert client.welcome["batch"] == {"max_frames": 100, "max_bytes": 65536}
+    assert set(client.welcome) == protocol_doc.welcome_fields()
+    await client.close()
+
+
+async def test_a_batching_client_gets_a_burst_as_batch_frames_with_acks_unchanged(node, use_redis):
+    name = topic()
+    ids = [await realtime.apublish(name, "n", {"n": n}, ack=n == 2) for n in range(5)]
+    client = await batching_client(node)
+    # a resume from offset 0: `subscribed` and the 5 replayed messages queued in one go
+    await resume_from_start(client, name)
+    frames = await raw_frames(client, 6)
+    assert [f["type"] for f in frames] == ["batch"]
+    inner = unpacked(frames)
+    assert [f["type"] for f in inner] == ["subscribed"] + ["message"] * 5
+    assert [m["id"] for m in inner[1:]] == ids
+    assert [m["ack"] for m in inner[1:]] == [False, False, True, False, False]
+    # each message keeps its id and ack flag: the ack=True one is acknowledged as ever
+    await client.send({"type": "ack", "ids": [ids[2]]})
+    assert await client.receive() == {"type": "acked", "ids": [ids[2]]}
+    await client.close()
+
+
+async def test_batch_frames_keep_to_max_frames_and_max_bytes(node, use_redis):
+    name = topic()
+    big = "x" * 30_000  # two fit in max_bytes with a `subscribed`, three do not
+    for n in range(105):
+        await realtime.apublish(name, "n", {"n": n, "pad": big if n < 4 else ""})
+    client = await batching_client(node)
+    await resume_from_start(client, name)
+    frames = await raw_frames(client, 106)
+    for frame in frames:
+        if frame["type"] == "batch":
+            assert 2 <= len(frame["frames"]) <= 100
+            sizes = [len(json.dumps(f, separators=(",", ":"))) for f in frame["frames"]]
+            assert sum(sizes) <= 65536
+    assert len(frames) >= 3  # the bytes bound split the big ones, the count bound the rest
+    inner = unpacked(frames)
+    assert [m["data"]["n"] for m in inner[1:]] == list(range(105))
+    await client.close()
+
+
+async def test_a_client_that_did_not_offer_realtime_batch_never_gets_a_batch_frame(node, use_redis):
+    name = topic()
+    for n in range(5):
+        await realtime.apublish(name, "n", n)
+    client = await Client.connect(node)
+    assert "batch" not in client.welcome
+    await resume_from_start(client, name)
+    frames = await raw_frames(client, 6)
+    assert [f["type"] for f in frames] == ["subscribed"] + ["message"] * 5
+    # and live, published faster than one at a time
+    await asyncio.gather(*(realtime.apublish(name, "n", n) for n in range(20)))
+    frames = await raw_frames(client, 20)
+    assert {f["type"] for f in frames} == {"message"}
+    await client.close()

@@ -10,7 +10,9 @@ import configparser
 import json
 import shlex
 import signal
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +22,13 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
+from bench.asgi_servers import server_command
+from realtime.backends import get_registry
 from realtime.drain import CLOSE_GRACE
+from realtime.publishing import aget_cursors
 from tests import markdown
-from tests.servers import ROOT, Client, Daphne, SSEReader, Uvicorn, running_nodes
+from tests.pubsub import subscribed_on_redis
+from tests.servers import ROOT, Client, Daphne, Gunicorn, SSEReader, Uvicorn, running_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +36,8 @@ WINDOW = 3.0
 CLIENTS = 6
 MESSAGES = 80
 INTERVAL = 0.05  # a steady 20 messages/s, for about 4 s: through the whole window
+MAX_MORE = 40
+POLL_WINDOW = 1.0  # one waiting poll: answered at a random moment of the window
 
 
 @pytest.fixture(params=[Daphne, Uvicorn], ids=["daphne", "uvicorn"])
@@ -111,16 +119,23 @@ async def publish_steadily(name: str) -> None:
 
 
 async def stop_under_load(
-    nodes: list[Daphne], *, refused: list[Any] | None = None, streams: int = 0
+    nodes: list[Daphne],
+    *,
+    refused: list[Any] | None = None,
+    streams: int = 0,
+    clients: int = CLIENTS,
+    more: Callable[[int], Awaitable[bool]] | None = None,
 ) -> tuple[list[Follower], int]:
     """CLIENTS clients on node A follow a topic published at a steady rate; A gets SIGTERM;
     each client resumes on node B from its cursor. Returns the clients and A's exit status;
     with ``refused``, what A answered meanwhile to a new handshake, stream and readiness check
     (taken once the first client was closed). ``streams`` more clients follow over SSE (after
-    the WebSocket ones in the list)."""
+    the WebSocket ones in the list). ``more``, given how many clients are subscribed, says
+    whether to add one more WebSocket client (at most :data:`MAX_MORE`), before the first
+    message."""
     first, second = nodes
     name = f"public.drain-{uuid.uuid4().hex[:8]}"
-    followers = [Follower() for _ in range(CLIENTS)]
+    followers = [Follower() for _ in range(clients)]
     closed_one = asyncio.Event()
     tasks = [asyncio.create_task(follow(name, first, second, f, closed_one)) for f in followers]
     for _ in range(streams):
@@ -129,6 +144,15 @@ async def stop_under_load(
     # every client subscribed before the first message: each expects all of them
     async with asyncio.timeout(20):
         await asyncio.gather(*(f.subscribed.wait() for f in followers))
+        for _ in range(MAX_MORE):
+            if more is None or not await more(len(followers)):
+                break
+            followers.append(Follower())
+            follower = follow(name, first, second, followers[-1], closed_one)
+            tasks.append(asyncio.create_task(follower))
+            await followers[-1].subscribed.wait()
+        else:
+            raise AssertionError(f"still more clients wanted after {MAX_MORE}")
     publisher = asyncio.create_task(publish_steadily(name))
     await asyncio.sleep(0.5)
     first.process.send_signal(signal.SIGTERM)
@@ -201,6 +225,104 @@ async def test_sigterm_without_a_drain_loses_nothing(server, database, redis_url
     assert_everything_once(followers)
 
 
+async def poll(node: Daphne, name: str, cursor: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=node.http, timeout=30) as http:
+        return await http.get("/realtime/poll/", params={"topic": name, "cursor": cursor})
+
+
+async def test_a_waiting_long_poll_gets_204_from_a_drain_and_its_cursor_resumes_elsewhere(
+    database, redis_url, use_redis, broker
+):
+    """A long-poll waiting on node A when A starts draining is answered 204 within the window
+    (its POLL_TIMEOUT is far longer); the client polls node B with the same cursor and gets
+    every message once, those published before the 204 and after it."""
+    prefix = use_redis["prefix"]
+    env = {
+        "RT_REDIS_URL": redis_url,
+        "RT_PREFIX": prefix,
+        "RT_DRAIN_WINDOW": str(POLL_WINDOW),
+        "RT_POLL_TIMEOUT": "30",
+    }
+    name = f"public.drain-poll-{uuid.uuid4().hex[:8]}"
+    epoch = (await aget_cursors([name]))[name]["epoch"]
+    offsets: list[int] = []
+    with running_nodes(database[0], env) as (first, second):
+        for n in range(2):  # a first poll on A takes these two and gives the cursor after them
+            await sync_to_async(realtime.publish)(name, "tick", {"n": n})
+        answer = await poll(first, name, f"{name}~{epoch}~0")
+        assert answer.status_code == 200, answer.text
+        offsets += [frame["offset"] for frame in answer.json()["frames"]]
+        cursor = answer.json()["cursor"]
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.create_task(poll(first, name, cursor))
+        await subscribed_on_redis(redis_url, prefix, broker, name)  # the poll waits on A
+        signalled = loop.time()
+        first.process.send_signal(signal.SIGTERM)
+        drained = await waiting
+        answered = loop.time() - signalled
+        for n in range(2, 5):  # published once A answered, while the client moves to B
+            await sync_to_async(realtime.publish)(name, "tick", {"n": n})
+        for _ in range(5):  # B answers at once while the log holds more than the cursor
+            if offsets[-1] == 5:
+                break
+            answer = await poll(second, name, cursor)
+            assert answer.status_code == 200, answer.text
+            offsets += [frame["offset"] for frame in answer.json()["frames"]]
+            cursor = answer.json()["cursor"]
+        status = await asyncio.to_thread(first.process.wait, 30)
+        second.assert_no_tracebacks()
+    assert drained.status_code == 204
+    assert answered < POLL_WINDOW + CLOSE_GRACE
+    assert offsets == [1, 2, 3, 4, 5]
+    assert status is not None
+
+
+async def test_gunicorn_with_uvicorn_workers_drains_in_each_worker(database, redis_url, use_redis):
+    """docs/deployment.md's gunicorn command (two uvicorn workers on one port) as node A, a
+    uvicorn node as B: WebSocket and SSE clients spread over both workers get every message;
+    SIGTERM to the arbiter reaches each worker, whose drain closes its clients with 4012 (not
+    uvicorn's 1012), and they resume on B missing nothing."""
+    env = {
+        "RT_REDIS_URL": redis_url,
+        "RT_PREFIX": use_redis["prefix"],
+        "RT_DRAIN_WINDOW": str(WINDOW),
+    }
+    workers: set[str] = set()
+    clients, streams = 4, 2
+
+    async def one_worker_only(subscribed: int) -> bool:
+        """Whether every client so far is on one worker (the kernel hands a connection to
+        whichever worker accepts first: not always both): read when the registry lists them
+        all (nodes write it in batches)."""
+        deadline = time.monotonic() + 10
+        while True:
+            entries = await get_registry().all()
+            if len(entries) == subscribed:
+                workers.update(entry.node for entry in entries)
+                return len(workers) < 2
+            assert time.monotonic() < deadline, f"{len(entries)} of {subscribed} registered"
+            await asyncio.sleep(0.05)
+
+    with running_nodes(database[0], env, count=1, node=Gunicorn) as [arbiter]:
+        with running_nodes(database[0], env, count=1, node=Uvicorn) as [other]:
+            followers, status = await stop_under_load(
+                [arbiter, other], streams=streams, clients=clients, more=one_worker_only
+            )
+            other.assert_no_tracebacks()
+        arbiter.assert_no_tracebacks()
+    assert len(workers) == 2, workers
+    assert {f.code for f in followers} == {4012}
+    assert_everything_once(followers)
+    assert status == 0  # the arbiter stopped once its workers had drained
+    assert "SIGKILL" not in "".join(arbiter.log)  # no worker killed after the timeout
+
+
+def test_gunicorn_waits_out_the_drain():
+    argv = shlex.split(documented("gunicorn").strip())
+    timeout = float(argv[argv.index("--graceful-timeout") + 1])
+    assert timeout > documented_window() + CLOSE_GRACE
+
+
 # ---- docs/deployment.md: the drain setting and the supervisors' configuration ---------------
 
 
@@ -250,3 +372,18 @@ def test_the_supervisor_program_waits_out_the_drain_and_runs_the_documented_daph
     ]
     assert [["daphne", *command[1:]] for command in commands] == daphne_commands()
     assert all(command[0].endswith("/daphne") for command in commands)
+
+
+@pytest.mark.parametrize("name", ["daphne", "uvicorn"])
+def test_the_tests_nodes_run_the_documented_commands_without_the_servers_own_pings(name):
+    # docs/deployment.md: realtime's heartbeat finds dead sockets, so the server's WebSocket
+    # ping (every 20 s by default, on every socket) is turned off; the nodes of the tests,
+    # whose heartbeat tests then prove it enough, run exactly these commands
+    for line in documented(name).strip().splitlines():
+        words = shlex.split(line)
+        port, application = (
+            int(words[words.index("-p" if name == "daphne" else "--port") + 1]),
+            words[-1],
+        )
+        assert server_command(name, port, application)[2:] == words
+        assert ("--ping-interval" if name == "daphne" else "--ws-ping-interval") in words

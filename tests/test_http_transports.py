@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +16,7 @@ from asgiref.sync import sync_to_async
 
 import realtime
 from realtime.publishing import aget_cursors
-from tests.pubsub import topic_subscriptions
+from tests.pubsub import subscribed_on_redis
 from tests.servers import Daphne, SSEReader
 
 pytestmark = pytest.mark.e2e
@@ -44,17 +43,6 @@ async def stream(node: Daphne, params: Any, headers: Any = None) -> AsyncIterato
     ):
         assert response.status_code == 200, await response.aread()
         yield SSEReader(response)
-
-
-async def subscribed_on_redis(
-    redis_url: str, prefix: str, broker: str, name: str, present: bool = True
-) -> None:
-    """Wait until a node has (or no longer has) the topic's pub/sub subscription, on either
-    broker (Redis' own state, no event to await: polled, at most 5 s)."""
-    deadline = time.monotonic() + 5
-    while bool(topic_subscriptions(redis_url, prefix, broker, name)) != present:
-        assert time.monotonic() < deadline, f"subscription present={not present} after 5 s"
-        await asyncio.sleep(0.02)
 
 
 # ---- SSE -----------------------------------------------------------------------------------

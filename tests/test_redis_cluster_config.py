@@ -1,5 +1,5 @@
 """The ``redis+cluster://`` form of ``REALTIME["REDIS_URL"]``: how it is read, the client it
-gives, and the system checks (E014, W007) with their exact messages."""
+gives, and the system checks (E013, E014, W007) with their exact messages."""
 
 from __future__ import annotations
 
@@ -63,36 +63,36 @@ async def test_the_shared_client_of_a_cluster_url_is_a_cluster_client():
     await aclose_redis()
 
 
-@override_settings(
-    REALTIME={"BROKER": "redis", "REDIS_URL": "redis+cluster://app:secret@r1:7000,r2:seven/"},
-    CHANNEL_LAYERS=REDIS,
-    DEBUG=True,
-)
-def test_check_a_malformed_cluster_url_hiding_the_password():
-    assert checks.check_settings() == [
-        Error(
+@pytest.mark.parametrize(
+    ("realtime", "message", "hint", "check"),
+    [
+        (  # the password hidden
+            {"BROKER": "redis", "REDIS_URL": "redis+cluster://app:secret@r1:7000,r2:seven/"},
             "REALTIME['REDIS_URL'] 'redis+cluster://app:***@r1:7000,r2:seven/' is not a Redis "
             "Cluster URL: node 'r2:seven' has no valid port.",
-            hint=HINT,
-            id="realtime.E014",
-        )
-    ]
-
-
-@override_settings(
-    REALTIME={"BROKER": "redis", "REDIS_URL": "redis+cluster://r1:7000/", "KEY_PREFIX": "site{1}"},
-    CHANNEL_LAYERS=REDIS,
-    DEBUG=True,
-)
-def test_check_a_key_prefix_with_a_brace_on_a_cluster():
-    assert checks.check_settings() == [
-        Error(
+            HINT,
+            "realtime.E014",
+        ),
+        (
+            {"BROKER": "redis", "REDIS_URL": "redis+cluster://r1:7000/", "KEY_PREFIX": "site{1}"},
             "REALTIME['KEY_PREFIX'] 'site{1}' contains a brace: on a Redis Cluster it would "
             "take the place of realtime's hash tags.",
-            hint=HINT,
-            id="realtime.E014",
-        )
-    ]
+            HINT,
+            "realtime.E014",
+        ),
+        (
+            {"REDIS_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/"},
+            "REALTIME['REDIS_URL'] is a Redis Cluster, where the channel layer "
+            "(REALTIME['BROKER'] = 'layer') cannot carry messages between processes.",
+            "Set REALTIME['BROKER'] = 'redis': sharded pub/sub on the cluster (docs/scaling.md).",
+            "realtime.E013",
+        ),
+    ],
+    ids=["malformed-url", "brace-in-key-prefix", "layer-broker"],
+)
+def test_check_a_cluster_configuration(realtime, message, hint, check):
+    with override_settings(REALTIME=realtime, CHANNEL_LAYERS=REDIS, DEBUG=True):
+        assert checks.check_settings() == [Error(message, hint=hint, id=check)]
 
 
 @override_settings(

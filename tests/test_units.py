@@ -206,7 +206,7 @@ async def test_a_close_reason_is_cut_to_100_characters_wherever_a_close_is_built
     stream.start()
     stream.close(CloseCode.DISCONNECTED, "y" * 300)
     frame = json.loads(str(sent[0]["text"]))
-    event = stream.queue.get_nowait()
+    event = stream.pending.popleft().decode()
     assert (frame["reason"], sent[1]["reason"]) == ("x" * 100, "x" * 100)
     assert json.loads(event.split("data: ", 1)[1])["reason"] == "y" * 100
     # a WebSocket close frame carries at most 123 bytes of reason: fewer characters then

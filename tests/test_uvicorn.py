@@ -1,5 +1,6 @@
 """uvicorn as the ASGI server: the end-to-end WebSocket, SSE, long-poll and POST tests of
-tests/test_e2e.py and tests/test_http_transports.py run again here, the same functions, with
+tests/test_e2e.py and tests/test_http_transports.py (and the batch-frame tests of
+tests/test_conformance.py) run again here, the same functions, with
 this module's ``nodes``: two uvicorn processes started with docs/deployment.md's uvicorn
 command (tests/test_nginx.py checks it) in place of daphne. And the slow-consumer close
 (4503), which uvicorn's blocking ``send`` provokes (daphne's never blocks:
@@ -19,6 +20,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 import realtime
+from tests import test_conformance as conformance
 from tests import test_e2e as e2e
 from tests import test_http_transports as http
 from tests.servers import Uvicorn, running_nodes
@@ -63,6 +65,16 @@ test_consecutive_polls_on_alternating_nodes_lose_nothing = (
 test_post_send_runs_the_handler_once_on_any_node = (
     http.test_post_send_runs_the_handler_once_on_any_node
 )
+# Batch frames (test_conformance.py), whose send may wait for a congested socket here
+test_a_batching_client_gets_a_burst_as_batch_frames_with_acks_unchanged = (
+    conformance.test_a_batching_client_gets_a_burst_as_batch_frames_with_acks_unchanged
+)
+test_batch_frames_keep_to_max_frames_and_max_bytes = (
+    conformance.test_batch_frames_keep_to_max_frames_and_max_bytes
+)
+test_a_client_that_did_not_offer_realtime_batch_never_gets_a_batch_frame = (
+    conformance.test_a_client_that_did_not_offer_realtime_batch_never_gets_a_batch_frame
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +93,12 @@ def nodes(database: tuple[str, dict[str, Any]], node_env: dict[str, str]) -> Ite
     """Two uvicorn nodes sharing one Redis."""
     with running_nodes(database[0], node_env, node=Uvicorn) as servers:
         yield servers
+
+
+@pytest.fixture
+def node(nodes: list[Any]) -> Any:
+    """The conformance tests' one node: the first uvicorn node."""
+    return nodes[0]
 
 
 async def test_a_client_that_stops_reading_is_closed_4503(database, node_env, use_redis):

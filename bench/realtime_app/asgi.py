@@ -9,6 +9,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.realtime_app.settings")
 
+from bench.profiling import install_from_env
 from realtime.asgi import get_asgi_application
 
+install_from_env()  # --idle-profile: cProfile the window, started and stopped by signals
 application = get_asgi_application()

@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from realtime import health
 from realtime._tasks import stop_if_cancelled
+from realtime._turns import Turns
 from realtime.broker.base import CONTROL_TYPE, MESSAGE_TYPE, Endpoint
 
 # How long a join waits for the pub/sub connection and for Redis to confirm the subscription.
@@ -243,6 +244,7 @@ class Subscriber:
 
     async def _read(self, connection: aioredis.Connection) -> None:
         pinged = False
+        turns = Turns(asyncio.get_running_loop())  # a backlog comes without suspending
         while True:
             try:
                 reply = await connection.read_response(timeout=KEEPALIVE)
@@ -260,6 +262,7 @@ class Subscriber:
             kind = reply[0]
             if kind in (b"message", b"smessage"):
                 self._deliver(reply[1].decode(), reply[2])
+                await turns.handed()
             elif kind in (b"subscribe", b"ssubscribe"):
                 self._confirmed(reply[1].decode())
             elif kind in (b"unsubscribe", b"sunsubscribe"):

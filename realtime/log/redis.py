@@ -19,7 +19,7 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Sequence
 
-from realtime._redis import get_client
+from realtime._redis import Script, get_client
 from realtime.log.base import Entry, NewEntry, Replay, new_epoch
 
 META_TTL = 30 * 86400.0
@@ -123,6 +123,9 @@ return {epoch, top, redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COU
 )
 
 
+_APPEND, _APPEND_MANY, _READ = Script(APPEND), Script(APPEND_MANY), Script(READ)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -146,11 +149,9 @@ class RedisLog:
     async def append(
         self, topic: str, message_id: str, event: str, data: str, ack: bool, time: float
     ) -> tuple[str, int]:
-        client = get_client(self.url)
-        epoch, offset = await client.eval(
-            APPEND,
-            3,
-            *self._keys(topic),
+        epoch, offset = await _APPEND(
+            get_client(self.url),
+            self._keys(topic),
             new_epoch(),
             int(META_TTL * 1000),
             self.size,
@@ -164,14 +165,12 @@ class RedisLog:
         return _text(epoch), int(offset)
 
     async def append_many(self, topic: str, messages: Sequence[NewEntry]) -> list[tuple[str, int]]:
-        client = get_client(self.url)
         args: list[str | int] = []
         for message_id, event, data, ack, time in messages:
             args += [message_id, event, data, "1" if ack else "0", repr(time)]
-        epoch, *offsets = await client.eval(
-            APPEND_MANY,
-            3,
-            *self._keys(topic),
+        epoch, *offsets = await _APPEND_MANY(
+            get_client(self.url),
+            self._keys(topic),
             new_epoch(),
             int(META_TTL * 1000),
             self.size,
@@ -181,11 +180,9 @@ class RedisLog:
         return [(_text(epoch), int(offset)) for offset in offsets]
 
     async def read_after(self, topic: str, epoch: str | None, offset: int) -> Replay:
-        client = get_client(self.url)
-        current, top, raw = await client.eval(
-            READ,
-            3,
-            *self._keys(topic),
+        current, top, raw = await _READ(
+            get_client(self.url),
+            self._keys(topic),
             new_epoch(),
             int(META_TTL * 1000),
             epoch or "",

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from django.core.management.base import CommandError
 
 from realtime.conf import get_config
 from realtime.hubs import serves_connections
-from realtime.redis_cluster import is_cluster_url, parse_cluster_url
-from realtime.redis_sentinel import describe, is_sentinel_url
+from realtime.redis_urls import where
 
 
 def backend_failed(what: str, exc: BaseException) -> CommandError:
@@ -24,20 +21,9 @@ def backend_failed(what: str, exc: BaseException) -> CommandError:
     what = what[0].upper() + what[1:]
     if not config.redis_url:
         return CommandError(f"{what}: {cause}.")
-    parts = urlsplit(config.redis_url)
-    if is_sentinel_url(config.redis_url):
-        where = f"Redis at {describe(config.redis_url)}"
-    elif is_cluster_url(config.redis_url):
-        try:
-            where = f"Redis Cluster at {parse_cluster_url(config.redis_url).where()}"
-        except ValueError:  # a malformed URL (manage.py check says what is wrong: E014)
-            where = "Redis Cluster"
-    elif parts.scheme == "unix":
-        where = f"Redis at {parts.path}"
-    else:
-        where = f"Redis at {parts.hostname}:{parts.port or 6379}"
     return CommandError(
-        f"{what} ({where}): {cause}. Is Redis running, and is REALTIME['REDIS_URL'] right?"
+        f"{what} ({where(config.redis_url)}): {cause}. Is Redis running, and is "
+        "REALTIME['REDIS_URL'] right?"
     )
 
 

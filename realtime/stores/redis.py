@@ -2,40 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import weakref
-from typing import Any
 
-from realtime._redis import get_client
+from realtime._redis import Script, get_client
 from realtime.stores.base import CLAIM, Pending, State, claim
+from realtime.stores.batched import BatchedHashReads
 
 # Each script is one atomic step on one key, so two nodes never both claim it and a stale
 # owner never renews or overwrites what another attempt holds.
-_BEGIN = """
+_BEGIN = Script("""
 local value = redis.call('GET', KEYS[1])
 if value then return value end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
-"""
-_RENEW = """
+""")
+_RENEW = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"""
-_FINISH = """
+""")
+_FINISH = Script("""
 local value = redis.call('GET', KEYS[1])
 if value and string.sub(value, 1, 1) ~= '\\0' then return value end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
-"""
+""")
 
 # Pending ACKs: KEYS[1] the scope's hash (id -> entry), KEYS[2] its acknowledged ids (a sorted
 # set by time); ARGV[1] now, ARGV[2] the window (seconds). Each decides each id in one step,
 # so an id is taken by exactly one caller, and an acknowledged one is not put back.
-_PUT = """
+_PUT = Script("""
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local added = {}
@@ -47,8 +45,8 @@ for i = 3, #ARGV, 2 do
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(window * 2000))
 return added
-"""
-_TAKE = """
+""")
+_TAKE = Script("""
 local now, window, acked = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
 local taken = {}
 for i = 4, #ARGV do
@@ -62,7 +60,7 @@ if acked and #taken > 0 then
   redis.call('PEXPIRE', KEYS[2], math.ceil(window * 1000))
 end
 return taken
-"""
+""")
 
 
 def _text(value: bytes | str) -> str:
@@ -84,7 +82,7 @@ class RedisDedup:
 
     async def begin(self, key: str, owner: str) -> tuple[State, str | None]:
         client = get_client(self.url)
-        found = await client.eval(_BEGIN, 1, self._name(key), claim(owner), self.lease_ms)
+        found = await _BEGIN(client, [self._name(key)], claim(owner), self.lease_ms)
         if found is None:
             return "new", None
         value = _text(found)
@@ -92,11 +90,11 @@ class RedisDedup:
 
     async def renew(self, key: str, owner: str) -> bool:
         client = get_client(self.url)
-        return bool(await client.eval(_RENEW, 1, self._name(key), claim(owner), self.lease_ms))
+        return bool(await _RENEW(client, [self._name(key)], claim(owner), self.lease_ms))
 
     async def finish(self, key: str, owner: str, answer: str) -> str:
         client = get_client(self.url)
-        return _text(await client.eval(_FINISH, 1, self._name(key), answer, self.ttl_ms))
+        return _text(await _FINISH(client, [self._name(key)], answer, self.ttl_ms))
 
 
 class RedisTickets:
@@ -155,6 +153,8 @@ class RedisPendingAcks:
         self.prefix = prefix
         self.window = window
         self._index = f"{prefix}:acks-by-deadline"
+        # what the subscriptions of a reconnect storm read at once: one pipeline, not N reads
+        self._hashes = BatchedHashReads(url)
 
     def _keys(self, scope: str) -> tuple[str, str]:
         return f"{self.prefix}:acks:{{{scope}}}", f"{self.prefix}:acked:{{{scope}}}"
@@ -166,7 +166,7 @@ class RedisPendingAcks:
         args: list[str | float] = [time.time(), self.window]
         for entry in entries:
             args += [entry.message_id, entry.encode()]
-        added = {_text(m) for m in await client.eval(_PUT, 2, *self._keys(scope), *args)}
+        added = {_text(m) for m in await _PUT(client, self._keys(scope), *args)}
         deadlines = {
             json.dumps([scope, e.message_id]): e.deadline for e in entries if e.message_id in added
         }
@@ -184,7 +184,7 @@ class RedisPendingAcks:
             return []
         client = get_client(self.url)
         args = [time.time(), self.window, "1" if acked else "0", *dict.fromkeys(ids)]
-        taken = [_text(m) for m in await client.eval(_TAKE, 2, *self._keys(scope), *args)]
+        taken = [_text(m) for m in await _TAKE(client, self._keys(scope), *args)]
         if taken:
             await client.zrem(self._index, *(json.dumps([scope, m]) for m in taken))
         return taken
@@ -196,7 +196,7 @@ class RedisPendingAcks:
         return await self._take(scope, ids, False)
 
     async def of_topic(self, scope: str, topic: str) -> list[Pending]:
-        found = await hash_reads(self.url).hgetall(self._keys(scope)[0])
+        found = await self._hashes.hgetall(self._keys(scope)[0])
         entries = [Pending.decode(_text(m), _text(v)) for m, v in found.items()]
         return [e for e in entries if e.topic == topic]
 
@@ -215,63 +215,3 @@ class RedisPendingAcks:
         if gone:
             await client.zrem(self._index, *gone)  # type: ignore[arg-type]
         return found
-
-
-_hash_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, HashReads]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def hash_reads(url: str) -> HashReads:
-    """The batched ``HGETALL`` reads of the running loop's client for ``url``."""
-    per_loop = _hash_reads.setdefault(asyncio.get_running_loop(), {})
-    reads = per_loop.get(url)
-    if reads is None:
-        reads = per_loop[url] = HashReads(url)
-    return reads
-
-
-class HashReads:
-    """``HGETALL`` on the running loop's client for ``url`` (:func:`get_client`), batched:
-    the reads asked for while one pipeline runs go together in the next (at most
-    :attr:`MAX_BATCH` keys each), so the subscribes of a crowd of users connecting at once
-    (each :meth:`RedisPendingAcks.of_topic`) cost a few round trips and pooled connections,
-    not one each."""
-
-    MAX_BATCH = 500
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._waiting: dict[str, list[asyncio.Future[dict[Any, Any]]]] = {}
-        self._running: asyncio.Task[None] | None = None
-
-    async def hgetall(self, key: str) -> dict[Any, Any]:
-        """The hash at ``key`` (empty when there is none); raises what the pipeline raised."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[dict[Any, Any]] = loop.create_future()
-        self._waiting.setdefault(key, []).append(waiter)
-        if self._running is None or self._running.done():
-            self._running = loop.create_task(self._run())
-        return await waiter
-
-    async def _run(self) -> None:
-        while self._waiting:
-            keys = list(self._waiting)[: self.MAX_BATCH]
-            batch = {key: self._waiting.pop(key) for key in keys}
-            try:
-                async with get_client(self._url).pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.hgetall(key)
-                    results: list[Any] = await pipe.execute()
-            except BaseException as error:
-                for waiters in batch.values():
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(error)
-                if not isinstance(error, Exception):
-                    raise  # cancelled (the loop is closing): the waiters were told
-                continue
-            for waiters, result in zip(batch.values(), results, strict=True):
-                for waiter in waiters:
-                    if not waiter.done():  # its connection went away meanwhile
-                        waiter.set_result(result)

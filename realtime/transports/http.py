@@ -216,7 +216,9 @@ async def open_topics(
     """The start of an SSE or long-poll request: :func:`admit` it, read its topics and cursors
     (:func:`topics_and_cursors`), open its connection through ``transport`` with the
     consumer's hooks, and check the topics' permissions (:func:`check_topics`), so that a
-    refusal is answered with its status before anything is subscribed."""
+    refusal is answered with its status before anything is subscribed. This is each topic's
+    permission check for the request (a resume, when it carries a cursor): the transports then
+    subscribe with ``checked=True``."""
     caller = await admit(request)
     topics, cursors = topics_and_cursors(request)
     connection, hooks = open_connection(request, caller, transport, name, register=register)

@@ -52,7 +52,7 @@ async def poll(request: HttpRequest) -> HttpResponse:
         return failure_response(error, "log", "A long-poll request failed")
     try:
         for topic in topics:
-            await connection.subscribe(topic, cursors.get(topic))
+            await connection.subscribe(topic, cursors.get(topic), checked=True)
         health.ok("log")
         frames = [text for text in transport.frames if _wanted(text)]
         if not frames:

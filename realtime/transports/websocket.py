@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -60,21 +61,46 @@ def application(consumer_class: type[Any], initkwargs: dict[str, Any]) -> ASGIAp
 
 class WebSocketTransport:
     """One WebSocket: the handshake, the client's frames, and the frames the connection sends
-    (in order, through a queue while a send is blocked on a congested socket)."""
+    (in order, through a queue while a send is blocked on a congested socket).
+
+    A client that offered the ``realtime.batch`` subprotocol gets its frames at the end of the
+    event loop's turn instead of at once, and the frames queued by then go out as one ``batch``
+    frame (docs/protocol.md, "Batch frames"): a burst of messages costs the server one send,
+    not one per message."""
 
     #: Name of this transport in the registry and the admin.
     name = "websocket"
 
     connection: Connection  # set by the handshake
 
-    __slots__ = ("_background", "_closing", "_queue", "_send", "_writer", "connection")
+    __slots__ = (
+        "_background",
+        "_batching",
+        "_closing",
+        "_flush",
+        "_flushes",
+        "_queue",
+        "_send",
+        "_writer",
+        "connection",
+    )
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._queue: collections.deque[Message] = collections.deque()
+        # frames waiting behind a blocked send or for the end of a batching turn; made when
+        # one waits (most sockets never have one: a send that does not block goes out at once)
+        self._queue: collections.deque[Message] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] | None = None  # made by the first release
         self._closing = False
+        self._batching = False
+        self._flush = False  # a batching client's frames wait for the end of the loop's turn
+        self._flushes: _Flushes | None = None  # the loop's, looked up once
+
+    @property
+    def batching(self) -> bool:
+        """Whether the client unpacks ``batch`` frames (it offered ``realtime.batch``)."""
+        return self._batching
 
     @property
     def closing(self) -> bool:
@@ -84,7 +110,7 @@ class WebSocketTransport:
     @property
     def backlog(self) -> int:
         """How many messages wait for the socket (behind a send it has not finished)."""
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     # ---- the client's side -----------------------------------------------------------------
 
@@ -119,6 +145,7 @@ class WebSocketTransport:
             await self._send({"type": "websocket.close"})  # refused: HTTP 403
             return False
         tokens = [p for p in offered if p.startswith(protocol.TOKEN_SUBPROTOCOL_PREFIX)]
+        self._batching = protocol.BATCH_SUBPROTOCOL in offered
         user = scope.get("user") or AnonymousUser()
         self.connection = new_connection(
             self,
@@ -166,6 +193,7 @@ class WebSocketTransport:
         self._closing = True
         if self._writer is not None:
             self._writer.cancel()
+        self._flush = False
         connection = getattr(self, "connection", None)
         if connection is not None:
             await connection.closed(message.get("code", 1006))
@@ -178,10 +206,11 @@ class WebSocketTransport:
         closed with 4503 (it resumes from its cursors, so nothing is lost)."""
         if self._closing:
             return
-        if len(self._queue) >= self.connection.config.outbound_queue_size:
+        queue = self._queue
+        if queue is not None and len(queue) >= self.connection.config.outbound_queue_size:
             # The socket is not draining: drop the backlog and close past it. The client
             # recovers everything from the log when it resumes with its cursors.
-            self._queue.clear()
+            queue.clear()
             self._closing = True
             if self._writer is not None:
                 self._writer.cancel()
@@ -190,13 +219,23 @@ class WebSocketTransport:
                 "code": int(CloseCode.SLOW_CONSUMER),
                 "reason": "slow",
             }
-            self._queue.append(close)
+            queue.append(close)
             self._pump()
             self._release(CloseCode.SLOW_CONSUMER)
             return
-        self._queue.append({"type": "websocket.send", "text": text})
-        if self._writer is None:
+        queue = self._push({"type": "websocket.send", "text": text})
+        if self._writer is not None:
+            return  # sent (batched, for a batching client) once the blocked send finishes
+        if not self._batching or len(queue) >= protocol.MAX_BATCH_FRAMES:
             self._pump()
+        elif not self._flush:
+            # at the end of this turn of the loop: a fan-out of several messages (a hub that
+            # had a backlog, a replay) has queued them all by then
+            self._flush = True
+            loop = asyncio.get_running_loop()
+            if self._flushes is None:
+                self._flushes = _flushes_of(loop)
+            self._flushes.add(loop, self)
 
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Close with ``code``. Frames queued before still go out first; a 4403 is preceded by
@@ -208,10 +247,10 @@ class WebSocketTransport:
             # daphne sends no close reason, and this one is for the user ("disconnected by an
             # operator"): say it in a last `close` frame, as an SSE stream's last event does.
             frame = protocol.close_frame(code, reason)
-            self._queue.append({"type": "websocket.send", "text": frame})
+            self._push({"type": "websocket.send", "text": frame})
         # int(): autobahn refuses a close code that is not exactly an int
         reason = protocol.close_reason(reason)
-        self._queue.append({"type": "websocket.close", "code": int(code), "reason": reason})
+        self._push({"type": "websocket.close", "code": int(code), "reason": reason})
         self._closing = True
         if self._writer is None:
             self._pump()
@@ -228,8 +267,12 @@ class WebSocketTransport:
                 self._broken(error)
                 return
         self._writer = None
-        while self._queue:
-            message = self._queue.popleft()
+        self._flush = False  # sending now: whatever the flush would have sent goes too
+        queue = self._queue
+        while queue:
+            message = queue.popleft()
+            if self._batching and len(queue) and message["type"] == "websocket.send":
+                message = _gather(message, queue)
             try:
                 task = _eager.start(self._send(message))
             except _FRAME_ERRORS:
@@ -244,6 +287,19 @@ class WebSocketTransport:
                 self._writer = task
                 task.add_done_callback(self._pump)
                 return
+        self._queue = None
+
+    def _push(self, message: Message) -> collections.deque[Message]:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        queue.append(message)
+        return queue
+
+    def flush_due(self) -> None:
+        """The end of the turn this batching client's frames waited for: send them."""
+        if self._flush:
+            self._pump()
 
     def _broken(self, error: BaseException | None) -> None:
         """The socket refused a send: nothing queued can go out any more. Close (if the
@@ -251,7 +307,7 @@ class WebSocketTransport:
         cursors."""
         # a client that went away mid-send: a network event, not a fault of the server
         logger.info("Sending on a WebSocket failed (%r); closing it", error)
-        self._queue.clear()
+        self._queue = None
         self._writer = None
         if self._closing:
             return
@@ -272,6 +328,63 @@ class WebSocketTransport:
                 self._background = set()
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+
+class _Flushes:
+    """The batching sockets of one event loop whose frames wait for the end of the loop's
+    turn: one callback sends them all (one per socket would cost a loop handle per socket and
+    turn, thousands per fan-out)."""
+
+    __slots__ = ("_waiting",)  # not the loop: it is the key of a weak mapping to this
+
+    def __init__(self) -> None:
+        self._waiting: list[WebSocketTransport] = []
+
+    def add(self, loop: asyncio.AbstractEventLoop, transport: WebSocketTransport) -> None:
+        if not self._waiting:
+            loop.call_soon(self._run)
+        self._waiting.append(transport)
+
+    def _run(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for transport in waiting:
+            transport.flush_due()
+
+
+_flushes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flushes] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flushes_of(loop: asyncio.AbstractEventLoop) -> _Flushes:
+    flushes = _flushes.get(loop)
+    if flushes is None:
+        flushes = _flushes[loop] = _Flushes()
+    return flushes
+
+
+def _gather(first: Message, queue: collections.deque[Message]) -> Message:
+    """``first`` and the text frames queued right behind it, as one ``batch`` frame within
+    :data:`~realtime.protocol.MAX_BATCH_FRAMES` and :data:`~realtime.protocol.MAX_BATCH_BYTES`
+    (``first`` alone when nothing fits with it)."""
+    texts = [first["text"]]
+    size = _utf8_size(texts[0])
+    while queue and len(texts) < protocol.MAX_BATCH_FRAMES:
+        following = queue[0]
+        if following["type"] != "websocket.send":
+            break  # a close: it ends the batch, and goes out after it
+        size += _utf8_size(following["text"])
+        if size > protocol.MAX_BATCH_BYTES:
+            break
+        texts.append(following["text"])
+        queue.popleft()
+    if len(texts) == 1:
+        return first
+    return {"type": "websocket.send", "text": protocol.batch_frame(texts)}
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _anonymous_scope(session: Any) -> str:

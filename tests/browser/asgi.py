@@ -65,6 +65,7 @@ class Faults:
     lose_ack: bool = False
     cut_after_ack: bool = False
     in_progress: bool = False
+    batch: bool = False  # let the client's offer of realtime.batch through (no other fault)
 
 
 faults = Faults()
@@ -88,6 +89,7 @@ def reset_stats() -> None:
         delivered=Counter(),  # message id -> times sent to a client
         answers=[],  # every answer (`ack` frame) to a client `send`, lost ones included
         rate_limited=0,  # HTTP 429 answers (streams, polls, POSTs)
+        batches=0,  # `batch` frames sent to WebSocket clients (with the `batch` switch)
     )
 
 
@@ -216,6 +218,7 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
                     faults.lose_ack = False
                     await link.drop()
                     return
+            stats["batches"] += text.startswith('{"type":"batch"')
             if text.startswith('{"type":"message"'):
                 stats["delivered"][json.loads(text)["id"]] += 1
                 if duplicate:
@@ -227,9 +230,13 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
                     return
         await link.send(message)
 
+    # The faults above act on single frames: the app sends no `batch` frames through here
+    # (the client's offer of realtime.batch is withheld; it then gets plain frames only),
+    # unless a test asks for them.
+    offered = [p for p in scope.get("subprotocols", ()) if p != "realtime.batch" or faults.batch]
     links.add(link)
     try:
-        await inner(scope, receive_frames, send_frames)
+        await inner({**scope, "subprotocols": offered}, receive_frames, send_frames)
         while muted and (await link.receive())["type"] != "websocket.disconnect":
             pass  # half-open: the server is done, the client does not know
     finally:

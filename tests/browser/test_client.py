@@ -226,6 +226,19 @@ def test_render_time_cursor_delivers_what_was_published_before_subscribing(
     assert all_messages(page, topic, "live") == ["after render 1", "after render 2", "live"]
 
 
+def test_batch_frames_are_unpacked_in_order(open_page: Any, server: Server) -> None:
+    server.faults(batch=True)
+    topic = new_topic()
+    page = open_page([topic], config=True)
+    for n in range(3):  # replayed after `subscribed`: the four frames come as one `batch`
+        server.publish(topic, n)
+    start(page, ["websocket"], from_page=True)
+    wait_open(page, "websocket")
+    server.publish(topic, "live")
+    assert all_messages(page, topic, "live") == [0, 1, 2, "live"]
+    assert server.stats()["batches"] >= 1
+
+
 def test_without_a_render_time_cursor_the_gap_is_lost(open_page: Any, server: Server) -> None:
     # The control for the test above: the same steps with no position to resume from.
     topic = new_topic()

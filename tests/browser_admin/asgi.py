@@ -14,7 +14,11 @@ django_application = get_django_application()  # sets Django up
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from realtime.admin import LiveConnectionAdmin  # noqa: E402
 from realtime.asgi import get_asgi_application  # noqa: E402
+
+if os.environ.get("RT_CONSOLE_REFRESH"):  # tests/browser_admin/conftest.py
+    LiveConnectionAdmin.refresh_interval = float(os.environ["RT_CONSOLE_REFRESH"])
 
 application = get_asgi_application(
     "tests.testapp.consumers.EchoConsumer", http=ASGIStaticFilesHandler(django_application)

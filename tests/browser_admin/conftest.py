@@ -19,6 +19,9 @@ from tests.servers import Daphne, delete_prefix, make_database, running_nodes
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = "tests.settings"
 DAPHNE = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
+# The console's refresh in these nodes (LiveConnectionAdmin.refresh_interval, 5 s by default;
+# tests/browser_admin/asgi.py), shorter so that the waits for a few refreshes take less
+REFRESH = 2.0
 
 SETUP_SCRIPT = """
 import json, django
@@ -49,7 +52,7 @@ class Node(Daphne):
         self.ws = self.url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def database() -> Iterator[tuple[str, dict[str, Any]]]:
     """A migrated SQLite file with the admin, an operator (staff with both console
     permissions) and users alice, bob, carol and dave (each with a token)."""
@@ -58,11 +61,16 @@ def database() -> Iterator[tuple[str, dict[str, Any]]]:
     os.unlink(path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def nodes(database: tuple[str, dict[str, Any]], redis_url: str) -> Iterator[list[Node]]:
     """Two nodes on one Redis, under a key prefix of their own (deleted afterwards)."""
     prefix = f"rt-admin-{uuid.uuid4().hex[:8]}"
-    env = {"RT_REDIS_URL": redis_url, "RT_PREFIX": prefix, "RT_HEARTBEAT_INTERVAL": "60"}
+    env = {
+        "RT_REDIS_URL": redis_url,
+        "RT_PREFIX": prefix,
+        "RT_HEARTBEAT_INTERVAL": "60",
+        "RT_CONSOLE_REFRESH": str(REFRESH),
+    }
     try:
         with running_nodes(database[0], env, node=Node) as started:
             yield started

@@ -18,14 +18,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.browser_admin.conftest import ROOT, Node
+from tests.browser_admin.conftest import REFRESH, ROOT, Node
 
 # The docs' screenshot is refreshed only on request (RT_SCREENSHOTS=1), so that a test run
 # leaves the work tree as it found it.
 SCREENSHOT = ROOT / "docs" / "screenshots" / "admin-console.png"
 REFRESH_SCREENSHOT = os.environ.get("RT_SCREENSHOTS") == "1"
 CONSOLE = "/admin/realtime/liveconnection/"
-REFRESH_MS = 5000
+REFRESH_MS = int(REFRESH * 1000)  # the nodes' console refresh
 
 
 class Socket:

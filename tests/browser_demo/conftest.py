@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "demo12345"  # seed_demo's password for every user
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def demo() -> Iterator[Daphne]:
-    """daphne serving demo_project.asgi on a migrated, seeded database of its own."""
+    """daphne serving demo_project.asgi on a migrated, seeded database of its own, shared by
+    the package's modules (each test closes its pages; none depends on another's data)."""
     workdir = tempfile.mkdtemp(prefix="rt-demo-test-")
     env = {
         "DATABASE_URL": f"sqlite:///{workdir}/demo.sqlite3",

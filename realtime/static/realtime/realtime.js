@@ -101,6 +101,8 @@ export const DEFAULTS = Object.freeze({
 const WIRE = Object.freeze({
   subprotocol: "realtime.v1",
   tokenSubprotocolPrefix: "realtime.token.",
+  /** Offered with `subprotocol`: the client unpacks `batch` frames ("Batch frames"). */
+  batchSubprotocol: "realtime.batch",
   maxAckIds: 100,
   /** The `ack` error (POST: 409) for a `send` whose id another attempt is still running: not
    * an answer, send it again with the same id. */
@@ -944,7 +946,7 @@ class WebSocketTransport extends BaseTransport {
     const got = await this._tokenOrDown();
     if (got === null || this.closed) return;
     /** @type {string[]} */
-    const protocols = [WIRE.subprotocol];
+    const protocols = [WIRE.subprotocol, WIRE.batchSubprotocol];
     if (got.token) protocols.push(WIRE.tokenSubprotocolPrefix + got.token);
     const url = this._host.url(WIRE.paths.websocket);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -989,6 +991,19 @@ class WebSocketTransport extends BaseTransport {
       return; // not JSON: ignored
     }
     if (!frame || typeof frame !== "object") return;
+    if (frame.type !== "batch") {
+      this._receiveFrame(frame);
+      return;
+    }
+    // several frames the server had queued at once, each handled as if it came alone
+    for (const inner of Array.isArray(frame.frames) ? frame.frames : []) {
+      if (this.closed) return;
+      if (inner && typeof inner === "object" && inner.type !== "batch") this._receiveFrame(inner);
+    }
+  }
+
+  /** One server frame (alone, or out of a `batch`). @param {Frame} frame */
+  _receiveFrame(frame) {
     if (frame.type === "ping") {
       this._send({ type: "pong" });
       if (this.opened) this._proven();
