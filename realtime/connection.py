@@ -73,6 +73,7 @@ class Connection:
         "last_seen",
         "messages_in",
         "messages_out",
+        "pongs",
         "register",
         "state",
         "subscriptions",
@@ -114,6 +115,7 @@ class Connection:
         self.last_seen = time.monotonic()
         self.messages_in = 0
         self.messages_out = 0
+        self.pongs = 0  # of messages_in: the heartbeat's answers
         self.bucket = TokenBucket(config.rate, config.burst)
         self._timers = Timers(asyncio.get_running_loop())
         self._heartbeat = Heartbeat(self._timers, config, self.send, self.close_for)

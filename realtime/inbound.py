@@ -29,6 +29,7 @@ async def handle_text(connection: Connection, text: str) -> None:
     if text == protocol.PONG and connection.state is State.OPEN:
         # the heartbeat's answer, most of an idle connection's frames: its arrival is all
         # it does; charged as parsing it would be, nothing else to do
+        connection.pongs += 1
         if not connection.bucket.take():
             connection.close(RateLimited(_SLOW_DOWN))
         return
@@ -93,4 +94,5 @@ async def _dispatch(connection: Connection, frame: protocol.ClientFrame) -> None
         connection.send(protocol.acked_frame(frame["ids"]))  # type: ignore[typeddict-item]
     elif kind == "send":
         await connection.client_messages.receive(frame)  # type: ignore[arg-type]
-    # "pong": its arrival (last_seen) is all the heartbeat needs
+    elif kind == "pong":  # its arrival (last_seen) is all the heartbeat needs
+        connection.pongs += 1

@@ -7,8 +7,9 @@ are written in batches (one write at a time, taking all that was queued meanwhil
 bounded by :data:`REGISTRY_TIMEOUT`, and
 while the node has connections a refresher renews its record every ``HEARTBEAT_TIMEOUT / 3``
 seconds (so it expires ``HEARTBEAT_TIMEOUT`` after the process dies), rewriting the entries
-whose counters moved since they were last written (a whole rewrite after a failed write, or
-when the record was gone), and then runs the presence tick (:func:`realtime.roster.tick`)."""
+whose counters moved since they were last written (those moved only by the heartbeat at most
+every :data:`IDLE_REWRITE_S`; a whole rewrite after a failed write, or when the record was
+gone), and then runs the presence tick (:func:`realtime.roster.tick`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class Member(Protocol):
     # what moves in an entry between writes (its topics are written when they change)
     messages_in: int
     messages_out: int
+    pongs: int  # of messages_in
 
     @property
     def pending(self) -> Sized: ...
@@ -42,9 +44,16 @@ class Member(Protocol):
     def entry(self) -> Entry: ...
 
 
-def _stamp(member: Member) -> tuple[int, int, int]:
-    """What the refresher compares to tell whether an entry changed since it was written."""
-    return member.messages_in, member.messages_out, len(member.pending)
+# An entry whose only change is the heartbeat (its ``pong`` in ``messages_in`` and
+# ``last_seen``) is rewritten at most this often, in seconds: most entries of an idle node
+# change only so, and rewriting each after every pong was most of an idle node's own CPU.
+IDLE_REWRITE_S = 60.0
+
+
+def _stamp(member: Member) -> tuple[int, int, int, int]:
+    """What the refresher compares to tell whether an entry changed since it was written:
+    the activity (frames in other than pongs, messages out, pending ACKs), then the pongs."""
+    return member.messages_in - member.pongs, member.messages_out, len(member.pending), member.pongs
 
 
 class NodeRecord:
@@ -66,9 +75,12 @@ class NodeRecord:
         # connections whose entry is to be written (None: removed), and the task writing them
         self._pending: dict[str, Member | None] = {}
         self._flusher: asyncio.Task[None] | None = None
-        # each connection's stamp at the last renewal; _whole: rewrite every entry at the next
-        self._stamps: dict[str, tuple[int, int, int]] = {}
+        # each connection's stamp when its entry was last written; _whole: rewrite every
+        # entry at the next renewal; _renewals: renewals so far (whose turn it is to have
+        # a heartbeat-only change written)
+        self._stamps: dict[str, tuple[int, int, int, int]] = {}
         self._whole = True
+        self._renewals = 0
 
     def opened(self, connection: Member) -> None:
         """Add a connection that joined ``connections``, and keep the record alive."""
@@ -128,16 +140,31 @@ class NodeRecord:
                 health.ok("registry")
 
     async def _renew(self, ttl: float) -> None:
-        """Keep the record alive for ``ttl``: write the entries that changed since the last
-        renewal, or all of them (after a failed write, or when the record was gone)."""
-        stamps = {i: _stamp(c) for i, c in self.connections.items()}
+        """Keep the record alive for ``ttl``: write the entries that changed since they were
+        last written, or all of them (after a failed write, or when the record was gone).
+        An entry whose only change is the heartbeat waits for its turn, which comes once
+        every :data:`IDLE_REWRITE_S` (connections take turns, so the rewrites are spread)."""
+        self._renewals += 1
+        turns = max(1, round(IDLE_REWRITE_S / (ttl / 3)))
+        turn = self._renewals % turns
+        old = self._stamps
+        stamps: dict[str, tuple[int, int, int, int]] = {}
+        changed: list[Member] = []
+        for i, member in self.connections.items():
+            stamp = stamps[i] = _stamp(member)
+            before = old.get(i)
+            if before == stamp:
+                continue
+            if before is None or before[:3] != stamp[:3] or hash(i) % turns == turn:
+                changed.append(member)
+            else:
+                stamps[i] = before  # the heartbeat only: written at its turn
         registry = get_registry()
         if not self._whole:
-            changed = [
-                c.entry() for i, c in self.connections.items() if self._stamps.get(i) != stamps[i]
-            ]
-            self._whole = not await registry.touch(self.name, changed, ttl)
+            entries = [member.entry() for member in changed]
+            self._whole = not await registry.touch(self.name, entries, ttl)
         if self._whole:
+            stamps = {i: _stamp(c) for i, c in self.connections.items()}
             await registry.refresh(self.name, [c.entry() for c in self.connections.values()], ttl)
             self._whole = False
         self._stamps = stamps

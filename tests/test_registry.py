@@ -171,7 +171,7 @@ async def test_a_renewal_rewrites_only_the_entries_that_changed(monkeypatch):
         def __init__(self, n: int) -> None:
             self.id = entry(n).id
             self.n = n
-            self.messages_in = self.messages_out = 0
+            self.messages_in = self.messages_out = self.pongs = 0
             self.pending: dict[str, Any] = {}
 
         def entry(self) -> Entry:
@@ -184,7 +184,7 @@ async def test_a_renewal_rewrites_only_the_entries_that_changed(monkeypatch):
     record = node.NodeRecord(asyncio.get_running_loop(), "n1", connections, list)
     await record._renew(10)
     await record._renew(10)
-    members[5].messages_in += 1  # a pong arrived
+    members[5].messages_in += 1  # a frame arrived (a subscribe, an ack, ...)
     await record._renew(10)
     assert calls == [("refresh", 100), ("touch", 0), ("touch", 1)]
     held = {e.id: e for e in await registry.all()}
@@ -193,6 +193,21 @@ async def test_a_renewal_rewrites_only_the_entries_that_changed(monkeypatch):
     await record._renew(10)
     assert calls[3:] == [("touch", 0), ("refresh", 100)]
     assert len(await registry.all()) == 100
+
+    # every connection answers a ping: those entries are rewritten once each, spread over
+    # the renewals of IDLE_REWRITE_S, not all at the next renewal
+    del calls[:]
+    for member in members:
+        member.messages_in += 1
+        member.pongs += 1
+    turns = round(node.IDLE_REWRITE_S / (10 / 3))
+    for _ in range(turns):
+        await record._renew(10)
+    written = [count for kind, count in calls if kind == "touch"]
+    assert len(written) == turns and sum(written) == 100, written
+    assert max(written) <= 30, written
+    held = {e.id: e for e in await registry.all()}
+    assert all(held[m.id].messages_in == m.messages_in for m in members)
 
 
 # ---- connections in the registry, operator actions ------------------------------------------
