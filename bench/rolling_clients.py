@@ -1,18 +1,21 @@
 """The clients of the rolling-restart scenario (``bench.rolling``), one worker process of many.
 
-Each client follows the topic ``bench`` over WebSocket as the JS client does: it resumes from
-its cursor after every break; after a close with 4012 (service restart, a draining node) or
-1012 it reconnects within a random delay under 1 s, after any other break or a refused
-handshake after a full-jitter backoff (0.5 s doubling up to 20 s). Given two node URLs,
-where it reconnects plays the load balancer: to a node the orchestrator says is in rotation
-(``{"up": [bool, bool]}`` on stdin), the other node first; given one URL (a load balancer's:
-``bench.rolling --via nginx``), always to it.
+Each client follows the topic ``bench`` over WebSocket as the JS client does: with ``--batch``
+it offers ``realtime.batch`` next to ``realtime.v1`` and unpacks ``batch`` frames
+(docs/protocol.md, "Batch frames"); it resumes from its cursor after every break; after a
+close with 4012 (service restart, a draining node) or 1012 it reconnects within a random
+delay under 1 s, after any other break or a refused handshake after a full-jitter backoff
+(0.5 s doubling up to 20 s). Given two node URLs, where it reconnects plays the load
+balancer: to a node the orchestrator says is in rotation (``{"up": [bool, bool]}`` on
+stdin), the other node first; given one URL (a load balancer's: ``bench.rolling --via
+nginx``), always to it.
 
 Protocol on stdout (JSON lines): ``{"event": "ready"}`` once every client is subscribed, then,
 after ``{"total": M}`` on stdin and once every client holds offset M (or ``--max-wait``
 seconds passed), ``{"event": "result", ...}``: lost and duplicate messages over all clients,
-and the time of every reconnect per node as the clients saw it (their own loop may be late:
-the orchestrator counts reconnects from the servers' access logs). With ``BENCH_DEBUG`` set,
+the time of every reconnect per node as the clients saw it (their own loop may be late:
+the orchestrator counts reconnects from the servers' access logs), the ``batch`` frames
+received and the frames they held, and the worker's CPU seconds. With ``BENCH_DEBUG`` set,
 every close and refused handshake is logged on stderr. Loopback only; every loop bounded."""
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from urllib.parse import urlsplit
 
 import websockets
 
-from bench._common import TOPIC, emit, raise_fd_limit
+from bench._common import BATCH_SUBPROTOCOL, TOPIC, emit, raise_fd_limit, unbatch
 
 DEBUG = bool(os.environ.get("BENCH_DEBUG"))
 RESTART_CODES = (4012, 1012)
@@ -41,8 +44,11 @@ class World:
     """What every client of this worker shares: the node URLs, which are in rotation, the
     last offset published (once known), and the reconnect times per node."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], batch: bool) -> None:
         self.urls = urls
+        self.subprotocols = ["realtime.v1", BATCH_SUBPROTOCOL] if batch else ["realtime.v1"]
+        self.batch_frames = 0  # `batch` frames received, and the frames they held
+        self.batched = 0
         self.up = [True] * len(urls)
         self.total: int | None = None
         self.reconnects: list[list[float]] = [[] for _ in urls]
@@ -76,9 +82,11 @@ class Follower:
                 ws = await websockets.connect(
                     url,
                     origin=f"http://{urlsplit(url).netloc}",  # type: ignore[arg-type]
-                    subprotocols=["realtime.v1"],  # type: ignore[list-item]
+                    subprotocols=world.subprotocols,  # type: ignore[arg-type]
                     open_timeout=10,
                     max_queue=None,
+                    compression=None,  # daphne accepts no permessage-deflate
+                    ping_interval=None,  # the JS client sends no WebSocket pings
                 )
             except Exception as error:  # refused (draining: 403/503) or nothing listens (stopped)
                 if DEBUG:
@@ -107,26 +115,36 @@ class Follower:
                 frame["cursor"] = self.cursor
             await ws.send(json.dumps(frame))
             async for text in ws:
-                message = json.loads(text)
-                kind = message["type"]
-                if kind == "message":
-                    self.offsets.append(message["offset"])
-                    self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
-                    if self.done(world):
+                decoded = json.loads(text)
+                frames = unbatch(decoded)
+                if decoded["type"] == "batch":
+                    world.batch_frames += 1
+                    world.batched += len(frames)
+                for message in frames:
+                    if await self._handle(ws, message, world):
                         await ws.close()
                         return 1000
-                elif kind == "subscribed":
-                    if self.cursor is None:
-                        self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
-                    self.subscribed.set()
-                    self.attempts = 0
-                elif kind == "ping":
-                    await ws.send('{"type":"pong"}')
         except websockets.ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
         except Exception:
             return None
         return None
+
+    async def _handle(self, ws: Any, message: dict[str, Any], world: World) -> bool:
+        """Take one server frame; whether this client now holds every message."""
+        kind = message["type"]
+        if kind == "message":
+            self.offsets.append(message["offset"])
+            self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
+            return self.done(world)
+        if kind == "subscribed":
+            if self.cursor is None:
+                self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
+            self.subscribed.set()
+            self.attempts = 0
+        elif kind == "ping":
+            await ws.send('{"type":"pong"}')
+        return False
 
     async def _pause(self, world: World, code: int | None) -> None:
         if code in RESTART_CODES:
@@ -142,7 +160,7 @@ class Follower:
 
 async def main(args: argparse.Namespace) -> None:
     raise_fd_limit()
-    world = World(args.urls)
+    world = World(args.urls, args.batch)
     followers = [Follower((args.offset + i) % len(args.urls)) for i in range(args.count)]
     tasks: list[asyncio.Task[None]] = []
     for follower in followers:  # at most 50 handshakes at a time
@@ -181,6 +199,9 @@ async def main(args: argparse.Namespace) -> None:
         duplicates=duplicates,
         incomplete=incomplete,
         reconnects=world.reconnects,
+        batch_frames=world.batch_frames,
+        batched=world.batched,
+        cpu_s=round(time.process_time(), 2),
     )
 
 
@@ -190,6 +211,7 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("--max-wait", type=float, default=120.0)
+    parser.add_argument("--batch", action="store_true", help="offer realtime.batch")
     arguments = parser.parse_args()
     for url in arguments.urls:
         if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
