@@ -1,7 +1,8 @@
 """Connection setup, from the broadcast runs (``python -m bench.run --targets
 realtime-token,realtime,channels-core,bare --nodes 1 --messages 5``): how fast each target
 took N clients from nothing to subscribed (``connect_s``: the slowest load-generator
-process), as connections per second, with issue 10's targets for ``realtime-token``: at
+process), as connections per second, and the node's CPU per connection in that time
+(``connect_cpu_s``), with issue 10's targets for ``realtime-token``: at
 least 1.5x plain Channels' rate (its consumer behind ``AuthMiddlewareStack``) and at least
 0.5x the bare server's, in the same run."""
 
@@ -19,8 +20,9 @@ def _rate(row: dict[str, Any]) -> float | None:
     return connected / seconds if seconds and connected else None
 
 
-def format_connect(rows: Sequence[dict[str, Any]]) -> str:
-    """The connection-setup lines (medians over repeats), or "" without a realtime row."""
+def format_connect(rows: Sequence[dict[str, Any]], server: str | None = None) -> str:
+    """The connection-setup lines (medians over repeats), or "" without a realtime row;
+    ``server`` names the ASGI server of the Django rows when a run compared several."""
     groups: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
     for row in rows:
         if row["target"] in ORDER and row.get("connect_s"):
@@ -29,7 +31,8 @@ def format_connect(rows: Sequence[dict[str, Any]]) -> str:
     for (nodes, conns), by_target in sorted(groups.items()):
         if not {"realtime-token", "realtime"} & set(by_target):
             continue
-        lines.append(f"Connection setup, {conns:,} clients, {nodes} node(s) (medians):")
+        under = f", under {server}" if server else ""
+        lines.append(f"Connection setup, {conns:,} clients, {nodes} node(s){under} (medians):")
         for name in ORDER:
             row = by_target.get(name)
             rate = _rate(row) if row else None
@@ -37,8 +40,10 @@ def format_connect(rows: Sequence[dict[str, Any]]) -> str:
                 continue
             refused = row.get("connect_refused")
             extra = f", {refused:,.0f} handshakes refused (busy)" if refused else ""
+            cpu = row.get("connect_cpu_s")
+            per_conn = f"  {cpu * 1000 / row['connected']:>5.2f} ms CPU/conn" if cpu else ""
             lines.append(
-                f"    {name:<16} {row['connect_s']:>7.2f} s  {rate:>7,.0f} conn/s"
+                f"    {name:<16} {row['connect_s']:>7.2f} s  {rate:>7,.0f} conn/s{per_conn}"
                 f"  ({row.get('connect_retries') or 0:,.0f} handshakes retried{extra})"
             )
         token = by_target.get("realtime-token")

@@ -146,7 +146,8 @@ async def start_nodes(
     ports = free_ports(count)
     nodes = []
     for i, port in enumerate(ports):
-        argv = profiled(target.server_command(port, prefix, redis_url, server), prefix, i)
+        argv = target.server_command(port, prefix, redis_url, server)
+        argv = profiled(argv, target, server, port)
         nodes.append(await children.start(f"server{i}", argv))
     await asyncio.gather(
         *(wait_ready(n, p, target, SERVER_START_TIMEOUT) for n, p in zip(nodes, ports, strict=True))
@@ -154,20 +155,20 @@ async def start_nodes(
     return nodes, ports
 
 
-def profiled(argv: list[str], run: str, node: int) -> list[str]:
-    """With ``BENCH_PROFILE=DIR``, a Django node's argv under bench/profiled.py, which
-    profiles the broadcast window into ``DIR/<run>-server<node>.prof``."""
+def profiled(argv: list[str], target: Target, server: str, port: int) -> list[str]:
+    """With ``BENCH_PROFILE=DIR``, a Django node's argv under bench/profiled.py, writing
+    ``DIR/<target>-<server>-<port>.prof`` (bench/README.md, "Profiling a node")."""
     out = os.environ.get("BENCH_PROFILE")
-    if not out or argv[1:2] != ["-m"] or argv[2] == "bench.bare_server":
+    if not out or target.asgi is None:
         return argv
     Path(out).mkdir(parents=True, exist_ok=True)
-    path = Path(out) / f"{run}-server{node}.prof"
+    path = Path(out) / f"{target.name}-{server}-{port}.prof"
     return [argv[0], "-m", "bench.profiled", str(path), *argv[2:]]
 
 
 def signal_profilers(pids: list[int], signum: int) -> None:
-    """With ``BENCH_PROFILE``, start (SIGUSR1) or stop and write (SIGUSR2) the nodes'
-    profiles; after a stop, wait for the dumps before the nodes are stopped."""
+    """With ``BENCH_PROFILE``, tell the nodes the broadcast window starts (SIGUSR1) or ends
+    (SIGUSR2, which writes their profiles; wait for the writes before the nodes stop)."""
     if os.environ.get("BENCH_PROFILE"):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

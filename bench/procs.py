@@ -99,7 +99,10 @@ class Child:
 
         A process with a stdin pipe first gets its stdin closed (the workers' order to exit) and
         ``grace`` seconds to go; then SIGTERM, and SIGKILL if it is still there after ``grace``.
+        A node run under cProfile (``BENCH_PROFILE``) gets 30 s, to write its profile.
         """
+        if os.environ.get("BENCH_PROFILE") and self.name.startswith("server"):
+            grace = max(grace, 30.0)
         if self.alive() and self.proc.stdin is not None:
             self.close_stdin()
             with contextlib.suppress(TimeoutError):

@@ -38,6 +38,7 @@ NUMERIC_FIELDS = (
     "proxy_cpu_s",
     "client_cpu_s",
     "connect_s",
+    "connect_cpu_s",
     "connect_retries",
     "connect_refused",
     "drain_s",

@@ -225,9 +225,12 @@ async def main_async(opts: Options) -> int:
             f"{opts.server}, {opts.via[0]} (ratios of the medians within this run):\n"
             + format_variant_checks(variant_checks)
         )
-    connect_lines = format_connect(baseline)
-    if connect_lines:
-        print("\n" + connect_lines)
+    for server in opts.servers:  # the plain-Channels rows run under each server too
+        under = [r for r in rows if r.get("server") in (server, "websockets")]
+        under = [r for r in under if r.get("via") == opts.via[0]]
+        connect_lines = format_connect(under, server if len(opts.servers) > 1 else None)
+        if connect_lines:
+            print("\n" + connect_lines)
     if opts.json_path:
         document = {
             "meta": meta,

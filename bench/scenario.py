@@ -140,6 +140,7 @@ async def run_once(
         counts = [c for c in split(conns, opts.client_procs) if c > 0]
         offset = 0
         connect_timeout = 60.0 + conns / 50.0
+        connect_cpu_before = _sum_over(pids, proc_cpu_seconds)
         for i, count in enumerate(counts):
             argv = [
                 sys.executable,
@@ -175,6 +176,10 @@ async def run_once(
         row["connected"] = connected
         row["failed_connections"] = conns - connected
         row["connect_s"] = max(float(r["connect_s"]) for r in readies)
+        connect_cpu_after = _sum_over(pids, proc_cpu_seconds)
+        if connect_cpu_before is not None and connect_cpu_after is not None:
+            # the nodes' CPU from the first load generator's start until every one was ready
+            row["connect_cpu_s"] = round(connect_cpu_after - connect_cpu_before, 3)
         row["connect_failures"] = merge_counts(r["fail_reasons"] for r in readies)
         row["connect_retries"] = sum(int(r["retries"]) for r in readies)
         row["connect_retry_reasons"] = merge_counts(r["retry_reasons"] for r in readies)

@@ -46,6 +46,10 @@ CallLater = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 # How long a closing connection waits for its pending ACKs to reach the store.
 SAVE_TIMEOUT = 2.0
 
+#: The prefix of a scope made for one connection (an anonymous client without a session): no
+#: other connection writes under it, so the store holds only what that connection put there.
+CONNECTION_SCOPE_PREFIX = "c:"
+
 
 def report_undelivered(connection: Any, sender: type, entry: Pending) -> None:
     """``entry`` is given up on: count it, and send the ``message_undelivered`` signal."""
@@ -83,6 +87,7 @@ class AckTracker:
         "_send",
         "_store",
         "_timer",
+        "_tracked",
         "_unsaved",
         "config",
         "connection",
@@ -120,6 +125,7 @@ class AckTracker:
         self._saving: asyncio.Task[None] | None = None
         self._retrying: asyncio.Task[None] | None = None
         self._closed = False
+        self._tracked = False  # whether this tracker ever had a message to put in the store
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -140,6 +146,7 @@ class AckTracker:
         entry = Pending(message_id, topic, epoch, offset, frame, now, now + self.config.ack_window)
         waiting = self.pending[message_id] = PendingAck(entry, 0, now + self.config.ack_timeout)
         self._queue.push(waiting)
+        self._tracked = True
         self._unsaved.append(entry)
         if self._saving is None:
             self._saving = self._loop.create_task(self._save())
@@ -177,10 +184,11 @@ class AckTracker:
         of the topic the user still owes an ACK for (those of this epoch at or before the
         position; a later one comes from the log), and take over their schedule. Raises what
         the store raises."""
+        scope = self._scope_key()
+        if not self._tracked and scope.startswith(CONNECTION_SCOPE_PREFIX):
+            return  # a scope of this connection alone, which put nothing: no store read
         now = self._clock()
-        for entry in sorted(
-            await self._store.of_topic(self._scope_key(), topic), key=lambda e: e.offset
-        ):
+        for entry in sorted(await self._store.of_topic(scope, topic), key=lambda e: e.offset):
             if entry.message_id in self.pending or entry.epoch != epoch or entry.offset > offset:
                 continue
             waiting = self.pending[entry.message_id] = schedule(entry, now, self.config)

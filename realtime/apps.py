@@ -11,11 +11,13 @@ class RealtimeConfig(AppConfig):
 
     def ready(self) -> None:
         from realtime import (
+            autobahn_logs,
             checks,  # noqa: F401  (registers the system checks)
             revocation,
             users,
         )
 
+        autobahn_logs.defer_debug_arguments()  # under daphne: no per-frame log formatting
         revocation.connect()
         users.register()  # the built-in user:<pk> topic, before the apps' own patterns
 

@@ -11,23 +11,23 @@ The hub hands it messages (:meth:`Connection.deliver`); :mod:`realtime.protocol`
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
-from realtime import health, protocol
+from realtime import inbound, protocol
 from realtime.acks import AckTracker, PendingAck
 from realtime.auth import aauthenticate_token
 from realtime.backends import get_shared_reads
 from realtime.client_messages import ClientMessages
 from realtime.conf import get_config
+from realtime.connection_state import State, Transport
+from realtime.connection_state import user_id as _user_id
 from realtime.exceptions import (
     AuthRequired,
     CloseCode,
     NotSubscribed,
-    RateLimited,
     RealtimeError,
     TokenInvalid,
     TooManyTopics,
@@ -47,25 +47,6 @@ __all__ = ["Connection", "Hooks", "State", "TokenBucket", "Transport", "check_su
 
 logger = logging.getLogger("realtime.connection")
 
-_SLOW_DOWN = "Too many frames; slow down and reconnect."
-
-
-class State(enum.Enum):
-    AWAITING_AUTH = "awaiting_auth"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class Transport(Protocol):
-    """What a transport gives its connection."""
-
-    def send_text(self, text: str) -> None:
-        """Queue one frame for the client; never blocks."""
-
-    def close(self, code: CloseCode, reason: str = "") -> None:
-        """Close the connection with ``code``; the transport then calls
-        :meth:`Connection.closed`."""
-
 
 class Connection:
     """One client on any transport. Created by the transport, which then calls
@@ -74,7 +55,6 @@ class Connection:
     # Thousands of these live in a process, most of them idle: no instance dict, and what
     # only some connections use (client messages) is made on first use.
     __slots__ = (
-        "_bucket",
         "_client_messages",
         "_heartbeat",
         "_named",
@@ -83,6 +63,7 @@ class Connection:
         "acks",
         "address",
         "anonymous_scope",
+        "bucket",
         "client",
         "config",
         "connected_at",
@@ -133,10 +114,10 @@ class Connection:
         self.last_seen = time.monotonic()
         self.messages_in = 0
         self.messages_out = 0
-        self._bucket = TokenBucket(config.rate, config.burst)
+        self.bucket = TokenBucket(config.rate, config.burst)
         self._timers = Timers(asyncio.get_running_loop())
-        self._heartbeat = Heartbeat(self._timers, config, self.send, self._close_for)
-        self.token_expiry = TokenExpiry(self._timers, config, self.send, self._close_for)
+        self._heartbeat = Heartbeat(self._timers, config, self.send, self.close_for)
+        self.token_expiry = TokenExpiry(self._timers, config, self.send, self.close_for)
         # long-poll has no ack frames of its own: a cursor past a message acknowledges it
         longpoll = transport_name == "longpoll"
         self.acks = AckTracker(self, self.send, config, hooks=hooks, cursor_acks=longpoll)
@@ -163,7 +144,7 @@ class Connection:
         return self.dedup_scope
 
     def _server_error(self) -> None:
-        self._close_for(CloseCode.SERVER_ERROR)
+        self.close_for(CloseCode.SERVER_ERROR)
 
     def _last_seen(self) -> float:
         return self.last_seen
@@ -207,7 +188,7 @@ class Connection:
         connection_opened.send(sender=type(self), connection=self)
         await notify(self.hooks, "on_connect")
 
-    async def _on_auth(self, token: str) -> None:
+    async def on_auth(self, token: str) -> None:
         user, expires_at = await aauthenticate_token(token)
         if self.state is State.AWAITING_AUTH:
             await self.authenticated(user, expires_at)
@@ -231,76 +212,8 @@ class Connection:
     # ---- open: inbound -----------------------------------------------------------------------
 
     async def handle_text(self, text: str) -> None:
-        """Handle one client frame. Errors that end the connection close it; the others are
-        answered with an ``error`` frame. A consumer hook that raises answers this frame only
-        (see :func:`check_subscribe`, :func:`notify`), except ``authenticate`` (4011)."""
-        self.last_seen = time.monotonic()
-        self.messages_in += 1
-        if text == protocol.PONG and self.state is State.OPEN:
-            # the heartbeat's answer, most of an idle connection's frames: its arrival is all
-            # it does; charged as parsing it would be, nothing else to do
-            if not self._bucket.take():
-                self.close(RateLimited(_SLOW_DOWN))
-            return
-        kind = ""
-        try:
-            frame = await self._admit(text)
-            kind = frame["type"]
-            await self._dispatch(frame)
-        except RateLimited as error:
-            self.close(error)
-        except TokenInvalid as error:
-            if self.state is State.OPEN:
-                self.send(protocol.error_frame(error.code, error.reason, error.ref))
-            else:
-                self.refuse(error)
-        except RealtimeError as error:
-            self.send(protocol.error_frame(error.code, error.reason, error.ref))
-        except Exception as error:
-            # e.g. Redis unreachable: close, so the client reconnects and resumes. (Also the
-            # authenticate hook's HookFailed, logged already where it was raised.)
-            component = "dedup" if kind == "send" else "log"
-            health.request_failed(component, error, logger, "Handling a frame failed")
-            self._close_for(CloseCode.SERVER_ERROR)
-
-    async def _admit(self, text: str) -> protocol.ClientFrame:
-        """Parse a frame and charge it to the rate limit (:class:`RateLimited` when the
-        bucket is empty). An ``ack`` of a message the user owes an ACK for (on this connection
-        or another: :meth:`AckTracker.owed`) is free: it answers the server's own traffic, so
-        a client acking every message of a busy topic is never closed for it; an ``ack`` of
-        nothing pending is charged like any frame, so acks cannot flood either."""
-        try:
-            frame = protocol.parse_client_frame(text)
-        except RealtimeError:
-            self._charge()  # a flood of bad frames is limited like any other
-            raise
-        if not (frame["type"] == "ack" and await self.acks.owed(frame["ids"])):
-            self._charge()
-        return frame
-
-    def _charge(self) -> None:
-        if not self._bucket.take():
-            raise RateLimited(_SLOW_DOWN)
-
-    async def _dispatch(self, frame: protocol.ClientFrame) -> None:
-        kind = frame["type"]
-        if kind == "auth":
-            await self._on_auth(frame["token"])  # type: ignore[typeddict-item]
-            return
-        if self.state is not State.OPEN:
-            # answered, not closed: the client learns what is missing; AUTH_TIMEOUT and the
-            # rate limit bound how long and how often it may try (docs/protocol.md)
-            raise AuthRequired("Authenticate with an 'auth' frame first.")
-        if kind == "subscribe":
-            await self.subscribe(frame["topic"], frame.get("cursor"))  # type: ignore[typeddict-item, arg-type]
-        elif kind == "unsubscribe":
-            self.unsubscribe(frame["topic"])  # type: ignore[typeddict-item]
-        elif kind == "ack":
-            await self.acks.acknowledge(frame["ids"])  # type: ignore[typeddict-item]
-            self.send(protocol.acked_frame(frame["ids"]))  # type: ignore[typeddict-item]
-        elif kind == "send":
-            await self.client_messages.receive(frame)  # type: ignore[arg-type]
-        # "pong": its arrival (last_seen) is all the heartbeat needs
+        """Handle one client frame (:func:`realtime.inbound.handle_text`)."""
+        await inbound.handle_text(self, text)
 
     def on_control(self, message: dict[str, Any]) -> None:
         """A control message sent to this connection from elsewhere in the cluster: ACKs
@@ -386,7 +299,7 @@ class Connection:
 
     async def _fill_gap(self, sub: Subscription) -> None:
         if not await sub.fill_gap(self.config.backend_grace):
-            self._close_for(CloseCode.SERVER_ERROR)  # the client resumes from its cursor
+            self.close_for(CloseCode.SERVER_ERROR)  # the client resumes from its cursor
 
     def _sent(
         self, topic: str, message_id: str, ack: bool, frame: str, epoch: str, offset: int
@@ -438,7 +351,7 @@ class Connection:
         self.send(protocol.error_frame(error.code, error.reason, error.ref))
         self.close(error)
 
-    def _close_for(self, code: CloseCode) -> None:
+    def close_for(self, code: CloseCode) -> None:
         self.transport.close(code, code.reason)
 
     async def closed(self, code: int) -> None:
@@ -458,9 +371,3 @@ class Connection:
         if was_open:
             connection_closed.send(sender=type(self), connection=self, code=code)
             await notify(self.hooks, "on_disconnect", code)
-
-
-def _user_id(user: Any) -> Any:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return user.pk

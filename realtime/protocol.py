@@ -249,11 +249,7 @@ class ErrorBody(TypedDict):
 
 
 def welcome_frame(
-    connection_id: str,
-    user: Any,
-    heartbeat_interval: float,
-    config: Config,
-    batch: bool = False,
+    connection_id: str, user: Any, heartbeat_interval: float, config: Config, batch: bool = False
 ) -> str:
     """The ``welcome`` frame: the connection's id, its user's pk (None when anonymous), the
     interval and grace of the client's silence deadline, and the limits it must keep; with

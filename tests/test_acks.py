@@ -284,6 +284,35 @@ async def test_a_resend_pass_looks_at_the_messages_due_not_at_everything_pending
     assert reads < 20, "an ACK costs the same whatever else is pending"
 
 
+class CountingStore(MemoryPendingAcks):
+    """The memory store, counting the reads a subscription makes (``of_topic``)."""
+
+    def __init__(self, window: float, clock: Clock) -> None:
+        super().__init__(window, clock)
+        self.reads = 0
+
+    async def of_topic(self, scope: str, topic: str) -> list[Pending]:
+        self.reads += 1
+        return await super().of_topic(scope, topic)
+
+
+async def test_a_subscription_reads_no_store_for_a_connection_scope_that_put_nothing(clock):
+    store = CountingStore(get_config().ack_window, clock)
+    scope = f"{acks.CONNECTION_SCOPE_PREFIX}one-connection"
+    side = Side(store, clock, scope=scope)
+    await side.tracker.adopt("t", "e", 10)
+    assert store.reads == 0, "nothing can be there: no other connection writes this scope"
+    # once it put a message there, a later subscription of the topic finds it again
+    side.tracker.track("t", "m1", "e", 1, "frame-1")
+    await settle(side.tracker)
+    side.tracker.forget_topic("t")  # unsubscribed
+    await side.tracker.adopt("t", "e", 10)  # and subscribed again
+    assert store.reads == 1 and side.sent == ["frame-1"]
+    user = Side(store, clock, scope="u:1")
+    await user.tracker.adopt("t", "e", 10)
+    assert store.reads == 2, "a user's (or session's) scope is shared: always read"
+
+
 async def test_a_storm_of_adoptions_reads_the_pending_acks_in_one_pipeline(
     clock, backend, monkeypatch
 ):

@@ -18,6 +18,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.module_loading import import_string
 
 from realtime import health, protocol, tickets
+from realtime.acks import CONNECTION_SCOPE_PREFIX
 from realtime.auth import aauthenticate_token, load_user, origin_allowed
 from realtime.conf import get_config
 from realtime.connection import Connection, check_subscribe
@@ -122,7 +123,7 @@ async def authenticate(request: HttpRequest) -> Caller:
         return Caller(user, "session", None, f"u:{user.pk}", f"u:{user.pk}")
     session = getattr(request, "session", None)
     session_key = getattr(session, "session_key", None)
-    scope = f"s:{session_key}" if session_key else f"c:{uuid.uuid4().hex}"
+    scope = f"s:{session_key}" if session_key else f"{CONNECTION_SCOPE_PREFIX}{uuid.uuid4().hex}"
     return Caller(AnonymousUser(), "session", None, scope, await _anonymous_rate_scope(request))
 
 

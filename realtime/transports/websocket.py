@@ -15,18 +15,19 @@ import contextlib
 import functools
 import logging
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 
 from realtime import _eager, protocol
+from realtime.acks import CONNECTION_SCOPE_PREFIX
 from realtime.auth import aauthenticate_token, origin_allowed
 from realtime.connection import Connection
 from realtime.exceptions import CloseCode, HookFailed, TokenInvalid
 from realtime.proxies import forwarded_client
 from realtime.transports.base import new_connection, new_hooks
+from realtime.transports.batching import Flushes, flushes_of, gather
 from realtime.transports.refusal import refuse_handshake, turned_away
 
 # The name these records had while the transport lived in realtime/consumers.py: a logging
@@ -94,7 +95,7 @@ class WebSocketTransport:
         self._closing = False
         self._batching = False
         self._flush = False  # a batching client's frames wait for the end of the loop's turn
-        self._flushes: _Flushes | None = None  # the loop's, looked up once
+        self._flushes: Flushes | None = None  # the loop's, looked up once
 
     @property
     def batching(self) -> bool:
@@ -233,7 +234,7 @@ class WebSocketTransport:
             self._flush = True
             loop = asyncio.get_running_loop()
             if self._flushes is None:
-                self._flushes = _flushes_of(loop)
+                self._flushes = flushes_of(loop)
             self._flushes.add(loop, self)
 
     def close(self, code: CloseCode, reason: str = "") -> None:
@@ -271,7 +272,7 @@ class WebSocketTransport:
         while queue:
             message = queue.popleft()
             if self._batching and len(queue) and message["type"] == "websocket.send":
-                message = _gather(message, queue)
+                message = gather(message, queue)
             try:
                 task = _eager.start(self._send(message))
             except _FRAME_ERRORS:
@@ -329,66 +330,9 @@ class WebSocketTransport:
             task.add_done_callback(self._background.discard)
 
 
-class _Flushes:
-    """The batching sockets of one event loop whose frames wait for the end of the loop's
-    turn: one callback sends them all (one per socket would cost a loop handle per socket and
-    turn, thousands per fan-out)."""
-
-    __slots__ = ("_waiting",)  # not the loop: it is the key of a weak mapping to this
-
-    def __init__(self) -> None:
-        self._waiting: list[WebSocketTransport] = []
-
-    def add(self, loop: asyncio.AbstractEventLoop, transport: WebSocketTransport) -> None:
-        if not self._waiting:
-            loop.call_soon(self._run)
-        self._waiting.append(transport)
-
-    def _run(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for transport in waiting:
-            transport.flush_due()
-
-
-_flushes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flushes] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _flushes_of(loop: asyncio.AbstractEventLoop) -> _Flushes:
-    flushes = _flushes.get(loop)
-    if flushes is None:
-        flushes = _flushes[loop] = _Flushes()
-    return flushes
-
-
-def _gather(first: Message, queue: collections.deque[Message]) -> Message:
-    """``first`` and the text frames queued right behind it, as one ``batch`` frame within
-    :data:`~realtime.protocol.MAX_BATCH_FRAMES` and :data:`~realtime.protocol.MAX_BATCH_BYTES`
-    (``first`` alone when nothing fits with it)."""
-    texts = [first["text"]]
-    size = _utf8_size(texts[0])
-    while queue and len(texts) < protocol.MAX_BATCH_FRAMES:
-        following = queue[0]
-        if following["type"] != "websocket.send":
-            break  # a close: it ends the batch, and goes out after it
-        size += _utf8_size(following["text"])
-        if size > protocol.MAX_BATCH_BYTES:
-            break
-        texts.append(following["text"])
-        queue.popleft()
-    if len(texts) == 1:
-        return first
-    return {"type": "websocket.send", "text": protocol.batch_frame(texts)}
-
-
-def _utf8_size(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
 def _anonymous_scope(session: Any) -> str:
     key = getattr(session, "session_key", None)
-    return f"s:{key}" if key else f"c:{uuid.uuid4().hex}"
+    return f"s:{key}" if key else f"{CONNECTION_SCOPE_PREFIX}{uuid.uuid4().hex}"
 
 
 def _client_address(scope: dict[str, Any]) -> str:
