@@ -62,6 +62,11 @@ def handshakes(access_log: Path) -> list[int]:
     return seconds
 
 
+def access_log_seconds(run_dir: Path, port: int) -> list[int]:
+    """The handshakes in the access logs of every node that listened on ``port``."""
+    return [second for log in run_dir.glob(f"access-{port}*.log") for second in handshakes(log)]
+
+
 def peak_per_second(seconds: list[int], start: float, end: float) -> tuple[int, int]:
     """How many of ``seconds`` fall in [start, end], and the most in one second."""
     counts = collections.Counter(s for s in seconds if int(start) <= s <= end)
@@ -101,8 +106,7 @@ async def restart(
 async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> dict[str, Any]:
     target = TARGETS["realtime"]
     prefix = f"bench-{secrets.token_hex(5)}"
-    run_dir = log_root / f"rolling-{window:g}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"rolling-{window:g}-", dir=log_root))  # per repeat
     env = run_env(opts.redis_url, target, prefix, run_dir)
     if window > 0:
         env["BENCH_DRAIN_WINDOW"] = str(window)
@@ -172,8 +176,7 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
         for index, sent, ended in phases:
             # what the surviving node accepted while the other restarted: its access logs
             survivor = ports[1 - index]
-            logs = run_dir.glob(f"access-{survivor}*.log")
-            seconds = [second for log in logs for second in handshakes(log)]
+            seconds = await asyncio.to_thread(access_log_seconds, run_dir, survivor)
             moved, peak = peak_per_second(seconds, sent, ended)
             peaks.append(peak)
             row[f"moved_{'ab'[index]}"] = moved
@@ -188,6 +191,7 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
         row["client_cpu_s"] = round(sum(float(r["cpu_s"]) for r in results), 1)
         row["batched"] = sum(int(r["batched"]) for r in results)
         row["batch_frames"] = sum(int(r["batch_frames"]) for r in results)
+        row["resets"] = sum(int(r["resets"]) for r in results)
         machine_after = machine_cpu_jiffies()
         if machine_before and machine_after:
             busy = machine_after[0] - machine_before[0]
@@ -205,7 +209,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print(
         f"{'drain window':>12} {'clients':>7} {'messages':>8} {'lost':>5} {'dups':>5} "
         f"{'reconnects':>10} {'peak/s':>6} {'restart s':>9} {'incomplete':>10} "
-        f"{'batched':>7} {'srv cpu s':>9} {'cli cpu s':>9} {'busy':>4}"
+        f"{'resets':>6} {'batched':>7} {'srv cpu s':>9} {'cli cpu s':>9} {'busy':>4}"
     )
     for row in rows:
         moved = row["moved_a"] + row["moved_b"]
@@ -213,7 +217,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['window']:>12g} {row['clients']:>7} {row['messages']:>8} {row['lost']:>5} "
             f"{row['duplicates']:>5} {moved:>10} {row['peak_reconnects_per_s']:>6} "
             f"{row['restart_s']:>9} {row['incomplete']:>10} "
-            f"{row['batched'] / max(row['messages'] * row['clients'], 1):>7.0%} "
+            f"{row['resets']:>6} {row['batched'] / max(row['messages'] * row['clients'], 1):>7.0%} "
             f"{row['server_cpu_s']:>9} {row['client_cpu_s']:>9} {row.get('machine_busy', 0):>4.0%}"
         )
 

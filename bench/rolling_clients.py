@@ -3,12 +3,15 @@
 Each client follows the topic ``bench`` over WebSocket as the JS client does: with ``--batch``
 it offers ``realtime.batch`` next to ``realtime.v1`` and unpacks ``batch`` frames
 (docs/protocol.md, "Batch frames"); it resumes from its cursor after every break; after a
-close with 4012 (service restart, a draining node) or 1012 it reconnects within a random
-delay under 1 s, after any other break or a refused handshake after a full-jitter backoff
-(0.5 s doubling up to 20 s). Given two node URLs, where it reconnects plays the load
-balancer: to a node the orchestrator says is in rotation (``{"up": [bool, bool]}`` on
-stdin), the other node first; given one URL (a load balancer's: ``bench.rolling --via
-nginx``), always to it.
+``close`` frame with ``retry_after_ms`` (the only frame of a handshake a draining daphne
+node took) it reconnects after that hint plus up to as much again, after a close with 4012
+(service restart, a draining node) or 1012 within a random delay under 1 s, after any other
+break or a refused handshake after a full-jitter backoff (0.5 s doubling up to 20 s). A
+``reset`` (the log no longer held the client's gap) moves its cursor to the log's position
+and is counted; the messages it skipped count as lost. Given two node URLs, where it
+reconnects plays the load balancer: to a node the orchestrator says is in rotation
+(``{"up": [bool, bool]}`` on stdin), the other node first; given one URL (a load
+balancer's: ``bench.rolling --via nginx``), always to it.
 
 Protocol on stdout (JSON lines): ``{"event": "ready"}`` once every client is subscribed, then,
 after ``{"total": M}`` on stdin and once every client holds offset M (or ``--max-wait``
@@ -40,6 +43,15 @@ RESTART_JITTER_S = 1.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 20.0
 
 
+class Closing(Exception):
+    """The server sent a ``close`` frame (docs/protocol.md): its code, the socket's close
+    follows."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class World:
     """What every client of this worker shares: the node URLs, which are in rotation, the
     last offset published (once known), and the reconnect times per node."""
@@ -49,6 +61,7 @@ class World:
         self.subprotocols = ["realtime.v1", BATCH_SUBPROTOCOL] if batch else ["realtime.v1"]
         self.batch_frames = 0  # `batch` frames received, and the frames they held
         self.batched = 0
+        self.resets = 0  # `reset` frames: a cursor the log could no longer serve
         self.up = [True] * len(urls)
         self.total: int | None = None
         self.reconnects: list[list[float]] = [[] for _ in urls]
@@ -70,6 +83,7 @@ class Follower:
         self.cursor: dict[str, Any] | None = None
         self.subscribed = asyncio.Event()
         self.attempts = 0
+        self.hint = 0.0  # seconds to wait before the next attempt, from a close frame
 
     def done(self, world: World) -> bool:
         return world.total is not None and bool(self.offsets) and self.offsets[-1] >= world.total
@@ -106,6 +120,8 @@ class Follower:
     async def _follow(self, ws: Any, world: World, first: bool) -> int | None:
         try:
             welcome = json.loads(await ws.recv())
+            if welcome.get("type") == "close":  # a draining node's answer under daphne
+                return self._close_frame(welcome)
             if welcome.get("type") != "welcome":
                 return None
             if not first:
@@ -124,11 +140,18 @@ class Follower:
                     if await self._handle(ws, message, world):
                         await ws.close()
                         return 1000
+        except Closing as closing:
+            return closing.code
         except websockets.ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
         except Exception:
             return None
         return None
+
+    def _close_frame(self, frame: dict[str, Any]) -> int | None:
+        """A ``close`` frame: act on its code as on the socket's, after its hint if any."""
+        self.hint = float(frame.get("retry_after_ms") or 0) / 1000
+        return int(frame["code"]) if isinstance(frame.get("code"), int) else None
 
     async def _handle(self, ws: Any, message: dict[str, Any], world: World) -> bool:
         """Take one server frame; whether this client now holds every message."""
@@ -142,12 +165,22 @@ class Follower:
                 self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
             self.subscribed.set()
             self.attempts = 0
+        elif kind == "reset":  # the gap is gone from the log: continue from its position
+            world.resets += 1
+            if DEBUG:
+                print(f"reset {message} (cursor {self.cursor})", file=sys.stderr, flush=True)
+            self.cursor = {"epoch": message["epoch"], "offset": message["offset"]}
         elif kind == "ping":
             await ws.send('{"type":"pong"}')
+        elif kind == "close":
+            raise Closing(self._close_frame(message))
         return False
 
     async def _pause(self, world: World, code: int | None) -> None:
-        if code in RESTART_CODES:
+        hint, self.hint = self.hint, 0.0
+        if hint:  # a close frame's retry_after_ms: that, plus up to as much again
+            delay = hint * (1 + random.random())
+        elif code in RESTART_CODES:
             delay = random.random() * RESTART_JITTER_S
             self.attempts = 0
         else:
@@ -201,6 +234,7 @@ async def main(args: argparse.Namespace) -> None:
         reconnects=world.reconnects,
         batch_frames=world.batch_frames,
         batched=world.batched,
+        resets=world.resets,
         cpu_s=round(time.process_time(), 2),
     )
 

@@ -23,10 +23,10 @@ from tests.servers import ROOT
 
 pytestmark = pytest.mark.e2e
 
-CLIENTS = 100
-WINDOW = 5.0
+CLIENTS = 1000
+WINDOW = 10.0
 # publishing lasts through both restarts (each: the window, the exit, a new node's start-up)
-DURATION = 26.0
+DURATION = 40.0
 
 
 def documented_bound(clients: int, window: float) -> float:
