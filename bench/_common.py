@@ -21,6 +21,8 @@ EVENT = "tick"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Offered next to ``realtime.v1`` by a client that takes ``batch`` frames (docs/protocol.md).
+BATCH_SUBPROTOCOL = "realtime.batch"
 
 
 def raise_fd_limit() -> int:
@@ -107,6 +109,15 @@ def emit(event: str, **fields: Any) -> None:
     """Write one JSON line for the orchestrator on stdout and flush it at once."""
     sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+def unbatch(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The server frames a decoded realtime frame stands for, in order: those a ``batch``
+    frame holds (docs/protocol.md, "Batch frames"), any other frame alone."""
+    if frame.get("type") != "batch":
+        return [frame]
+    frames: list[dict[str, Any]] = frame.get("frames") or []
+    return frames
 
 
 def proc_rss_kib(pid: int) -> int | None:

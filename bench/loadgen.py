@@ -54,12 +54,19 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from bench._common import LOOPBACK_HOSTS, TOPIC, emit, machine_cpu_jiffies, raise_fd_limit
+from bench._common import (
+    BATCH_SUBPROTOCOL,
+    LOOPBACK_HOSTS,
+    TOPIC,
+    emit,
+    machine_cpu_jiffies,
+    raise_fd_limit,
+    unbatch,
+)
 from bench.httpclients import make_http_client
 from bench.recording import HandshakeError, Receiver, Stats
 
 REALTIME_SUBPROTOCOL = Subprotocol("realtime.v1")
-BATCH_SUBPROTOCOL = "realtime.batch"
 #: Close codes after which the realtime client reconnects and resumes (docs/protocol.md).
 RESUMABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 4408, 4503})
 MAX_RECONNECTS = 3
@@ -191,11 +198,10 @@ class Client(Receiver):
 
     def _unpack(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
         """The frames of a ``batch`` frame; any other frame alone."""
-        if frame.get("type") != "batch":
-            return [frame]
-        self.stats.batch_frames += 1
-        frames: list[dict[str, Any]] = frame.get("frames") or []
-        self.stats.batched += len(frames)
+        frames = unbatch(frame)
+        if frame.get("type") == "batch":
+            self.stats.batch_frames += 1
+            self.stats.batched += len(frames)
         return frames
 
     async def _on_realtime_frame(

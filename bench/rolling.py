@@ -27,7 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import redis_url_from_env, require_loopback_redis
+from bench._common import (
+    machine_cpu_jiffies,
+    proc_cpu_seconds,
+    redis_url_from_env,
+    require_loopback_redis,
+)
 from bench.nodes import cleanup_redis, free_ports, run_env, wait_ready
 from bench.procs import Child, Children
 from bench.scenario import start_nginx
@@ -35,6 +40,7 @@ from bench.targets import TARGETS
 
 MAX_CLIENTS = 5000
 SETTLE_S = 2.0  # publishing before the first restart, and after the last
+CPU_SAMPLE_S = 0.5
 
 
 def server_command(port: int, access_log: Path) -> list[str]:
@@ -56,10 +62,27 @@ def handshakes(access_log: Path) -> list[int]:
     return seconds
 
 
+def access_log_seconds(run_dir: Path, port: int) -> list[int]:
+    """The handshakes in the access logs of every node that listened on ``port``."""
+    return [second for log in run_dir.glob(f"access-{port}*.log") for second in handshakes(log)]
+
+
 def peak_per_second(seconds: list[int], start: float, end: float) -> tuple[int, int]:
     """How many of ``seconds`` fall in [start, end], and the most in one second."""
     counts = collections.Counter(s for s in seconds if int(start) <= s <= end)
     return sum(counts.values()), max(counts.values(), default=0)
+
+
+async def sample_server_cpu(children: Children, seconds: dict[int, float]) -> None:
+    """Keep ``seconds`` (pid: CPU seconds) up to date for every node started, until
+    cancelled: a node's last reading is at most :data:`CPU_SAMPLE_S` old when it exits."""
+    for _ in range(100_000):  # bounded: cancelled at the end of the run
+        for child in children.started:
+            if child.name.startswith("server") and child.alive():
+                used = proc_cpu_seconds(child.pid)
+                if used is not None:
+                    seconds[child.pid] = used
+        await asyncio.sleep(CPU_SAMPLE_S)
 
 
 async def restart(
@@ -83,18 +106,21 @@ async def restart(
 async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> dict[str, Any]:
     target = TARGETS["realtime"]
     prefix = f"bench-{secrets.token_hex(5)}"
-    run_dir = log_root / f"rolling-{window:g}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"rolling-{window:g}-", dir=log_root))  # per repeat
     env = run_env(opts.redis_url, target, prefix, run_dir)
     if window > 0:
         env["BENCH_DRAIN_WINDOW"] = str(window)
     children = Children(run_dir, env)
     proxy = None
+    server_cpu: dict[int, float] = {}
+    sampler = asyncio.create_task(sample_server_cpu(children, server_cpu))
+    machine_before = machine_cpu_jiffies()
     row: dict[str, Any] = {
         "window": window,
         "clients": opts.clients,
         "rate": opts.rate,
         "via": opts.via,
+        "batch": opts.batch,
     }
     try:
         ports = free_ports(2)
@@ -109,14 +135,16 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
             proxy, site = await start_nginx(ports, run_dir, opts.clients)
             urls = [target.url(site)]  # one address: nginx chooses the node
         workers = []
+        started = time.time()
         share = -(-opts.clients // opts.client_procs)
         for i, offset in enumerate(range(0, opts.clients, share)):
             count = min(share, opts.clients - offset)
             argv = [sys.executable, "-m", "bench.rolling_clients", "--urls", *urls]
             argv += ["--count", str(count), "--offset", str(offset)]
-            argv += ["--max-wait", str(opts.max_wait)]
+            argv += ["--max-wait", str(opts.max_wait)] + (["--batch"] if opts.batch else [])
             workers.append(await children.start(f"client{i}", argv, pipes=True))
         await asyncio.gather(*(w.read_event("ready", 60 + opts.clients / 20) for w in workers))
+        row["subscribe_s"] = round(time.time() - started, 1)
         messages = int(opts.rate * opts.duration)
         argv = [sys.executable, "-m", "bench.publisher", "--kind", "realtime"]
         argv += ["--messages", str(messages), "--rate", str(opts.rate)]
@@ -135,9 +163,11 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
         await publisher.read_event("done", messages / opts.rate + 120)
         row["messages"] = messages
         row["restart_s"] = round(max(ended - sent for _, sent, ended in phases), 1)
+        published = time.time()
         for worker in workers:
             await worker.send_line({"total": messages})
         results = await asyncio.gather(*(w.read_event("result", 180) for w in workers))
+        row["catch_up_s"] = round(time.time() - published, 1)
         row["lost"] = sum(int(r["lost"]) for r in results)
         row["duplicates"] = sum(int(r["duplicates"]) for r in results)
         # clients that had not caught up when the workers gave up: their gap counts as lost
@@ -146,8 +176,7 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
         for index, sent, ended in phases:
             # what the surviving node accepted while the other restarted: its access logs
             survivor = ports[1 - index]
-            logs = run_dir.glob(f"access-{survivor}*.log")
-            seconds = [second for log in logs for second in handshakes(log)]
+            seconds = await asyncio.to_thread(access_log_seconds, run_dir, survivor)
             moved, peak = peak_per_second(seconds, sent, ended)
             peaks.append(peak)
             row[f"moved_{'ab'[index]}"] = moved
@@ -157,7 +186,18 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
                 )
                 print(f"window {window:g}, node {'ab'[index]} restarted:", sorted(spread.items()))
         row["peak_reconnects_per_s"] = max(peaks)
+        # where the CPU went (from the start of the nodes to the clients' results)
+        row["server_cpu_s"] = round(sum(server_cpu.values()), 1)
+        row["client_cpu_s"] = round(sum(float(r["cpu_s"]) for r in results), 1)
+        row["batched"] = sum(int(r["batched"]) for r in results)
+        row["batch_frames"] = sum(int(r["batch_frames"]) for r in results)
+        row["resets"] = sum(int(r["resets"]) for r in results)
+        machine_after = machine_cpu_jiffies()
+        if machine_before and machine_after:
+            busy = machine_after[0] - machine_before[0]
+            row["machine_busy"] = round(busy / max(machine_after[1] - machine_before[1], 1), 2)
     finally:
+        sampler.cancel()
         await children.stop_all()
         if proxy is not None:
             await asyncio.to_thread(proxy.stop)
@@ -168,14 +208,17 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
         f"{'drain window':>12} {'clients':>7} {'messages':>8} {'lost':>5} {'dups':>5} "
-        f"{'reconnects':>10} {'peak/s':>6} {'restart s':>9} {'incomplete':>10}"
+        f"{'reconnects':>10} {'peak/s':>6} {'restart s':>9} {'incomplete':>10} "
+        f"{'resets':>6} {'batched':>7} {'srv cpu s':>9} {'cli cpu s':>9} {'busy':>4}"
     )
     for row in rows:
         moved = row["moved_a"] + row["moved_b"]
         print(
             f"{row['window']:>12g} {row['clients']:>7} {row['messages']:>8} {row['lost']:>5} "
             f"{row['duplicates']:>5} {moved:>10} {row['peak_reconnects_per_s']:>6} "
-            f"{row['restart_s']:>9} {row['incomplete']:>10}"
+            f"{row['restart_s']:>9} {row['incomplete']:>10} "
+            f"{row['resets']:>6} {row['batched'] / max(row['messages'] * row['clients'], 1):>7.0%} "
+            f"{row['server_cpu_s']:>9} {row['client_cpu_s']:>9} {row.get('machine_busy', 0):>4.0%}"
         )
 
 
@@ -190,6 +233,12 @@ def parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=45.0, help="seconds of publishing (rate x this)"
     )
     parser.add_argument("--via", choices=("direct", "nginx"), default="direct")
+    parser.add_argument(
+        "--batch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="clients offer realtime.batch, as the bundled JS client does (default: on)",
+    )
     parser.add_argument("--max-wait", type=float, default=120.0, help="clients' catch-up, s")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--verbose", action="store_true", help="print reconnects per second")

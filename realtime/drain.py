@@ -4,8 +4,10 @@
 With ``DRAIN_WINDOW`` above 0, the first hub made in the process's main thread (with its first
 realtime connection, once the server runs) puts :meth:`_Drain.on_signal` in front of the
 SIGTERM handler the server installed: daphne's (Twisted's) and uvicorn's both stop at once,
-daphne without a close frame, uvicorn with 1012. On SIGTERM the process starts draining: new
-WebSocket handshakes, SSE streams and long-polls are refused (:func:`draining`), each open
+daphne without a close frame, uvicorn with 1012. On SIGTERM the process starts draining:
+under daphne it stops listening (:func:`_close_listeners`), so new connections are refused at
+once and a proxy passes them to another node; new WebSocket handshakes, SSE streams and
+long-polls that still reach the application are refused (:func:`draining`), each open
 WebSocket and SSE stream is closed with 4012 (service restart) at its own moment of the
 window, spread evenly with jitter so the other nodes see a ramp, and each waiting long-poll
 is answered (204) the same way. Once no connection is left, or :data:`CLOSE_GRACE` seconds
@@ -21,6 +23,7 @@ import contextlib
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,8 +99,14 @@ class _Drain:
 
     async def run(self) -> None:
         window = get_config().drain_window
+        closed = _close_listeners(self.loop)
         ends = self.members()
-        logger.info("Draining %d connections over %g s", len(ends), window)
+        logger.info(
+            "Draining %d connections over %g s (%d listening sockets closed)",
+            len(ends),
+            window,
+            closed,
+        )
         random.shuffle(ends)
         # one close per slot of window / n, at a random moment of its slot: an even ramp
         slot = window / max(len(ends), 1)
@@ -123,6 +132,26 @@ class _Drain:
         else:  # the default action: end the process
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
+
+
+def _close_listeners(loop: asyncio.AbstractEventLoop) -> int:
+    """Under daphne (Twisted's reactor runs ``loop``), stop listening: a new connection is
+    then refused at once, which a proxy passes on to another node (nginx's
+    ``proxy_next_upstream error``), instead of being accepted here only to be sent away; the
+    open connections stay. Returns how many listening sockets were closed: 0 under another
+    server (uvicorn refuses what still arrives with 503, which a proxy passes on too)."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return 0
+    from twisted.internet import reactor as installed
+    from twisted.internet import tcp
+
+    reactor: Any = installed  # an AsyncioSelectorReactor under daphne
+    if not reactor.running or getattr(reactor, "_asyncioEventloop", None) is not loop:
+        return 0
+    ports: list[Any] = [r for r in reactor.getReaders() if isinstance(r, tcp.Port)]
+    for port in ports:  # a UNIX socket's port (daphne -u) is a tcp.Port too
+        port.stopListening()
+    return len(ports)
 
 
 def _closer(connection: _Closable, code: CloseCode) -> Callable[[], None]:

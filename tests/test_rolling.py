@@ -6,7 +6,8 @@ Two daphne nodes on the real Redis, :data:`CLIENTS` WebSocket clients in their o
 exited, then node B the same. Every client must hold every message once, and the surviving
 node must never take more reconnects in one second than the bound docs/deployment.md gives.
 
-Why not 1,000 clients: docs/benchmarks.md, "Rolling restart"."""
+Why 500 clients and not 1,000 (which pass, but too close to the bound on a busy two-core
+machine to be a reliable test): docs/benchmarks.md, "Rolling restart"."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from tests.servers import ROOT
 
 pytestmark = pytest.mark.e2e
 
-CLIENTS = 100
-WINDOW = 5.0
+CLIENTS = 500
+WINDOW = 10.0
 # publishing lasts through both restarts (each: the window, the exit, a new node's start-up)
-DURATION = 26.0
+DURATION = 40.0
 
 
 def documented_bound(clients: int, window: float) -> float:
