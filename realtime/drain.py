@@ -142,6 +142,8 @@ def _close_listeners(loop: asyncio.AbstractEventLoop) -> int:
     server (uvicorn refuses what still arrives with 503, which a proxy passes on too)."""
     if "twisted.internet.reactor" not in sys.modules:
         return 0
+    # imported here, once the check above found a reactor installed (daphne's): importing
+    # the reactor module where none is would install one
     from twisted.internet import reactor as installed
     from twisted.internet import tcp
 
