@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 #: The topic (realtime) / group (Channels) / Redis channel suffix (bare) every target uses.
@@ -111,13 +111,31 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def unbatch(frame: dict[str, Any]) -> list[dict[str, Any]]:
+class BatchCounts(Protocol):
+    """Where :func:`unbatch` counts the ``batch`` frames and the frames they held."""
+
+    batch_frames: int
+    batched: int
+
+
+def unbatch(frame: dict[str, Any], counts: BatchCounts) -> list[dict[str, Any]]:
     """The server frames a decoded realtime frame stands for, in order: those a ``batch``
-    frame holds (docs/protocol.md, "Batch frames"), any other frame alone."""
+    frame holds (docs/protocol.md, "Batch frames"; counted in ``counts``), any other frame
+    alone."""
     if frame.get("type") != "batch":
         return [frame]
     frames: list[dict[str, Any]] = frame.get("frames") or []
+    counts.batch_frames += 1
+    counts.batched += len(frames)
     return frames
+
+
+def busy_share(before: Sequence[int] | None, after: Sequence[int] | None) -> float | None:
+    """How busy the machine's CPUs were between two :func:`machine_cpu_jiffies` readings
+    (0 to 1); None without both."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def proc_rss_kib(pid: int) -> int | None:

@@ -198,11 +198,7 @@ class Client(Receiver):
 
     def _unpack(self, frame: dict[str, Any]) -> list[dict[str, Any]]:
         """The frames of a ``batch`` frame; any other frame alone."""
-        frames = unbatch(frame)
-        if frame.get("type") == "batch":
-            self.stats.batch_frames += 1
-            self.stats.batched += len(frames)
-        return frames
+        return unbatch(frame, self.stats)
 
     async def _on_realtime_frame(
         self, ws: ClientConnection, frame: dict[str, Any], now: float

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
+    busy_share,
     machine_cpu_jiffies,
     proc_cpu_seconds,
     redis_url_from_env,
@@ -192,10 +193,7 @@ async def run_once(opts: argparse.Namespace, window: float, log_root: Path) -> d
         row["batched"] = sum(int(r["batched"]) for r in results)
         row["batch_frames"] = sum(int(r["batch_frames"]) for r in results)
         row["resets"] = sum(int(r["resets"]) for r in results)
-        machine_after = machine_cpu_jiffies()
-        if machine_before and machine_after:
-            busy = machine_after[0] - machine_before[0]
-            row["machine_busy"] = round(busy / max(machine_after[1] - machine_before[1], 1), 2)
+        row["machine_busy"] = busy_share(machine_before, machine_cpu_jiffies())
     finally:
         sampler.cancel()
         await children.stop_all()
@@ -218,7 +216,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['duplicates']:>5} {moved:>10} {row['peak_reconnects_per_s']:>6} "
             f"{row['restart_s']:>9} {row['incomplete']:>10} "
             f"{row['resets']:>6} {row['batched'] / max(row['messages'] * row['clients'], 1):>7.0%} "
-            f"{row['server_cpu_s']:>9} {row['client_cpu_s']:>9} {row.get('machine_busy', 0):>4.0%}"
+            f"{row['server_cpu_s']:>9} {row['client_cpu_s']:>9} {row['machine_busy'] or 0:>4.0%}"
         )
 
 

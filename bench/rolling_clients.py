@@ -120,8 +120,8 @@ class Follower:
     async def _follow(self, ws: Any, world: World, first: bool) -> int | None:
         try:
             welcome = json.loads(await ws.recv())
-            if welcome.get("type") == "close":  # a draining node's answer under daphne
-                return self._close_frame(welcome)
+            if welcome.get("type") == "close":  # a handshake a draining daphne took
+                raise self._closing(welcome)
             if welcome.get("type") != "welcome":
                 return None
             if not first:
@@ -131,12 +131,7 @@ class Follower:
                 frame["cursor"] = self.cursor
             await ws.send(json.dumps(frame))
             async for text in ws:
-                decoded = json.loads(text)
-                frames = unbatch(decoded)
-                if decoded["type"] == "batch":
-                    world.batch_frames += 1
-                    world.batched += len(frames)
-                for message in frames:
+                for message in unbatch(json.loads(text), world):
                     if await self._handle(ws, message, world):
                         await ws.close()
                         return 1000
@@ -148,10 +143,10 @@ class Follower:
             return None
         return None
 
-    def _close_frame(self, frame: dict[str, Any]) -> int | None:
+    def _closing(self, frame: dict[str, Any]) -> Closing:
         """A ``close`` frame: act on its code as on the socket's, after its hint if any."""
         self.hint = float(frame.get("retry_after_ms") or 0) / 1000
-        return int(frame["code"]) if isinstance(frame.get("code"), int) else None
+        return Closing(frame["code"] if isinstance(frame.get("code"), int) else None)
 
     async def _handle(self, ws: Any, message: dict[str, Any], world: World) -> bool:
         """Take one server frame; whether this client now holds every message."""
@@ -173,7 +168,7 @@ class Follower:
         elif kind == "ping":
             await ws.send('{"type":"pong"}')
         elif kind == "close":
-            raise Closing(self._close_frame(message))
+            raise self._closing(message)
         return False
 
     async def _pause(self, world: World, code: int | None) -> None:

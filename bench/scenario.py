@@ -10,11 +10,11 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench._common import (
+    busy_share,
     censored_percentile,
     machine_cpu_jiffies,
     proc_cpu_seconds,
@@ -304,12 +304,6 @@ async def run_once(
         publisher={k: v for k, v in published.items() if k not in ("event", "times")},
         publisher_warnings=publisher.warnings,
         publish_call_p99_ms=published.get("call_ms_p99"),
-        machine_cpu_busy=_busy(machine_before, machine_after),
+        machine_cpu_busy=busy_share(machine_before, machine_after),
     )
     return row
-
-
-def _busy(before: Sequence[int] | None, after: Sequence[int] | None) -> float | None:
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return round((after[0] - before[0]) / (after[1] - before[1]), 3)

@@ -140,15 +140,13 @@ def _close_listeners(loop: asyncio.AbstractEventLoop) -> int:
     ``proxy_next_upstream error``), instead of being accepted here only to be sent away; the
     open connections stay. Returns how many listening sockets were closed: 0 under another
     server (uvicorn refuses what still arrives with 503, which a proxy passes on too)."""
-    if "twisted.internet.reactor" not in sys.modules:
+    # Looked up, not imported: importing the reactor module where none runs would install
+    # one. Twisted puts the installed reactor itself in its module's place.
+    reactor: Any = sys.modules.get("twisted.internet.reactor")
+    tcp: Any = sys.modules.get("twisted.internet.tcp")  # loaded by any reactor that listens
+    if reactor is None or tcp is None or not getattr(reactor, "running", False):
         return 0
-    # imported here, once the check above found a reactor installed (daphne's): importing
-    # the reactor module where none is would install one
-    from twisted.internet import reactor as installed
-    from twisted.internet import tcp
-
-    reactor: Any = installed  # an AsyncioSelectorReactor under daphne
-    if not reactor.running or getattr(reactor, "_asyncioEventloop", None) is not loop:
+    if getattr(reactor, "_asyncioEventloop", None) is not loop:  # not daphne's, or not here
         return 0
     ports: list[Any] = [r for r in reactor.getReaders() if isinstance(r, tcp.Port)]
     for port in ports:  # a UNIX socket's port (daphne -u) is a tcp.Port too

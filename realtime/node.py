@@ -45,9 +45,16 @@ class Member(Protocol):
 
 
 # An entry whose only change is the heartbeat (its ``pong`` in ``messages_in`` and
-# ``last_seen``) is rewritten at most this often, in seconds: most entries of an idle node
-# change only so, and rewriting each after every pong was most of an idle node's own CPU.
+# ``last_seen``) is rewritten once in this many seconds (or at every renewal, where renewals
+# are further apart): most entries of an idle node change only so, and rewriting each after
+# every pong was most of an idle node's own CPU.
 IDLE_REWRITE_S = 60.0
+
+
+def idle_turns(ttl: float) -> int:
+    """Over how many renewals (one every ``ttl / 3`` seconds) the heartbeat-only rewrites are
+    spread: as many as fit in :data:`IDLE_REWRITE_S`, at least one."""
+    return max(1, int(IDLE_REWRITE_S * 3 // ttl))
 
 
 def _stamp(member: Member) -> tuple[int, int, int, int]:
@@ -145,29 +152,28 @@ class NodeRecord:
         An entry whose only change is the heartbeat waits for its turn, which comes once
         every :data:`IDLE_REWRITE_S` (connections take turns, so the rewrites are spread)."""
         self._renewals += 1
-        turns = max(1, round(IDLE_REWRITE_S / (ttl / 3)))
-        turn = self._renewals % turns
-        old = self._stamps
-        stamps: dict[str, tuple[int, int, int, int]] = {}
-        changed: list[Member] = []
-        for i, member in self.connections.items():
-            stamp = stamps[i] = _stamp(member)
-            before = old.get(i)
-            if before == stamp:
-                continue
-            if before is None or before[:3] != stamp[:3] or hash(i) % turns == turn:
-                changed.append(member)
-            else:
-                stamps[i] = before  # the heartbeat only: written at its turn
+        fresh = {i: _stamp(c) for i, c in self.connections.items()}
         registry = get_registry()
         if not self._whole:
-            entries = [member.entry() for member in changed]
-            self._whole = not await registry.touch(self.name, entries, ttl)
-        if self._whole:
-            stamps = {i: _stamp(c) for i, c in self.connections.items()}
-            await registry.refresh(self.name, [c.entry() for c in self.connections.values()], ttl)
-            self._whole = False
-        self._stamps = stamps
+            turns = idle_turns(ttl)
+            turn = self._renewals % turns
+            stamps = dict(fresh)
+            changed: list[Entry] = []
+            for i, stamp in fresh.items():
+                before = self._stamps.get(i)
+                if before == stamp:
+                    continue
+                if before is not None and before[:3] == stamp[:3] and hash(i) % turns != turn:
+                    stamps[i] = before  # the heartbeat only: written at its turn
+                else:
+                    changed.append(self.connections[i].entry())
+            self._whole = not await registry.touch(self.name, changed, ttl)
+            if not self._whole:
+                self._stamps = stamps
+                return
+        await registry.refresh(self.name, [c.entry() for c in self.connections.values()], ttl)
+        self._whole = False
+        self._stamps = fresh
 
     async def _refresh(self) -> None:
         """Renew this node's registry record (fresh counters, topics) and keep it alive.

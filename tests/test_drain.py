@@ -185,10 +185,11 @@ async def new_arrivals(node: Daphne, name: str) -> list[Any]:
                 response = await http.get(path, params={"topic": name})
             except httpx.ConnectError:
                 answers.append("refused")
+                continue
+            if path == "/realtime/ready/":
+                answers.append((response.status_code, "draining" in response.json()["failed"]))
             else:
-                failed = response.json().get("failed", []) if path.endswith("ready/") else []
-                hint = "draining" in failed or response.headers.get("Retry-After")
-                answers.append((response.status_code, hint))
+                answers.append((response.status_code, response.headers.get("Retry-After")))
     return answers
 
 

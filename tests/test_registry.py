@@ -200,7 +200,8 @@ async def test_a_renewal_rewrites_only_the_entries_that_changed(monkeypatch):
     for member in members:
         member.messages_in += 1
         member.pongs += 1
-    turns = round(node.IDLE_REWRITE_S / (10 / 3))
+    turns = node.idle_turns(10)
+    assert turns * 10 / 3 == node.IDLE_REWRITE_S  # 18 renewals of 3.33 s: a minute
     for _ in range(turns):
         await record._renew(10)
     written = [count for kind, count in calls if kind == "touch"]
