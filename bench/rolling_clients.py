@@ -3,10 +3,11 @@
 Each client follows the topic ``bench`` over WebSocket as the JS client does: with ``--batch``
 it offers ``realtime.batch`` next to ``realtime.v1`` and unpacks ``batch`` frames
 (docs/protocol.md, "Batch frames"); it resumes from its cursor after every break; after a
-``close`` frame with ``retry_after_ms`` (the only frame of a handshake a draining daphne
-node took) it reconnects after that hint plus up to as much again, after a close with 4012
-(service restart, a draining node) or 1012 within a random delay under 1 s, after any other
-break or a refused handshake after a full-jitter backoff (0.5 s doubling up to 20 s). A
+close with 4012 (service restart, a draining node) or 1012, the socket's or a ``close``
+frame's (the only frame of a handshake a draining daphne took), it reconnects within a
+random delay under 1 s, after another ``close`` frame with ``retry_after_ms`` (4013, busy)
+after that hint plus up to as much again, after any other break or a refused handshake
+after a full-jitter backoff (0.5 s doubling up to 20 s). A
 ``reset`` (the log no longer held the client's gap) moves its cursor to the log's position
 and is counted; the messages it skipped count as lost. Given two node URLs, where it
 reconnects plays the load balancer: to a node the orchestrator says is in rotation
@@ -173,11 +174,11 @@ class Follower:
 
     async def _pause(self, world: World, code: int | None) -> None:
         hint, self.hint = self.hint, 0.0
-        if hint:  # a close frame's retry_after_ms: that, plus up to as much again
-            delay = hint * (1 + random.random())
-        elif code in RESTART_CODES:
+        if code in RESTART_CODES:  # a restart (the close frame's code too): at once
             delay = random.random() * RESTART_JITTER_S
             self.attempts = 0
+        elif hint:  # a close frame's retry_after_ms (busy): that, plus up to as much again
+            delay = hint * (1 + random.random())
         else:
             ceiling = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**self.attempts)
             self.attempts += 1
